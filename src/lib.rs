@@ -1,0 +1,19 @@
+//! natsu: a NATS-protocol message broker on glommio, one executor per core.
+//!
+//! A message's trip through the crate:
+//!
+//! 1. [`protocol::parser`] scans a client's bytes into operations (PUB, SUB, ...), borrowing
+//!    from the read buffer;
+//! 2. [`server::client`] acts on them for its connection, on the core that accepted it;
+//! 3. [`server::shard`] matches the subject in the core's [`server::sublist`] and appends MSG
+//!    frames ([`protocol::encode`]) to local subscribers' outbound buffers;
+//! 4. for subscribers on other cores, [`server::router`] batches the message into that core's
+//!    mailbox, and the receiving shard delivers it in turn;
+//! 5. each connection's writer sends its whole buffer once per event-loop pass.
+//!
+//! [`config`] turns flags into [`server::Options`]; [`logging`] prints nats-server-style lines.
+
+pub mod config;
+pub mod logging;
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,572 @@
+//! The incremental protocol scanner.
+//!
+//! [`Parser::parse`] looks at the unconsumed bytes at the front of a read buffer and returns the
+//! next complete operation with the number of bytes it spans, or `Ok(None)` when more bytes are
+//! needed. Operations borrow from the buffer (no copy); the caller drops the consumed prefix.
+//! Because a half-received command is simply looked at again once more bytes arrive, a
+//! command split at any byte boundary parses exactly as if it came in one read. To keep that
+//! cheap for big payloads the parser remembers how many bytes a pending PUB needs and does not
+//! rescan until they are there.
+//!
+//! Line ends and argument separators are found with memchr. Errors follow nats-server: see
+//! [`ParseError`].
+
+use memchr::{memchr, memchr2};
+
+/// Which side of the protocol this parser reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The broker reading a client: CONNECT, PUB, HPUB, SUB, UNSUB, PING, PONG (+OK, -ERR, INFO).
+    Server,
+    /// A client reading the broker: INFO, MSG, HMSG, PING, PONG, +OK, -ERR.
+    Client,
+}
+
+/// One protocol operation, borrowing from the read buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Op<'a> {
+    /// `CONNECT {json}`: the JSON text.
+    Connect(&'a [u8]),
+    /// `INFO {json}`: the JSON text.
+    Info(&'a [u8]),
+    /// `PUB subject [reply] size` or `HPUB subject [reply] hdr_len total_len`.
+    Pub(Publish<'a>),
+    /// `MSG subject sid [reply] size` or `HMSG subject sid [reply] hdr_len total_len`.
+    Msg(Delivery<'a>),
+    /// `SUB subject [queue] sid`.
+    Sub { subject: &'a [u8], queue: Option<&'a [u8]>, sid: &'a [u8] },
+    /// `UNSUB sid [max]`; a max that is not a number is ignored, as nats-server does.
+    Unsub { sid: &'a [u8], max: Option<u64> },
+    /// `PING`.
+    Ping,
+    /// `PONG`.
+    Pong,
+    /// `+OK`.
+    Ok,
+    /// `-ERR 'text'`: the text after `-ERR `.
+    Err(&'a [u8]),
+}
+
+/// A message published by a client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Publish<'a> {
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    /// Length of the header block at the front of `msg` (0 for PUB). `Some` marks HPUB.
+    pub header_len: Option<usize>,
+    /// Headers (if any) followed by the payload, without the trailing CRLF.
+    pub msg: &'a [u8],
+}
+
+/// A message delivered to a client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    pub subject: &'a [u8],
+    pub sid: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    /// `Some` marks HMSG.
+    pub header_len: Option<usize>,
+    pub msg: &'a [u8],
+}
+
+/// Why a byte stream is not the NATS protocol. Each maps to what nats-server sends and does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// An op that is not one of the protocol's, or a payload not followed by CRLF.
+    UnknownOp,
+    /// A control line longer than the limit.
+    MaxControlLine,
+    /// A PUB whose declared size is over max_payload (checked on the control line).
+    MaxPayload,
+    /// Wrong number or form of arguments: nats-server closes such a connection without an -ERR.
+    BadArgs,
+    /// The peer sent `-ERR`: a client that does so is closed.
+    PeerError,
+}
+
+impl ParseError {
+    /// The `-ERR` line the broker sends before closing, if any.
+    pub fn err_line(self) -> Option<&'static [u8]> {
+        match self {
+            ParseError::UnknownOp => Some(b"-ERR 'Unknown Protocol Operation'\r\n"),
+            ParseError::MaxControlLine => Some(b"-ERR 'maximum control line exceeded'\r\n"),
+            ParseError::MaxPayload => Some(b"-ERR 'Maximum Payload Violation'\r\n"),
+            ParseError::BadArgs | ParseError::PeerError => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ParseError::UnknownOp => "unknown protocol operation",
+            ParseError::MaxControlLine => "maximum control line exceeded",
+            ParseError::MaxPayload => "maximum payload violation",
+            ParseError::BadArgs => "malformed protocol arguments",
+            ParseError::PeerError => "peer sent -ERR",
+        })
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Connect,
+    Info,
+    Pub,
+    HPub,
+    Msg,
+    HMsg,
+    Sub,
+    Unsub,
+    Ping,
+    Pong,
+    Ok,
+    Err,
+}
+
+/// Op names, upper case, with which roles accept them. A server ignores a client's INFO and
+/// +OK, as nats-server does; a client never sends MSG.
+const OPS: &[(&[u8], Kind, bool, bool)] = &[
+    // (name, kind, a server accepts it, a client accepts it)
+    (b"PUB", Kind::Pub, true, false),
+    (b"HPUB", Kind::HPub, true, false),
+    (b"SUB", Kind::Sub, true, false),
+    (b"UNSUB", Kind::Unsub, true, false),
+    (b"CONNECT", Kind::Connect, true, false),
+    (b"MSG", Kind::Msg, false, true),
+    (b"HMSG", Kind::HMsg, false, true),
+    (b"INFO", Kind::Info, true, true),
+    (b"PING", Kind::Ping, true, true),
+    (b"PONG", Kind::Pong, true, true),
+    (b"+OK", Kind::Ok, true, true),
+    (b"-ERR", Kind::Err, true, true),
+];
+
+const MAX_ARGS: usize = 5;
+
+/// The incremental scanner; one per connection.
+#[derive(Debug)]
+pub struct Parser {
+    role: Role,
+    max_control_line: usize,
+    max_payload: usize,
+    /// Bytes the pending message needs in total (from the buffer's front) before it is worth
+    /// looking again; 0 when nothing is pending.
+    need: usize,
+}
+
+impl Parser {
+    /// A parser with nats-server's limits for the given role.
+    ///
+    /// ```
+    /// use natsu::protocol::parser::{Op, Parser, Role};
+    /// let mut p = Parser::new(Role::Server, 4096, 1 << 20);
+    /// let (op, used) = p.parse(b"PING\r\n").unwrap().unwrap();
+    /// assert_eq!((op, used), (Op::Ping, 6));
+    /// ```
+    pub fn new(role: Role, max_control_line: usize, max_payload: usize) -> Parser {
+        Parser { role, max_control_line, max_payload, need: 0 }
+    }
+
+    /// Change the payload limit (a client learns it from INFO).
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.max_payload = max_payload;
+    }
+
+    /// Bytes the buffer must hold before [`Parser::parse`] can make progress (0 if unknown).
+    pub fn needed(&self) -> usize {
+        self.need
+    }
+
+    /// Parse the next operation at the front of `buf`.
+    ///
+    /// Returns `Ok(Some((op, consumed)))`, `Ok(None)` when `buf` holds only part of an
+    /// operation, or the protocol error that ends the connection.
+    pub fn parse<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(Op<'a>, usize)>, ParseError> {
+        if buf.is_empty() || buf.len() < self.need {
+            return Ok(None);
+        }
+        let kind = match self.op_kind(buf)? {
+            Some(k) => k,
+            None => return Ok(None),
+        };
+        let nl = match memchr(b'\n', buf) {
+            Some(i) => i,
+            None => {
+                if buf.len() > self.max_control_line {
+                    return Err(ParseError::MaxControlLine);
+                }
+                return Ok(None);
+            }
+        };
+        if nl > self.max_control_line {
+            return Err(ParseError::MaxControlLine);
+        }
+        let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+        let line = &buf[..line_end];
+        let body_start = nl + 1;
+        let mut args: [&'a [u8]; MAX_ARGS] = [&[]; MAX_ARGS];
+        let op = match kind {
+            Kind::Ping => Op::Ping,
+            Kind::Pong => Op::Pong,
+            Kind::Ok => Op::Ok,
+            Kind::Err => {
+                if self.role == Role::Server {
+                    return Err(ParseError::PeerError);
+                }
+                Op::Err(rest_after_op(line))
+            }
+            Kind::Connect => Op::Connect(rest_after_op(line)),
+            Kind::Info => Op::Info(rest_after_op(line)),
+            Kind::Sub => match split_args(line, &mut args)? {
+                2 => Op::Sub { subject: args[0], queue: None, sid: args[1] },
+                3 => Op::Sub { subject: args[0], queue: Some(args[1]), sid: args[2] },
+                _ => return Err(ParseError::BadArgs),
+            },
+            Kind::Unsub => match split_args(line, &mut args)? {
+                1 => Op::Unsub { sid: args[0], max: None },
+                2 => Op::Unsub { sid: args[0], max: parse_size(args[1]).map(|m| m as u64) },
+                // nats-server answers a bare UNSUB with Unknown Protocol Operation.
+                0 => return Err(ParseError::UnknownOp),
+                _ => return Err(ParseError::BadArgs),
+            },
+            Kind::Pub | Kind::HPub | Kind::Msg | Kind::HMsg => {
+                let n = split_args(line, &mut args)?;
+                let (fixed, has_hdr) = match kind {
+                    Kind::Pub => (2, false),
+                    Kind::HPub => (3, true),
+                    Kind::Msg => (3, false),
+                    _ => (4, true),
+                };
+                // One optional argument: the reply subject, just before the size(s).
+                let with_reply = match n {
+                    x if x == fixed => false,
+                    x if x == fixed + 1 => true,
+                    _ => return Err(ParseError::BadArgs),
+                };
+                let total = parse_size(args[n - 1]).ok_or(ParseError::BadArgs)?;
+                let header_len = if has_hdr {
+                    let h = parse_size(args[n - 2]).ok_or(ParseError::BadArgs)?;
+                    if h > total {
+                        return Err(ParseError::BadArgs);
+                    }
+                    Some(h)
+                } else {
+                    None
+                };
+                if total > self.max_payload && self.role == Role::Server {
+                    return Err(ParseError::MaxPayload);
+                }
+                let end = body_start + total;
+                // Fail on a wrong byte after the payload as soon as it arrives.
+                if buf.len() > end && buf[end] != b'\r' {
+                    return Err(ParseError::UnknownOp);
+                }
+                if buf.len() < end + 2 {
+                    self.need = if buf.len() > end { end + 2 } else { end + 1 };
+                    return Ok(None);
+                }
+                self.need = 0;
+                if &buf[end..end + 2] != b"\r\n" {
+                    return Err(ParseError::UnknownOp);
+                }
+                let msg = &buf[body_start..end];
+                let consumed = end + 2;
+                let op = if matches!(kind, Kind::Pub | Kind::HPub) {
+                    Op::Pub(Publish {
+                        subject: args[0],
+                        reply: with_reply.then(|| args[1]),
+                        header_len,
+                        msg,
+                    })
+                } else {
+                    Op::Msg(Delivery {
+                        subject: args[0],
+                        sid: args[1],
+                        reply: with_reply.then(|| args[2]),
+                        header_len,
+                        msg,
+                    })
+                };
+                return Ok(Some((op, consumed)));
+            }
+        };
+        Ok(Some((op, body_start)))
+    }
+
+    /// Identify the op at the front of `buf`, failing as soon as the bytes cannot begin any op
+    /// this role accepts (nats-server rejects `F` without waiting for a line end).
+    fn op_kind(&self, buf: &[u8]) -> Result<Option<Kind>, ParseError> {
+        let head = &buf[..buf.len().min(9)];
+        let word_end = head.iter().position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        let word = &head[..word_end.unwrap_or(head.len())];
+        let server = self.role == Role::Server;
+        let mut prefix_of_some = false;
+        for &(name, kind, by_server, by_client) in OPS {
+            if !(if server { by_server } else { by_client }) {
+                continue;
+            }
+            if word_end.is_some() {
+                if word.eq_ignore_ascii_case(name) {
+                    return Ok(Some(kind));
+                }
+            } else if word.len() <= name.len() && name[..word.len()].eq_ignore_ascii_case(word) {
+                prefix_of_some = true;
+            }
+        }
+        if prefix_of_some {
+            Ok(None)
+        } else {
+            Err(ParseError::UnknownOp)
+        }
+    }
+}
+
+/// The text after the op name and its separating blanks (CONNECT/INFO JSON, -ERR text).
+fn rest_after_op(line: &[u8]) -> &[u8] {
+    let op_end = memchr2(b' ', b'\t', line).unwrap_or(line.len());
+    let rest = &line[op_end..];
+    let start = rest.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(rest.len());
+    &rest[start..]
+}
+
+/// Split the arguments after the op name on runs of spaces and tabs.
+fn split_args<'a>(line: &'a [u8], out: &mut [&'a [u8]; MAX_ARGS]) -> Result<usize, ParseError> {
+    let mut n = 0;
+    let mut rest = rest_after_op(line);
+    while !rest.is_empty() {
+        let end = memchr2(b' ', b'\t', rest).unwrap_or(rest.len());
+        if n == MAX_ARGS {
+            return Err(ParseError::BadArgs);
+        }
+        out[n] = &rest[..end];
+        n += 1;
+        rest = &rest[end..];
+        let skip = rest.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(rest.len());
+        rest = &rest[skip..];
+    }
+    Ok(n)
+}
+
+/// A decimal size: ASCII digits only, at most 18 of them (so it cannot overflow).
+pub fn parse_size(s: &[u8]) -> Option<usize> {
+    if s.is_empty() || s.len() > 18 {
+        return None;
+    }
+    let mut n: usize = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as usize;
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MCL: usize = 4096;
+    const MP: usize = 1 << 20;
+
+    fn server() -> Parser {
+        Parser::new(Role::Server, MCL, MP)
+    }
+
+    /// Parse everything in `input` fed in one piece; returns debug strings of the ops.
+    fn parse_all(p: &mut Parser, input: &[u8]) -> Result<Vec<String>, ParseError> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        while let Some((op, used)) = p.parse(&input[off..])? {
+            out.push(format!("{op:?}"));
+            off += used;
+        }
+        assert_eq!(off, input.len(), "unconsumed input");
+        Ok(out)
+    }
+
+    /// Feed `input` the way a socket would, growing the buffer by `step` bytes at a time;
+    /// after each growth parse as much as possible.
+    fn parse_stepwise(p: &mut Parser, input: &[u8], step: usize) -> Result<Vec<String>, ParseError> {
+        let mut out = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut fed = 0;
+        while fed < input.len() {
+            let n = step.min(input.len() - fed);
+            buf.extend_from_slice(&input[fed..fed + n]);
+            fed += n;
+            loop {
+                match p.parse(&buf)? {
+                    Some((op, used)) => {
+                        out.push(format!("{op:?}"));
+                        buf.drain(..used);
+                    }
+                    None => break,
+                }
+            }
+        }
+        assert!(buf.is_empty(), "left over: {:?}", String::from_utf8_lossy(&buf));
+        Ok(out)
+    }
+
+    const ALL_OPS: &[u8] = b"CONNECT {\"verbose\":false}\r\nPUB foo 5\r\nhello\r\nPUB foo bar 0\r\n\r\n\
+HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nHPUB foo inbox.1 12 12\r\nNATS/1.0\r\n\r\n\r\n\
+SUB foo 1\r\nSUB foo.* q 2\r\nUNSUB 1\r\nUNSUB 2 10\r\nPING\r\nPONG\r\nping\r\npub\tfoo\t1\r\nx\r\n\
+sub  bar   3 \r\nPING\n+OK\r\nINFO {}\r\n";
+
+    #[test]
+    fn every_op_whole() {
+        let ops = parse_all(&mut server(), ALL_OPS).unwrap();
+        assert_eq!(ops.len(), 17);
+        assert_eq!(ops[0], "Connect([123, 34, 118, 101, 114, 98, 111, 115, 101, 34, 58, 102, 97, 108, 115, 101, 125])");
+        let mut p = server();
+        let (op, _) = p.parse(b"HPUB foo inbox.1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n").unwrap().unwrap();
+        assert_eq!(
+            op,
+            Op::Pub(Publish {
+                subject: b"foo",
+                reply: Some(b"inbox.1"),
+                header_len: Some(12),
+                msg: b"NATS/1.0\r\n\r\nhi"
+            })
+        );
+        let (op, _) = p.parse(b"sub  bar  q   3 \r\n").unwrap().unwrap();
+        assert_eq!(op, Op::Sub { subject: b"bar", queue: Some(b"q"), sid: b"3" });
+        let (op, _) = p.parse(b"UNSUB 1 x\r\n").unwrap().unwrap();
+        assert_eq!(op, Op::Unsub { sid: b"1", max: None });
+    }
+
+    #[test]
+    fn one_byte_at_a_time_matches_whole() {
+        let whole = parse_all(&mut server(), ALL_OPS).unwrap();
+        for step in 1..8 {
+            assert_eq!(parse_stepwise(&mut server(), ALL_OPS, step).unwrap(), whole, "step {step}");
+        }
+    }
+
+    #[test]
+    fn every_split_point_matches_whole() {
+        let whole = parse_all(&mut server(), ALL_OPS).unwrap();
+        for split in 0..=ALL_OPS.len() {
+            let mut p = server();
+            let mut out = Vec::new();
+            let mut buf = ALL_OPS[..split].to_vec();
+            for part in [&ALL_OPS[split..], &b""[..]] {
+                while let Some((op, used)) = p.parse(&buf).unwrap() {
+                    out.push(format!("{op:?}"));
+                    buf.drain(..used);
+                }
+                buf.extend_from_slice(part);
+            }
+            while let Some((op, used)) = p.parse(&buf).unwrap() {
+                out.push(format!("{op:?}"));
+                buf.drain(..used);
+            }
+            assert_eq!(out, whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn client_role_ops() {
+        let input = b"INFO {\"a\":1}\r\nMSG foo 1 5\r\nhello\r\nMSG foo 1 r 0\r\n\r\n\
+HMSG foo abc 12 14\r\nNATS/1.0\r\n\r\nhi\r\nHMSG foo abc inbox 16 16\r\nNATS/1.0 503\r\n\r\n\r\n\
+PING\r\nPONG\r\n+OK\r\n-ERR 'Authorization Violation'\r\n";
+        let mut c = Parser::new(Role::Client, MCL, MP);
+        let whole = parse_all(&mut c, input).unwrap();
+        assert_eq!(whole.len(), 9);
+        assert_eq!(parse_stepwise(&mut Parser::new(Role::Client, MCL, MP), input, 1).unwrap(), whole);
+        let (op, _) = c.parse(b"-ERR 'Stale Connection'\r\n").unwrap().unwrap();
+        assert_eq!(op, Op::Err(b"'Stale Connection'"));
+        let (op, _) = c.parse(b"HMSG a.b 7 r 3 5\r\nabcde\r\n").unwrap().unwrap();
+        assert_eq!(
+            op,
+            Op::Msg(Delivery { subject: b"a.b", sid: b"7", reply: Some(b"r"), header_len: Some(3), msg: b"abcde" })
+        );
+        // A client never accepts what only a client sends.
+        assert_eq!(c.parse(b"PUB foo 1\r\na\r\n"), Err(ParseError::UnknownOp));
+    }
+
+    /// Malformed input: the error, and so the -ERR line and whether the connection closes.
+    #[test]
+    fn malformed_table() {
+        let big_line = [&b"PUB foo "[..], &[b'x'; 5000], b" 1\r\n"].concat();
+        let no_nl = [&b"PUB "[..], &[b'x'; 5000]].concat();
+        let cases: &[(&[u8], ParseError)] = &[
+            (b"FOO\r\n", ParseError::UnknownOp),
+            (b"F", ParseError::UnknownOp),
+            (b"PUBX foo 1\r\n", ParseError::UnknownOp),
+            (b" PING\r\n", ParseError::UnknownOp),
+            (b"\r\nPING\r\n", ParseError::UnknownOp),
+            (b"MSG foo 1 1\r\na\r\n", ParseError::UnknownOp),
+            (b"PUB foo 2\r\nabc\r\n", ParseError::UnknownOp),
+            (b"PUB foo 2\r\nab\n", ParseError::UnknownOp),
+            (b"PUB foo 2\r\nabXY", ParseError::UnknownOp),
+            (b"UNSUB\r\n", ParseError::UnknownOp),
+            (b"PUB foo\r\n", ParseError::BadArgs),
+            (b"PUB foo bar baz 1\r\n", ParseError::BadArgs),
+            (b"PUB foo -1\r\n", ParseError::BadArgs),
+            (b"PUB foo abc\r\n", ParseError::BadArgs),
+            (b"PUB foo 99999999999999999999\r\n", ParseError::BadArgs),
+            (b"HPUB foo 20 14\r\n", ParseError::BadArgs),
+            (b"HPUB foo 14\r\n", ParseError::BadArgs),
+            (b"SUB foo\r\n", ParseError::BadArgs),
+            (b"SUB foo.* bar 1 2\r\n", ParseError::BadArgs),
+            (b"UNSUB 1 2 3\r\n", ParseError::BadArgs),
+            (b"PUB foo 2000000\r\n", ParseError::MaxPayload),
+            (b"HPUB foo 12 2000000\r\n", ParseError::MaxPayload),
+            (&big_line, ParseError::MaxControlLine),
+            (&no_nl, ParseError::MaxControlLine),
+            (b"-ERR 'x'\r\n", ParseError::PeerError),
+        ];
+        for (input, want) in cases {
+            for step in [1, input.len()] {
+                let got = parse_stepwise(&mut server(), input, step).map(|_| ());
+                assert_eq!(got, Err(*want), "input {:?} step {step}", String::from_utf8_lossy(input));
+            }
+        }
+        assert_eq!(ParseError::UnknownOp.err_line(), Some(&b"-ERR 'Unknown Protocol Operation'\r\n"[..]));
+        assert_eq!(ParseError::MaxPayload.err_line(), Some(&b"-ERR 'Maximum Payload Violation'\r\n"[..]));
+        assert_eq!(ParseError::MaxControlLine.err_line(), Some(&b"-ERR 'maximum control line exceeded'\r\n"[..]));
+        assert_eq!(ParseError::BadArgs.err_line(), None);
+    }
+
+    #[test]
+    fn incomplete_is_none_not_error() {
+        let mut p = server();
+        for input in [&b"P"[..], b"PI", b"PING", b"PING\r", b"PUB foo 5\r\nhel", b"CONNECT {", b"hpu"] {
+            assert_eq!(p.parse(input), Ok(None), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn pending_payload_is_not_rescanned_until_complete() {
+        let mut p = server();
+        let msg = [&b"PUB big 100000\r\n"[..], &[b'z'; 100000], b"\r\n"].concat();
+        assert_eq!(p.parse(&msg[..20]), Ok(None));
+        assert_eq!(p.needed(), msg.len() - 1);
+        assert_eq!(p.parse(&msg[..msg.len() - 1]), Ok(None));
+        let (op, used) = p.parse(&msg).unwrap().unwrap();
+        assert_eq!(used, msg.len());
+        assert!(matches!(op, Op::Pub(Publish { msg, .. }) if msg.len() == 100000));
+        assert_eq!(p.needed(), 0);
+    }
+
+    #[test]
+    fn payload_at_limit_is_accepted() {
+        let mut p = Parser::new(Role::Server, MCL, 10);
+        assert!(p.parse(b"PUB foo 10\r\n0123456789\r\n").unwrap().is_some());
+        assert_eq!(p.parse(b"PUB foo 11\r\n"), Err(ParseError::MaxPayload));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size(b"0"), Some(0));
+        assert_eq!(parse_size(b"1048576"), Some(1048576));
+        for bad in [&b""[..], b"-1", b"+1", b"1a", b" 1", b"1234567890123456789"] {
+            assert_eq!(parse_size(bad), None);
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! One client connection: its state, and the three tasks that serve it on its core.
+//!
+//! - the reader parses what the client sends and acts on it (publish, subscribe, ...);
+//! - the writer sends whatever the connection has queued, one `send` per event-loop pass;
+//! - the pinger sends PINGs every ping_interval and ends a connection that stops answering.
+//!
+//! Anything on this core that delivers to the client (a publisher's reader, the cross-core
+//! mailbox) appends a frame to [`Client::out`] and wakes the writer; nothing blocks on a
+//! client's socket but that client's own writer.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::unix::io::RawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+use super::shard::{Shard, SubRef, Subscription};
+use crate::protocol::info::Connect;
+use crate::protocol::{encode, Op, Parser, Role};
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Open,
+    /// Stop reading; send what is queued (an -ERR, say), then close.
+    Draining,
+    Closed,
+}
+
+/// Why a connection closed, as nats-server names it in /connz.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientClosed,
+    SlowConsumerPendingBytes,
+    SlowConsumerWriteDeadline,
+    ParseError,
+    StaleConnection,
+    MaxConnectionsExceeded,
+    ProtocolViolation,
+    ServerShutdown,
+    WriteError,
+    ReadError,
+}
+
+/// Counters for one connection.
+#[derive(Default, Debug)]
+pub struct ClientStats {
+    pub in_msgs: Cell<u64>,
+    pub in_bytes: Cell<u64>,
+    pub out_msgs: Cell<u64>,
+    pub out_bytes: Cell<u64>,
+}
+
+/// A client connection's shared state on its core.
+pub struct Client {
+    /// Server-wide connection id.
+    pub cid: u64,
+    pub addr: Option<SocketAddr>,
+    /// Frames waiting for the writer.
+    pub out: RefCell<Vec<u8>>,
+    /// Bytes the writer has taken from `out` and not yet finished sending; counted with `out`
+    /// against max_pending.
+    pub in_flight: Cell<usize>,
+    writer: Cell<Option<Waker>>,
+    pub state: Cell<State>,
+    pub close_reason: Cell<Option<CloseReason>>,
+    /// CONNECT options (defaults until the client sends CONNECT).
+    pub opts: RefCell<Connect>,
+    /// Cached flags from `opts`, read on the hot path.
+    pub echo: Cell<bool>,
+    pub headers: Cell<bool>,
+    pub verbose: Cell<bool>,
+    pub pedantic: Cell<bool>,
+    pub no_responders: Cell<bool>,
+    /// Subscriptions by sid.
+    pub subs: RefCell<HashMap<Box<[u8]>, Rc<Subscription>, ahash::RandomState>>,
+    /// PINGs sent without a PONG back.
+    pub pings_out: Cell<u32>,
+    /// Interest epoch this client's subscriptions need acknowledged by every other core
+    /// before a PONG may go out (so a flush after SUB means "visible server-wide").
+    pub need_epoch: Cell<u64>,
+    pub stats: ClientStats,
+    fd: RawFd,
+}
+
+impl Client {
+    fn new(cid: u64, fd: RawFd, addr: Option<SocketAddr>) -> Client {
+        let defaults = Connect::default();
+        Client {
+            cid,
+            addr,
+            out: RefCell::new(Vec::with_capacity(4096)),
+            in_flight: Cell::new(0),
+            writer: Cell::new(None),
+            state: Cell::new(State::Open),
+            close_reason: Cell::new(None),
+            echo: Cell::new(defaults.echo),
+            headers: Cell::new(defaults.headers),
+            verbose: Cell::new(defaults.verbose),
+            pedantic: Cell::new(defaults.pedantic),
+            no_responders: Cell::new(false),
+            opts: RefCell::new(defaults),
+            subs: RefCell::new(HashMap::default()),
+            pings_out: Cell::new(0),
+            need_epoch: Cell::new(0),
+            stats: ClientStats::default(),
+            fd,
+        }
+    }
+
+    /// Wake the writer if it is parked.
+    #[inline]
+    pub fn wake_writer(&self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// Queue raw protocol bytes (+OK, -ERR, PONG, INFO).
+    pub fn send(&self, bytes: &[u8]) {
+        if self.state.get() == State::Closed {
+            return;
+        }
+        self.out.borrow_mut().extend_from_slice(bytes);
+        self.wake_writer();
+    }
+
+    /// Queue `-ERR 'text'`.
+    pub fn send_err(&self, text: &str) {
+        let mut line = Vec::with_capacity(text.len() + 10);
+        encode::err(&mut line, text);
+        self.send(&line);
+    }
+
+    /// Bytes queued and in flight.
+    pub fn pending(&self) -> usize {
+        self.out.borrow().len() + self.in_flight.get()
+    }
+
+    /// Stop reading and close once what is queued has been sent.
+    pub fn drain_and_close(&self, reason: CloseReason) {
+        if self.state.get() == State::Open {
+            self.state.set(State::Draining);
+            self.close_reason.set(Some(reason));
+        }
+        self.wake_writer();
+    }
+
+    /// Close now, discarding what is queued. Shutting the socket down wakes the reader and
+    /// the writer, which finish the clean-up.
+    pub fn abort(&self, reason: CloseReason) {
+        if self.state.get() == State::Closed {
+            return;
+        }
+        if self.close_reason.get().is_none() {
+            self.close_reason.set(Some(reason));
+        }
+        self.state.set(State::Closed);
+        self.out.borrow_mut().clear();
+        // SAFETY: `fd` is this connection's socket, open until the TcpStream that owns it
+        // drops, which happens only after both tasks using it have finished.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+        self.wake_writer();
+    }
+}
+
+/// A [`TcpStream`] shared by the reader and the writer. glommio keeps separate readiness
+/// sources for the two directions, so each task polls its own side through a short borrow.
+type Stream = Rc<RefCell<TcpStream>>;
+
+async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
+    futures_lite::future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, buf)).await
+}
+
+async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = futures_lite::future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Serve one accepted connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    use std::os::unix::io::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let addr = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(shard.opts().write_deadline));
+    let cid = shard.next_cid();
+    let client = Rc::new(Client::new(cid, fd, addr));
+    let stream: Stream = Rc::new(RefCell::new(stream));
+
+    client.send(shard.info_line(cid, addr).as_bytes());
+    if !shard.register(&client) {
+        client.send_err("maximum connections exceeded");
+        client.drain_and_close(CloseReason::MaxConnectionsExceeded);
+        writer(&shard, &client, &stream).await;
+        shard.unregister(&client);
+        return;
+    }
+    tracing::debug!(cid, ?addr, "Client connection created");
+
+    let pinger = glommio::spawn_local(pinger(shard.clone(), client.clone()));
+    let writer_task = {
+        let (shard, client, stream) = (shard.clone(), client.clone(), stream.clone());
+        glommio::spawn_local(async move { writer(&shard, &client, &stream).await })
+    };
+    reader(&shard, &client, &stream).await;
+    writer_task.await;
+    pinger.cancel().await;
+    shard.unregister(&client);
+    tracing::debug!(cid, reason = ?client.close_reason.get(), "Client connection closed");
+}
+
+/// Send what is queued, a whole buffer per pass, until the connection closes.
+async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
+    let mut spare: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        // Park until there is something to send or the connection is done.
+        let go = futures_lite::future::poll_fn(|cx| {
+            let state = client.state.get();
+            if state == State::Closed {
+                return Poll::Ready(false);
+            }
+            if !client.out.borrow().is_empty() {
+                return Poll::Ready(true);
+            }
+            if state == State::Draining {
+                return Poll::Ready(false);
+            }
+            client.writer.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await;
+        if !go {
+            break;
+        }
+        std::mem::swap(&mut *client.out.borrow_mut(), &mut spare);
+        client.in_flight.set(spare.len());
+        let res = write_all(stream, &spare).await;
+        client.in_flight.set(0);
+        if spare.capacity() > 1 << 20 {
+            spare = Vec::with_capacity(64 * 1024);
+        } else {
+            spare.clear();
+        }
+        if let Err(e) = res {
+            if client.state.get() != State::Closed {
+                let reason = if e.kind() == std::io::ErrorKind::TimedOut {
+                    shard.count_slow_consumer();
+                    tracing::info!(cid = client.cid, "Slow Consumer Detected: WriteDeadline exceeded");
+                    CloseReason::SlowConsumerWriteDeadline
+                } else {
+                    CloseReason::WriteError
+                };
+                client.abort(reason);
+            }
+            break;
+        }
+    }
+    if client.state.get() != State::Closed {
+        client.abort(client.close_reason.get().unwrap_or(CloseReason::ClientClosed));
+    }
+}
+
+/// Read, parse and act until the client goes away or breaks the protocol.
+async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
+    let opts = shard.opts();
+    let mut parser = Parser::new(Role::Server, opts.max_control_line, opts.max_payload);
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut start, mut end) = (0usize, 0usize);
+    loop {
+        if client.state.get() != State::Open {
+            return;
+        }
+        // Room to read into: move a partial command to the front, or grow for a big payload.
+        if end == buf.len() {
+            let need = parser.needed().max(end - start + 4096);
+            if start > 0 && need <= buf.len() {
+                buf.copy_within(start..end, 0);
+            } else {
+                let mut bigger = vec![0u8; need.max(buf.len() * 2)];
+                bigger[..end - start].copy_from_slice(&buf[start..end]);
+                buf = bigger;
+            }
+            end -= start;
+            start = 0;
+        }
+        let n = match read_some(stream, &mut buf[end..]).await {
+            Ok(0) | Err(_) => {
+                client.abort(CloseReason::ClientClosed);
+                return;
+            }
+            Ok(n) => n,
+        };
+        end += n;
+        loop {
+            match parser.parse(&buf[start..end]) {
+                Ok(Some((op, used))) => {
+                    start += used;
+                    if let Err(stop) = handle_op(shard, client, op).await {
+                        client.drain_and_close(stop);
+                        return;
+                    }
+                    if client.state.get() != State::Open {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(cid = client.cid, error = %e, "Client parser error");
+                    if let Some(line) = e.err_line() {
+                        client.send(line);
+                    }
+                    client.drain_and_close(CloseReason::ParseError);
+                    return;
+                }
+            }
+        }
+        if start == end {
+            start = 0;
+            end = 0;
+        }
+        shard.end_of_pass().await;
+        // Let the writers and the mailbox run before reading more: a socket with data ready
+        // returns at once, and a fast publisher must not starve its subscribers.
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// Act on one operation. `Err` closes the connection (after sending what is queued).
+async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result<(), CloseReason> {
+    match op {
+        Op::Pub(p) => shard.publish(client, &p),
+        Op::Sub { subject, queue, sid } => shard.subscribe(client, subject, queue, sid),
+        Op::Unsub { sid, max } => {
+            shard.unsubscribe(client, sid, max);
+            if client.verbose.get() {
+                client.send(b"+OK\r\n");
+            }
+        }
+        Op::Ping => {
+            // A PONG promises the client that its subscriptions are in place server-wide.
+            shard.wait_interest_acked(client.need_epoch.get()).await;
+            client.send(b"PONG\r\n");
+        }
+        Op::Pong => client.pings_out.set(0),
+        Op::Connect(json) => {
+            let c: Connect = serde_json::from_slice(json).map_err(|_| CloseReason::ParseError)?;
+            if c.protocol > 1 {
+                client.send_err("invalid client protocol");
+                return Err(CloseReason::ProtocolViolation);
+            }
+            if c.no_responders && !c.headers {
+                client.send_err("no responders requires headers support");
+                return Err(CloseReason::ProtocolViolation);
+            }
+            client.echo.set(c.echo);
+            client.headers.set(c.headers);
+            client.verbose.set(c.verbose);
+            client.pedantic.set(c.pedantic);
+            client.no_responders.set(c.no_responders);
+            *client.opts.borrow_mut() = c;
+            if client.verbose.get() {
+                client.send(b"+OK\r\n");
+            }
+        }
+        Op::Info(_) | Op::Ok => {}
+        // The parser only yields these to a client-role parser.
+        Op::Msg(_) | Op::Err(_) => return Err(CloseReason::ParseError),
+    }
+    Ok(())
+}
+
+/// PING the client every ping_interval; close it when ping_max PINGs go unanswered.
+async fn pinger(shard: Rc<Shard>, client: Rc<Client>) {
+    let opts = shard.opts();
+    let interval = opts.ping_interval.max(Duration::from_millis(10));
+    loop {
+        glommio::timer::sleep(interval).await;
+        if client.state.get() != State::Open {
+            return;
+        }
+        if client.pings_out.get() + 1 > opts.ping_max {
+            tracing::debug!(cid = client.cid, "Stale Client Connection - Closing");
+            client.send_err("Stale Connection");
+            client.drain_and_close(CloseReason::StaleConnection);
+            return;
+        }
+        client.pings_out.set(client.pings_out.get() + 1);
+        client.send(b"PING\r\n");
+    }
+}
+
+impl SubRef {
+    /// The client this subscription delivers to.
+    pub fn client(&self) -> &Rc<Client> {
+        &self.0.client
+    }
+}

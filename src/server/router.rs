@@ -1,0 +1,291 @@
+//! The cross-core router: what one core tells another, and the per-peer outbox that batches it.
+//!
+//! Every core has an [`Outbox`] per other core. Messages published on this core for
+//! subscribers on another core are appended to that peer's open [`Batch`] (copied once into
+//! one contiguous buffer: for small messages a copy is cheaper than a reference count bounced
+//! between two cores' caches). A sender task per peer moves whole batches into glommio's
+//! channel mesh, so everything one parse pass produced for a peer crosses in one mail and one
+//! wake-up. Control mails (interest changes and their acknowledgements) travel in the same
+//! ordered stream, so a peer never sees a message before the interest change that preceded it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::task::{Poll, Waker};
+
+/// What crosses from one core to another through the mesh.
+#[derive(Debug)]
+pub enum Mail {
+    /// Messages for subscribers on the receiving core.
+    Batch(Batch),
+    /// The sending core's count for (subject, queue) went 0→1 (`add`) or 1→0.
+    Interest { subject: Box<[u8]>, queue: Option<Box<[u8]>>, add: bool, epoch: u64 },
+    /// The receiving core has applied the sender's interest changes up to `epoch`.
+    Ack { epoch: u64 },
+}
+
+/// A range into a batch's data.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    subject: Span,
+    /// `len == u32::MAX` marks "no reply".
+    reply: Span,
+    /// `u32::MAX` marks PUB (no headers).
+    header_len: u32,
+    msg: Span,
+    /// Queue groups the receiving core must deliver this message to: a range of `queues`.
+    queues: (u32, u32),
+    /// How many times this message has been forwarded between cores (queue re-routing).
+    hops: u8,
+}
+
+/// Messages bound for one core, in publish order, in one buffer.
+#[derive(Debug, Default)]
+pub struct Batch {
+    data: Vec<u8>,
+    entries: Vec<Entry>,
+    queues: Vec<Span>,
+}
+
+/// One message read back out of a [`Batch`].
+#[derive(Debug)]
+pub struct BatchMsg<'a> {
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    pub header_len: Option<usize>,
+    pub msg: &'a [u8],
+    queues: &'a [Span],
+    data: &'a [u8],
+    pub hops: u8,
+}
+
+impl BatchMsg<'_> {
+    /// The queue groups this core was chosen to deliver to.
+    pub fn queues(&self) -> impl Iterator<Item = &[u8]> {
+        self.queues.iter().map(move |s| &self.data[s.start as usize..(s.start + s.len) as usize])
+    }
+}
+
+impl Batch {
+    fn put(&mut self, bytes: &[u8]) -> Span {
+        let start = self.data.len() as u32;
+        self.data.extend_from_slice(bytes);
+        Span { start, len: bytes.len() as u32 }
+    }
+
+    /// Append a message with the queue groups the receiver should deliver it to.
+    pub fn push<'q>(
+        &mut self,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        header_len: Option<usize>,
+        msg: &[u8],
+        queues: impl Iterator<Item = &'q [u8]>,
+        hops: u8,
+    ) {
+        let subject = self.put(subject);
+        let reply = match reply {
+            Some(r) => self.put(r),
+            None => Span { start: 0, len: u32::MAX },
+        };
+        let msg = self.put(msg);
+        let q0 = self.queues.len() as u32;
+        for q in queues {
+            let s = self.put(q);
+            self.queues.push(s);
+        }
+        let q1 = self.queues.len() as u32;
+        self.entries.push(Entry {
+            subject,
+            reply,
+            header_len: header_len.map_or(u32::MAX, |h| h as u32),
+            msg,
+            queues: (q0, q1),
+            hops,
+        });
+    }
+
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No messages.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes the batch holds.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The messages in order.
+    pub fn iter(&self) -> impl Iterator<Item = BatchMsg<'_>> {
+        let d = &self.data[..];
+        let at = move |s: Span| &d[s.start as usize..(s.start + s.len) as usize];
+        self.entries.iter().map(move |e| BatchMsg {
+            subject: at(e.subject),
+            reply: (e.reply.len != u32::MAX).then(|| at(e.reply)),
+            header_len: (e.header_len != u32::MAX).then_some(e.header_len as usize),
+            msg: at(e.msg),
+            queues: &self.queues[e.queues.0 as usize..e.queues.1 as usize],
+            data: d,
+            hops: e.hops,
+        })
+    }
+}
+
+/// Above this many bytes waiting for one peer, publishers on this core pause reading.
+pub const OUTBOX_HIGH_WATER: usize = 8 * 1024 * 1024;
+
+/// What this core has to send to one peer, drained by that peer's sender task.
+#[derive(Default)]
+pub struct Outbox {
+    /// Sealed mails in order.
+    mails: RefCell<VecDeque<Mail>>,
+    /// The batch still being filled; sealed when the sender task takes it or a control mail
+    /// must follow it.
+    open: RefCell<Batch>,
+    /// Bytes in `open` and in sealed batches not yet handed to the mesh.
+    pending: Cell<usize>,
+    /// The sender task, parked while there is nothing to send.
+    sender: Cell<Option<Waker>>,
+    /// Publishers parked until `pending` drops below the high-water mark.
+    drained: RefCell<Vec<Waker>>,
+}
+
+impl Outbox {
+    fn wake_sender(&self) {
+        if let Some(w) = self.sender.take() {
+            w.wake();
+        }
+    }
+
+    /// Queue a message for the peer.
+    pub fn push_msg<'q>(
+        &self,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        header_len: Option<usize>,
+        msg: &[u8],
+        queues: impl Iterator<Item = &'q [u8]>,
+        hops: u8,
+    ) {
+        let mut open = self.open.borrow_mut();
+        let before = open.bytes();
+        open.push(subject, reply, header_len, msg, queues, hops);
+        self.pending.set(self.pending.get() + open.bytes() - before);
+        drop(open);
+        self.wake_sender();
+    }
+
+    /// Queue a control mail after everything queued so far.
+    pub fn push_control(&self, mail: Mail) {
+        self.seal();
+        self.mails.borrow_mut().push_back(mail);
+        self.wake_sender();
+    }
+
+    fn seal(&self) {
+        let mut open = self.open.borrow_mut();
+        if !open.is_empty() {
+            let b = std::mem::take(&mut *open);
+            self.mails.borrow_mut().push_back(Mail::Batch(b));
+        }
+    }
+
+    /// The next mail to hand to the mesh, parking the sender task while there is none.
+    pub async fn next(&self) -> Mail {
+        futures_lite::future::poll_fn(|cx| {
+            self.seal();
+            match self.mails.borrow_mut().pop_front() {
+                Some(m) => Poll::Ready(m),
+                None => {
+                    self.sender.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// The sender handed a mail of `bytes` message bytes to the mesh.
+    pub fn sent(&self, bytes: usize) {
+        let left = self.pending.get().saturating_sub(bytes);
+        self.pending.set(left);
+        if left < OUTBOX_HIGH_WATER {
+            for w in self.drained.borrow_mut().drain(..) {
+                w.wake();
+            }
+        }
+    }
+
+    /// Wait until the peer has taken enough that this core may publish more to it.
+    pub async fn wait_drained(&self) {
+        futures_lite::future::poll_fn(|cx| {
+            if self.pending.get() < OUTBOX_HIGH_WATER {
+                Poll::Ready(())
+            } else {
+                self.drained.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Over the high-water mark.
+    pub fn is_full(&self) -> bool {
+        self.pending.get() >= OUTBOX_HIGH_WATER
+    }
+}
+
+impl Mail {
+    /// Message bytes carried, for the outbox's accounting.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Mail::Batch(b) => b.bytes(),
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_round_trip_keeps_order_and_fields() {
+        let mut b = Batch::default();
+        b.push(b"a.b", None, None, b"one", std::iter::empty(), 0);
+        b.push(b"c", Some(b"_INBOX.1"), Some(4), b"hdrsbody", [&b"q1"[..], b"q2"].into_iter(), 1);
+        b.push(b"d", Some(b""), None, b"", std::iter::empty(), 0);
+        let v: Vec<_> = b.iter().collect();
+        assert_eq!(v.len(), 3);
+        assert_eq!((v[0].subject, v[0].reply, v[0].header_len, v[0].msg), (&b"a.b"[..], None, None, &b"one"[..]));
+        assert_eq!(v[0].queues().count(), 0);
+        assert_eq!((v[1].subject, v[1].reply, v[1].header_len), (&b"c"[..], Some(&b"_INBOX.1"[..]), Some(4)));
+        assert_eq!(v[1].queues().collect::<Vec<_>>(), vec![&b"q1"[..], b"q2"]);
+        assert_eq!(v[1].hops, 1);
+        assert_eq!(v[2].reply, Some(&b""[..]));
+    }
+
+    #[test]
+    fn control_mails_follow_the_messages_queued_before_them() {
+        let o = Outbox::default();
+        o.push_msg(b"x", None, None, b"1", std::iter::empty(), 0);
+        o.push_control(Mail::Ack { epoch: 7 });
+        o.push_msg(b"y", None, None, b"2", std::iter::empty(), 0);
+        let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
+        ex.run(async {
+            assert!(matches!(o.next().await, Mail::Batch(b) if b.len() == 1));
+            assert!(matches!(o.next().await, Mail::Ack { epoch: 7 }));
+            assert!(matches!(o.next().await, Mail::Batch(b) if b.iter().next().unwrap().subject == b"y"));
+        });
+    }
+}

@@ -1,0 +1,564 @@
+//! One core's shard: its connections, its subscription index, what it knows of the other
+//! cores' interest, and the routing of every message published on it.
+//!
+//! A message published here is delivered to local subscribers at once and appended to the
+//! outbox of every other core whose interest matches. Queue groups are decided here, by the
+//! publishing core, among local members and the cores that have members: exactly one member
+//! server-wide gets each message, and the chosen core is told which groups to deliver to.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+
+use super::client::{Client, CloseReason, State};
+use super::router::{Batch, Mail, Outbox};
+use super::sublist::{Sublist, SublistResult};
+use super::Options;
+use crate::protocol::info::Info;
+use crate::protocol::{encode, subject, Publish};
+
+/// What all cores share: read-mostly configuration and server-wide counters touched only when
+/// connections come and go (never per message).
+pub struct Shared {
+    pub opts: Options,
+    pub info: Info,
+    pub connections: AtomicUsize,
+    pub total_connections: AtomicU64,
+    pub next_cid: AtomicU64,
+}
+
+/// A subscription of one client on this core.
+pub struct Subscription {
+    pub client: Rc<Client>,
+    pub sid: Box<[u8]>,
+    pub subject: Box<[u8]>,
+    pub queue: Option<Box<[u8]>>,
+    /// Auto-unsubscribe after this many deliveries (0: never).
+    pub max: Cell<u64>,
+    pub delivered: Cell<u64>,
+    /// Removed from the index; a cached match result may still hold it for a moment.
+    pub closed: Cell<bool>,
+}
+
+/// A subscription handle in the index, equal by identity.
+#[derive(Clone)]
+pub struct SubRef(pub Rc<Subscription>);
+
+impl PartialEq for SubRef {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Per-core counters.
+#[derive(Default, Debug)]
+pub struct ShardStats {
+    pub in_msgs: Cell<u64>,
+    pub in_bytes: Cell<u64>,
+    pub out_msgs: Cell<u64>,
+    pub out_bytes: Cell<u64>,
+    pub slow_consumers: Cell<u64>,
+    /// Messages handed to other cores, and received from them.
+    pub cross_sent: Cell<u64>,
+    pub cross_received: Cell<u64>,
+    /// Queue messages that found no member left anywhere (the group vanished in flight).
+    pub queue_dropped: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>, by: u64) {
+    c.set(c.get() + by);
+}
+
+/// Where a queue message goes.
+enum Pick<'a> {
+    Local(&'a SubRef),
+    Core(u16),
+    Nobody,
+}
+
+/// One core's state.
+pub struct Shard {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    local: RefCell<Sublist<SubRef>>,
+    /// Other cores' interest: entries (subject, queue, core).
+    remote: RefCell<Sublist<u16>>,
+    /// This core's subscription count per `subject[ queue]`, to broadcast only 0↔1 changes.
+    interest: RefCell<HashMap<Vec<u8>, u32, ahash::RandomState>>,
+    /// Outbox per core (None for this one).
+    outboxes: Vec<Option<Outbox>>,
+    /// Interest changes broadcast so far, and the latest each peer has acknowledged.
+    epoch: Cell<u64>,
+    acked: RefCell<Vec<u64>>,
+    epoch_waiters: RefCell<Vec<Waker>>,
+    clients: RefCell<HashMap<u64, Rc<Client>, ahash::RandomState>>,
+    rng: Cell<u64>,
+    pub stats: ShardStats,
+    /// Queue groups picked for other cores while routing one message (reused).
+    picks: RefCell<Vec<(u16, Bytes)>>,
+}
+
+impl Shard {
+    /// A shard for core `id` of `ncores`.
+    pub fn new(id: usize, ncores: usize, shared: Arc<Shared>) -> Shard {
+        Shard {
+            id,
+            shared,
+            local: RefCell::new(Sublist::new()),
+            remote: RefCell::new(Sublist::new()),
+            interest: RefCell::new(HashMap::default()),
+            outboxes: (0..ncores).map(|c| (c != id).then(Outbox::default)).collect(),
+            epoch: Cell::new(0),
+            acked: RefCell::new(vec![0; ncores]),
+            epoch_waiters: RefCell::new(Vec::new()),
+            clients: RefCell::new(HashMap::default()),
+            rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)),
+            stats: ShardStats::default(),
+            picks: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn opts(&self) -> &Options {
+        &self.shared.opts
+    }
+
+    /// The outbox towards `core`.
+    pub fn outbox(&self, core: usize) -> Option<&Outbox> {
+        self.outboxes.get(core).and_then(|o| o.as_ref())
+    }
+
+    fn random(&self, n: usize) -> usize {
+        // xorshift64*: queue member choice needs to be cheap and spread, not secure.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+
+    pub fn next_cid(&self) -> u64 {
+        self.shared.next_cid.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The INFO line for a new connection.
+    pub fn info_line(&self, cid: u64, addr: Option<SocketAddr>) -> String {
+        let mut info = self.shared.info.clone();
+        info.client_id = Some(cid);
+        info.client_ip = addr.map(|a| a.ip().to_string());
+        // nats-server ends INFO with a space before CRLF; some clients' tests match it.
+        format!("INFO {} \r\n", serde_json::to_string(&info).unwrap_or_default())
+    }
+
+    /// Count a new connection; false when max_connections is reached.
+    pub fn register(&self, client: &Rc<Client>) -> bool {
+        let max = self.opts().max_connections;
+        if self.shared.connections.fetch_add(1, Ordering::AcqRel) >= max {
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        self.shared.total_connections.fetch_add(1, Ordering::Relaxed);
+        self.clients.borrow_mut().insert(client.cid, client.clone());
+        true
+    }
+
+    /// Forget a closed connection and its subscriptions.
+    pub fn unregister(&self, client: &Rc<Client>) {
+        let subs: Vec<_> = client.subs.borrow().values().cloned().collect();
+        for s in subs {
+            self.remove_sub(&s);
+        }
+        if self.clients.borrow_mut().remove(&client.cid).is_some() {
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Connections on this core.
+    pub fn client_count(&self) -> usize {
+        self.clients.borrow().len()
+    }
+
+    pub fn count_slow_consumer(&self) {
+        bump(&self.stats.slow_consumers, 1);
+    }
+
+    /// SUB from a client.
+    pub fn subscribe(&self, client: &Rc<Client>, subj: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        if !subject::valid_subject(subj) || !queue.map_or(true, subject::valid_queue) {
+            client.send_err("Invalid Subject");
+            return;
+        }
+        let max = self.opts().max_subscriptions;
+        if max > 0 && client.subs.borrow().len() >= max {
+            client.send_err("maximum subscriptions exceeded");
+            return;
+        }
+        if !client.subs.borrow().contains_key(sid) {
+            let sub = Rc::new(Subscription {
+                client: client.clone(),
+                sid: sid.into(),
+                subject: subj.into(),
+                queue: queue.map(Into::into),
+                max: Cell::new(0),
+                delivered: Cell::new(0),
+                closed: Cell::new(false),
+            });
+            if self.local.borrow_mut().insert(subj, queue, SubRef(sub.clone())).is_err() {
+                client.send_err("Invalid Subject");
+                return;
+            }
+            client.subs.borrow_mut().insert(sid.into(), sub);
+            self.interest_changed(subj, queue, true);
+            client.need_epoch.set(self.epoch.get());
+        }
+        if client.verbose.get() {
+            client.send(b"+OK\r\n");
+        }
+    }
+
+    /// UNSUB from a client: now, or after `max` deliveries in all.
+    pub fn unsubscribe(&self, client: &Rc<Client>, sid: &[u8], max: Option<u64>) {
+        let sub = match client.subs.borrow().get(sid) {
+            Some(s) => s.clone(),
+            None => return,
+        };
+        if let Some(m) = max {
+            if m > 0 && sub.delivered.get() < m {
+                sub.max.set(m);
+                return;
+            }
+        }
+        self.remove_sub(&sub);
+    }
+
+    fn remove_sub(&self, sub: &Rc<Subscription>) {
+        if sub.closed.replace(true) {
+            return;
+        }
+        let _ = self.local.borrow_mut().remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
+        sub.client.subs.borrow_mut().remove(&sub.sid);
+        self.interest_changed(&sub.subject, sub.queue.as_deref(), false);
+    }
+
+    /// Track this core's count for a pattern and tell the other cores when it starts or stops.
+    fn interest_changed(&self, subj: &[u8], queue: Option<&[u8]>, add: bool) {
+        if self.outboxes.len() < 2 {
+            return;
+        }
+        let mut key = subj.to_vec();
+        if let Some(q) = queue {
+            key.push(b' ');
+            key.extend_from_slice(q);
+        }
+        let mut map = self.interest.borrow_mut();
+        let edge = if add {
+            let c = map.entry(key).or_insert(0);
+            *c += 1;
+            *c == 1
+        } else {
+            match map.get_mut(&key) {
+                Some(c) if *c > 1 => {
+                    *c -= 1;
+                    false
+                }
+                Some(_) => {
+                    map.remove(&key);
+                    true
+                }
+                None => false,
+            }
+        };
+        drop(map);
+        if edge {
+            let epoch = self.epoch.get() + 1;
+            self.epoch.set(epoch);
+            for o in self.outboxes.iter().flatten() {
+                o.push_control(Mail::Interest {
+                    subject: subj.into(),
+                    queue: queue.map(Into::into),
+                    add,
+                    epoch,
+                });
+            }
+        }
+    }
+
+    /// Wait until every other core has applied this core's interest changes up to `epoch`.
+    pub async fn wait_interest_acked(&self, epoch: u64) {
+        futures_lite::future::poll_fn(|cx| {
+            let done = self.acked.borrow().iter().enumerate().all(|(c, &a)| c == self.id || a >= epoch);
+            if done {
+                Poll::Ready(())
+            } else {
+                self.epoch_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// A client published a message.
+    pub fn publish(&self, client: &Rc<Client>, p: &Publish<'_>) {
+        bump(&client.stats.in_msgs, 1);
+        bump(&client.stats.in_bytes, p.msg.len() as u64);
+        bump(&self.stats.in_msgs, 1);
+        bump(&self.stats.in_bytes, p.msg.len() as u64);
+        if p.header_len.is_some() && !client.headers.get() {
+            // nats-server closes a connection that sends HPUB without negotiating headers.
+            client.drain_and_close(CloseReason::ProtocolViolation);
+            return;
+        }
+        // Like nats-server, a pedantic client is told off for a wildcard publish subject but
+        // the message is still delivered.
+        if client.pedantic.get() && subject::tokens(p.subject).any(|t| t == b"*" || t == b">") {
+            client.send_err("Invalid Publish Subject");
+        }
+        // The +OK goes before any MSG the publisher itself receives, as nats-server orders it.
+        if client.verbose.get() {
+            client.send(b"+OK\r\n");
+        }
+        // Unlike nats-server, subjects with spaces or control bytes are never delivered.
+        if !subject::deliverable_subject(p.subject) {
+            return;
+        }
+        let routed = self.route(client, p.subject, p.reply, p.header_len, p.msg);
+        if !routed {
+            if let Some(reply) = p.reply {
+                if client.no_responders.get() {
+                    self.no_responders(client, reply);
+                }
+            }
+        }
+    }
+
+    /// Tell a requester nobody listens: a 503 status message on its reply subject, delivered
+    /// only to the requester's own subscriptions.
+    fn no_responders(&self, client: &Rc<Client>, reply: &[u8]) {
+        let r = self.local.borrow_mut().match_subject(reply);
+        for s in r.psubs.iter().filter(|s| Rc::ptr_eq(&s.0.client, client)) {
+            self.deliver(&s.0, reply, None, Some(encode::NO_RESPONDERS_HDR.len()), encode::NO_RESPONDERS_HDR);
+        }
+    }
+
+    /// Deliver a message published on this core; true if anyone (here or on another core)
+    /// will get it.
+    fn route(
+        &self,
+        origin: &Rc<Client>,
+        subj: &[u8],
+        reply: Option<&[u8]>,
+        header_len: Option<usize>,
+        msg: &[u8],
+    ) -> bool {
+        let local = self.local.borrow_mut().match_subject(subj);
+        let skip_self = !origin.echo.get();
+        let mut any = false;
+        for s in &local.psubs {
+            if skip_self && Rc::ptr_eq(&s.0.client, origin) {
+                continue;
+            }
+            any |= self.deliver(&s.0, subj, reply, header_len, msg);
+        }
+        if self.outboxes.len() < 2 {
+            for (_, members) in &local.qsubs {
+                if let Pick::Local(s) = self.pick(origin, skip_self, members, &[]) {
+                    any |= self.deliver(&s.0, subj, reply, header_len, msg);
+                }
+            }
+            return any;
+        }
+        let remote = self.remote.borrow_mut().match_subject(subj);
+        let mut mask: u64 = 0;
+        for &c in &remote.psubs {
+            mask |= 1 << c;
+        }
+        let mut picks = self.picks.borrow_mut();
+        picks.clear();
+        for (name, members) in &local.qsubs {
+            let cores = remote.qsubs.iter().find(|(n, _)| n == name).map_or(&[][..], |(_, c)| &c[..]);
+            match self.pick(origin, skip_self, members, cores) {
+                Pick::Local(s) => any |= self.deliver(&s.0, subj, reply, header_len, msg),
+                Pick::Core(c) => picks.push((c, name.clone())),
+                Pick::Nobody => {}
+            }
+        }
+        for (name, cores) in &remote.qsubs {
+            if !cores.is_empty() && !local.qsubs.iter().any(|(n, _)| n == name) {
+                picks.push((cores[self.random(cores.len())], name.clone()));
+            }
+        }
+        for &(c, _) in picks.iter() {
+            mask |= 1 << c;
+        }
+        if mask != 0 {
+            any = true;
+            for (core, ob) in self.outboxes.iter().enumerate() {
+                if let Some(ob) = ob.as_ref().filter(|_| mask & (1 << core) != 0) {
+                    let qs = picks.iter().filter(|(c, _)| *c as usize == core).map(|(_, n)| &n[..]);
+                    ob.push_msg(subj, reply, header_len, msg, qs, 0);
+                    bump(&self.stats.cross_sent, 1);
+                }
+            }
+        }
+        any
+    }
+
+    /// Choose the one member of a queue group that gets a message: a live local member or a
+    /// core that has members. Each local member and each such core is equally likely.
+    fn pick<'a>(&self, origin: &Rc<Client>, skip_self: bool, members: &'a [SubRef], cores: &[u16]) -> Pick<'a> {
+        let eligible = |s: &&SubRef| {
+            !s.0.closed.get()
+                && s.0.client.state.get() == State::Open
+                && !(skip_self && Rc::ptr_eq(&s.0.client, origin))
+        };
+        let n_local = members.iter().filter(eligible).count();
+        let n = n_local + cores.len();
+        if n == 0 {
+            return Pick::Nobody;
+        }
+        let i = self.random(n);
+        match members.iter().filter(eligible).nth(i) {
+            Some(s) => Pick::Local(s),
+            None => Pick::Core(cores[i - n_local]),
+        }
+    }
+
+    /// Append a MSG for one subscription to its client's outbound buffer.
+    #[inline]
+    fn deliver(&self, sub: &Rc<Subscription>, subj: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8]) -> bool {
+        let c = &sub.client;
+        if sub.closed.get() || c.state.get() != State::Open {
+            return false;
+        }
+        // A client that did not ask for headers gets the payload alone, as nats-server does.
+        let (h, body) = match header_len {
+            Some(h) if !c.headers.get() => (None, &msg[h.min(msg.len())..]),
+            h => (h, msg),
+        };
+        let (was_empty, queued) = {
+            let mut out = c.out.borrow_mut();
+            let was_empty = out.is_empty();
+            encode::msg(&mut out, subj, &sub.sid, reply, h, body);
+            (was_empty, out.len())
+        };
+        bump(&c.stats.out_msgs, 1);
+        bump(&c.stats.out_bytes, body.len() as u64);
+        bump(&self.stats.out_msgs, 1);
+        bump(&self.stats.out_bytes, body.len() as u64);
+        if queued + c.in_flight.get() > self.opts().max_pending {
+            self.count_slow_consumer();
+            tracing::info!(cid = c.cid, "Slow Consumer Detected: MaxPending of {} exceeded", self.opts().max_pending);
+            c.abort(CloseReason::SlowConsumerPendingBytes);
+        } else if was_empty {
+            c.wake_writer();
+        }
+        let d = sub.delivered.get() + 1;
+        sub.delivered.set(d);
+        if sub.max.get() != 0 && d >= sub.max.get() {
+            self.remove_sub(sub);
+        }
+        true
+    }
+
+    /// A mail from another core.
+    pub fn handle_mail(&self, from: usize, mail: Mail) {
+        match mail {
+            Mail::Batch(b) => self.deliver_batch(from, &b),
+            Mail::Interest { subject, queue, add, epoch } => {
+                let mut remote = self.remote.borrow_mut();
+                let core = from as u16;
+                let _ = if add {
+                    remote.insert(&subject, queue.as_deref(), core)
+                } else {
+                    remote.remove(&subject, queue.as_deref(), &core)
+                };
+                drop(remote);
+                if let Some(o) = self.outbox(from) {
+                    o.push_control(Mail::Ack { epoch });
+                }
+            }
+            Mail::Ack { epoch } => {
+                let mut acked = self.acked.borrow_mut();
+                if acked[from] < epoch {
+                    acked[from] = epoch;
+                }
+                drop(acked);
+                for w in self.epoch_waiters.borrow_mut().drain(..) {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Deliver messages another core published for subscribers here.
+    fn deliver_batch(&self, from: usize, batch: &Batch) {
+        bump(&self.stats.cross_received, batch.len() as u64);
+        let mut local: Option<(Vec<u8>, Rc<SublistResult<SubRef>>)> = None;
+        for m in batch.iter() {
+            // Consecutive messages usually share a subject; skip even the cache lookup then.
+            let r = match &local {
+                Some((s, r)) if s[..] == *m.subject => r.clone(),
+                _ => {
+                    let r = self.local.borrow_mut().match_subject(m.subject);
+                    local = Some((m.subject.to_vec(), r.clone()));
+                    r
+                }
+            };
+            // A forwarded message (hops > 0) is only for its queue groups.
+            if m.hops == 0 {
+                for s in &r.psubs {
+                    self.deliver(&s.0, m.subject, m.reply, m.header_len, m.msg);
+                }
+            }
+            for q in m.queues() {
+                let members = r.qsubs.iter().find(|(n, _)| &n[..] == q).map_or(&[][..], |(_, v)| &v[..]);
+                let live: Vec<&SubRef> =
+                    members.iter().filter(|s| !s.0.closed.get() && s.0.client.state.get() == State::Open).collect();
+                if !live.is_empty() {
+                    let s = live[self.random(live.len())];
+                    self.deliver(&s.0, m.subject, m.reply, m.header_len, m.msg);
+                    continue;
+                }
+                // The group left this core while the message was in flight: hand it to
+                // another core that still has members, if any.
+                let remote = self.remote.borrow_mut().match_subject(m.subject);
+                let cores: Vec<u16> = remote
+                    .qsubs
+                    .iter()
+                    .filter(|(n, _)| &n[..] == q)
+                    .flat_map(|(_, c)| c.iter().copied())
+                    .filter(|&c| c as usize != from)
+                    .collect();
+                if cores.is_empty() || m.hops as usize >= self.outboxes.len() {
+                    bump(&self.stats.queue_dropped, 1);
+                    continue;
+                }
+                let c = cores[self.random(cores.len())] as usize;
+                if let Some(ob) = self.outbox(c) {
+                    ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::once(q), m.hops + 1);
+                }
+            }
+        }
+    }
+
+    /// After a reader's parse pass: if another core is not keeping up, wait for it rather than
+    /// queue without bound.
+    pub async fn end_of_pass(&self) {
+        for ob in self.outboxes.iter().flatten() {
+            if ob.is_full() {
+                ob.wait_drained().await;
+            }
+        }
+    }
+
+    /// Subscriptions on this core.
+    pub fn subscription_count(&self) -> usize {
+        self.local.borrow().count()
+    }
+}

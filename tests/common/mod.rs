@@ -1,0 +1,301 @@
+//! Shared helpers for the integration tests: start a broker as a child process (natsu, or the
+//! reference `nats-server` when `NATSU_TEST_TARGET=reference`), and talk raw protocol to it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Limits a test may set; natsu takes them as flags, the reference through a config file.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    pub max_payload: Option<u64>,
+    pub max_control_line: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_subscriptions: Option<u64>,
+    pub max_pending: Option<u64>,
+    /// seconds
+    pub ping_interval: Option<u64>,
+    pub ping_max: Option<u64>,
+    /// seconds
+    pub write_deadline: Option<u64>,
+}
+
+/// True when the tests are pointed at the reference server instead of natsu.
+pub fn reference() -> bool {
+    std::env::var("NATSU_TEST_TARGET").map(|v| v == "reference").unwrap_or(false)
+}
+
+/// A running broker, killed (by PID) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    _dir: Option<TempDir>,
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "natsu-test-{}-{}-{}",
+            tag,
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A free loopback port (bound then released; the server binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// natsu (or the reference) on a free loopback port with default limits.
+    pub fn start() -> Server {
+        Server::with(&Limits::default(), &[])
+    }
+
+    /// Start with limits and extra command-line arguments (natsu only; ignored for the
+    /// reference unless they are flags it shares, such as `--cores` which it lacks).
+    pub fn with(limits: &Limits, extra: &[&str]) -> Server {
+        let port = free_port();
+        let mut dir = None;
+        let mut cmd;
+        if reference() {
+            cmd = Command::new("nats-server");
+            cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+            let mut conf = String::new();
+            let mut kv = |k: &str, v: Option<u64>, suffix: &str| {
+                if let Some(v) = v {
+                    conf.push_str(&format!("{k}: {v}{suffix}\n"));
+                }
+            };
+            kv("max_payload", limits.max_payload, "");
+            kv("max_control_line", limits.max_control_line, "");
+            kv("max_connections", limits.max_connections, "");
+            kv("max_subscriptions", limits.max_subscriptions, "");
+            kv("max_pending", limits.max_pending, "");
+            if let Some(v) = limits.ping_interval {
+                conf.push_str(&format!("ping_interval: \"{v}s\"\n"));
+            }
+            kv("ping_max", limits.ping_max, "");
+            if let Some(v) = limits.write_deadline {
+                conf.push_str(&format!("write_deadline: \"{v}s\"\n"));
+            }
+            if !conf.is_empty() {
+                let d = TempDir::new("conf");
+                let f = d.0.join("server.conf");
+                std::fs::write(&f, conf).unwrap();
+                cmd.args(["-c", f.to_str().unwrap()]);
+                dir = Some(d);
+            }
+        } else {
+            cmd = Command::new(natsu_bin());
+            cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+            let mut flag = |k: &str, v: Option<u64>, suffix: &str| {
+                if let Some(v) = v {
+                    cmd.arg(format!("--{k}={v}{suffix}"));
+                }
+            };
+            flag("max_payload", limits.max_payload, "");
+            flag("max_control_line", limits.max_control_line, "");
+            flag("max_connections", limits.max_connections, "");
+            flag("max_subscriptions", limits.max_subscriptions, "");
+            flag("max_pending", limits.max_pending, "");
+            flag("ping_interval", limits.ping_interval, "s");
+            flag("ping_max", limits.ping_max, "");
+            flag("write_deadline", limits.write_deadline, "s");
+            cmd.args(extra);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        if std::env::var("NATSU_TEST_LOG").is_ok() {
+            cmd.stderr(Stdio::inherit());
+        }
+        let child = cmd.spawn().expect("start broker");
+        let server = Server { child, port, _dir: dir };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("broker did not listen on {} within 10s", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the broker in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Path of the natsu binary built with the tests.
+pub fn natsu_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_natsu"))
+}
+
+/// A raw protocol connection with send/expect helpers.
+pub struct Raw {
+    pub s: TcpStream,
+    /// bytes received but not yet consumed by an expect
+    pub buf: Vec<u8>,
+    pub info: String,
+}
+
+impl Raw {
+    /// Connect and read the INFO line (not consumed into `buf`).
+    pub fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut r = Raw { s, buf: Vec::new(), info: String::new() };
+        let line = r.read_line();
+        assert!(line.starts_with("INFO "), "expected INFO, got {line:?}");
+        r.info = line;
+        r
+    }
+
+    /// Connect, read INFO, send CONNECT with the given JSON and a PING, and wait for PONG.
+    pub fn connect_with(port: u16, connect_json: &str) -> Raw {
+        let mut r = Raw::connect(port);
+        r.send(&format!("CONNECT {connect_json}\r\nPING\r\n"));
+        r.expect("PONG\r\n");
+        r
+    }
+
+    pub fn send(&mut self, data: &str) {
+        self.s.write_all(data.as_bytes()).expect("send");
+    }
+
+    pub fn send_bytes(&mut self, data: &[u8]) {
+        self.s.write_all(data).expect("send");
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        match self.s.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                panic!("timed out waiting for data; have {:?}", String::from_utf8_lossy(&self.buf))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Read one line (through CRLF).
+    pub fn read_line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
+                return String::from_utf8_lossy(&line).into_owned();
+            }
+            if !self.fill() {
+                panic!("closed while reading a line; have {:?}", String::from_utf8_lossy(&self.buf));
+            }
+        }
+    }
+
+    /// Expect exactly these bytes next.
+    pub fn expect(&mut self, want: &str) {
+        let want = want.as_bytes();
+        while self.buf.len() < want.len() {
+            if !self.fill() {
+                break;
+            }
+        }
+        let got: Vec<u8> = self.buf.drain(..want.len().min(self.buf.len())).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(want),
+            "unexpected bytes from server"
+        );
+    }
+
+    /// Read `n` bytes exactly.
+    pub fn read_exact_n(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            if !self.fill() {
+                panic!("closed after {} of {} bytes", self.buf.len(), n);
+            }
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Round trip a PING and return everything received before the PONG.
+    pub fn flush(&mut self) -> String {
+        self.send("PING\r\n");
+        loop {
+            if let Some(i) = find(&self.buf, b"PONG\r\n") {
+                let before: Vec<u8> = self.buf.drain(..i + 6).take(i).collect();
+                return String::from_utf8_lossy(&before).into_owned();
+            }
+            if !self.fill() {
+                panic!("closed before PONG; have {:?}", String::from_utf8_lossy(&self.buf));
+            }
+        }
+    }
+
+    /// Wait until the server closes the connection; return what it sent before closing.
+    pub fn expect_closed(&mut self) -> String {
+        self.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        while self.fill() {}
+        String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned()
+    }
+
+    /// Nothing more arrives within `ms` milliseconds and the connection stays open.
+    pub fn expect_quiet(&mut self, ms: u64) {
+        self.s.set_read_timeout(Some(Duration::from_millis(ms))).unwrap();
+        let mut chunk = [0u8; 4096];
+        match self.s.read(&mut chunk) {
+            Ok(0) => panic!("connection closed"),
+            Ok(n) => panic!("unexpected data: {:?}", String::from_utf8_lossy(&chunk[..n])),
+            Err(_) => {}
+        }
+        self.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
