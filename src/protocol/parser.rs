@@ -569,4 +569,53 @@ PING\r\nPONG\r\n+OK\r\n-ERR 'Authorization Violation'\r\n";
             assert_eq!(parse_size(bad), None);
         }
     }
+
+    /// A stand-in for the cargo-fuzz target that runs in the ordinary test suite: random
+    /// protocol-like byte soup must never panic, and parsing it split at a random point must
+    /// give the same result as parsing it whole.
+    #[test]
+    fn random_input_split_anywhere_parses_the_same() {
+        const PIECES: &[&[u8]] = &[
+            b"PUB ", b"HPUB ", b"SUB ", b"UNSUB ", b"PING", b"PONG", b"CONNECT ", b"INFO ", b"MSG ", b"HMSG ",
+            b"+OK", b"-ERR ", b"foo", b"bar.*", b">", b" ", b"\t", b"\r\n", b"\n", b"\r", b"0", b"1", b"2", b"12",
+            b"5", b"99999", b"hello", b"{}", b"x", b"\x00", b"NATS/1.0\r\n\r\n",
+        ];
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..3000 {
+            let mut input = Vec::new();
+            for _ in 0..next(30) {
+                input.extend_from_slice(PIECES[next(PIECES.len())]);
+            }
+            let split = next(input.len() + 1);
+            for role in [Role::Server, Role::Client] {
+                let run = |split: usize| {
+                    let mut p = Parser::new(role, 64, 100);
+                    let mut out = Vec::new();
+                    let mut buf = input[..split].to_vec();
+                    for part in [&input[split..], &b""[..]] {
+                        loop {
+                            match p.parse(&buf) {
+                                Ok(Some((op, used))) => {
+                                    assert!(used > 0 && used <= buf.len());
+                                    out.push(format!("{op:?}"));
+                                    buf.drain(..used);
+                                }
+                                Ok(None) => break,
+                                Err(e) => return (out, Some(e)),
+                            }
+                        }
+                        buf.extend_from_slice(part);
+                    }
+                    (out, None)
+                };
+                assert_eq!(run(input.len()), run(split), "input {:?} split {split}", String::from_utf8_lossy(&input));
+            }
+        }
+    }
 }
