@@ -8,6 +8,7 @@ use natsu::protocol::parser::{Parser, Role};
 
 fn run(role: Role, data: &[u8], split: usize) -> (Vec<String>, Option<String>) {
     let mut p = Parser::new(role, 4096, 64 * 1024);
+    p.set_headers(true);
     let mut ops = Vec::new();
     let mut buf: Vec<u8> = data[..split].to_vec();
     for part in [&data[split..], &[][..]] {

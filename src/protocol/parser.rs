@@ -152,6 +152,8 @@ pub struct Parser {
     role: Role,
     max_control_line: usize,
     max_payload: usize,
+    /// Whether HPUB is allowed (a server's client negotiated headers in CONNECT).
+    headers: bool,
     /// Bytes the pending message needs in total (from the buffer's front) before it is worth
     /// looking again; 0 when nothing is pending.
     need: usize,
@@ -167,7 +169,12 @@ impl Parser {
     /// assert_eq!((op, used), (Op::Ping, 6));
     /// ```
     pub fn new(role: Role, max_control_line: usize, max_payload: usize) -> Parser {
-        Parser { role, max_control_line, max_payload, need: 0 }
+        Parser { role, max_control_line, max_payload, headers: false, need: 0 }
+    }
+
+    /// Allow HPUB (the client sent `"headers":true` in CONNECT).
+    pub fn set_headers(&mut self, headers: bool) {
+        self.headers = headers;
     }
 
     /// Change the payload limit (a client learns it from INFO).
@@ -188,24 +195,30 @@ impl Parser {
         if buf.is_empty() || buf.len() < self.need {
             return Ok(None);
         }
-        let kind = match self.op_kind(buf)? {
+        let (kind, name_len) = match self.op_kind(buf)? {
             Some(k) => k,
             None => return Ok(None),
         };
+        // nats-server limits the arguments (what follows the op and one blank), not the line.
+        let arg_len = |line_end: usize| line_end.saturating_sub(name_len + 1);
         let nl = match memchr(b'\n', buf) {
             Some(i) => i,
             None => {
-                if buf.len() > self.max_control_line {
+                let end = if buf.ends_with(b"\r") { buf.len() - 1 } else { buf.len() };
+                if arg_len(end) > self.max_control_line {
                     return Err(ParseError::MaxControlLine);
                 }
                 return Ok(None);
             }
         };
-        if nl > self.max_control_line {
+        let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+        if arg_len(line_end) > self.max_control_line {
             return Err(ParseError::MaxControlLine);
         }
-        let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
         let line = &buf[..line_end];
+        // An op with nothing at all after it is not an op to nats-server; with blank
+        // arguments it is malformed.
+        let no_args = if line_end == name_len { ParseError::UnknownOp } else { ParseError::BadArgs };
         let body_start = nl + 1;
         let mut args: [&'a [u8]; MAX_ARGS] = [&[]; MAX_ARGS];
         let op = match kind {
@@ -221,6 +234,7 @@ impl Parser {
             Kind::Connect => Op::Connect(rest_after_op(line)),
             Kind::Info => Op::Info(rest_after_op(line)),
             Kind::Sub => match split_args(line, &mut args)? {
+                0 => return Err(no_args),
                 2 => Op::Sub { subject: args[0], queue: None, sid: args[1] },
                 3 => Op::Sub { subject: args[0], queue: Some(args[1]), sid: args[2] },
                 _ => return Err(ParseError::BadArgs),
@@ -228,12 +242,19 @@ impl Parser {
             Kind::Unsub => match split_args(line, &mut args)? {
                 1 => Op::Unsub { sid: args[0], max: None },
                 2 => Op::Unsub { sid: args[0], max: parse_size(args[1]).map(|m| m as u64) },
-                // nats-server answers a bare UNSUB with Unknown Protocol Operation.
-                0 => return Err(ParseError::UnknownOp),
+                0 => return Err(no_args),
                 _ => return Err(ParseError::BadArgs),
             },
             Kind::Pub | Kind::HPub | Kind::Msg | Kind::HMsg => {
                 let n = split_args(line, &mut args)?;
+                if n == 0 {
+                    return Err(no_args);
+                }
+                // nats-server cuts off HPUB from a client that did not negotiate headers at
+                // the control line.
+                if kind == Kind::HPub && !self.headers {
+                    return Err(ParseError::BadArgs);
+                }
                 let (fixed, has_hdr) = match kind {
                     Kind::Pub => (2, false),
                     Kind::HPub => (3, true),
@@ -298,7 +319,7 @@ impl Parser {
 
     /// Identify the op at the front of `buf`, failing as soon as the bytes cannot begin any op
     /// this role accepts (nats-server rejects `F` without waiting for a line end).
-    fn op_kind(&self, buf: &[u8]) -> Result<Option<Kind>, ParseError> {
+    fn op_kind(&self, buf: &[u8]) -> Result<Option<(Kind, usize)>, ParseError> {
         let head = &buf[..buf.len().min(9)];
         let word_end = head.iter().position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
         let word = &head[..word_end.unwrap_or(head.len())];
@@ -310,7 +331,7 @@ impl Parser {
             }
             if word_end.is_some() {
                 if word.eq_ignore_ascii_case(name) {
-                    return Ok(Some(kind));
+                    return Ok(Some((kind, name.len())));
                 }
             } else if word.len() <= name.len() && name[..word.len()].eq_ignore_ascii_case(word) {
                 prefix_of_some = true;
@@ -373,7 +394,9 @@ mod tests {
     const MP: usize = 1 << 20;
 
     fn server() -> Parser {
-        Parser::new(Role::Server, MCL, MP)
+        let mut p = Parser::new(Role::Server, MCL, MP);
+        p.set_headers(true);
+        p
     }
 
     /// Parse everything in `input` fed in one piece; returns debug strings of the ops.
@@ -513,6 +536,9 @@ PING\r\nPONG\r\n+OK\r\n-ERR 'Authorization Violation'\r\n";
             (b"HPUB foo 20 14\r\n", ParseError::BadArgs),
             (b"HPUB foo 14\r\n", ParseError::BadArgs),
             (b"SUB foo\r\n", ParseError::BadArgs),
+            (b"SUB\r\n", ParseError::UnknownOp),
+            (b"PUB \r\n", ParseError::BadArgs),
+            (b"PUB\r\n", ParseError::UnknownOp),
             (b"SUB foo.* bar 1 2\r\n", ParseError::BadArgs),
             (b"UNSUB 1 2 3\r\n", ParseError::BadArgs),
             (b"PUB foo 2000000\r\n", ParseError::MaxPayload),
@@ -552,6 +578,24 @@ PING\r\nPONG\r\n+OK\r\n-ERR 'Authorization Violation'\r\n";
         assert_eq!(used, msg.len());
         assert!(matches!(op, Op::Pub(Publish { msg, .. }) if msg.len() == 100000));
         assert_eq!(p.needed(), 0);
+    }
+
+    #[test]
+    fn hpub_needs_negotiated_headers() {
+        let mut p = Parser::new(Role::Server, MCL, MP);
+        assert_eq!(p.parse(b"HPUB foo 12 12\r\n"), Err(ParseError::BadArgs));
+        p.set_headers(true);
+        assert_eq!(p.parse(b"HPUB foo 12 12\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn control_line_limit_counts_the_arguments() {
+        let arg = |n: usize| [&b"PUB "[..], &vec![b'a'; n]].concat();
+        let mut p = server();
+        assert_eq!(p.parse(&[&arg(4096)[..], b"\r\n"].concat()), Err(ParseError::BadArgs));
+        assert_eq!(p.parse(&[&arg(4097)[..], b"\r\n"].concat()), Err(ParseError::MaxControlLine));
+        assert_eq!(p.parse(&[&arg(4096)[..], b"\r"].concat()), Ok(None));
+        assert_eq!(p.parse(&arg(4097)), Err(ParseError::MaxControlLine));
     }
 
     #[test]
@@ -596,6 +640,7 @@ PING\r\nPONG\r\n+OK\r\n-ERR 'Authorization Violation'\r\n";
             for role in [Role::Server, Role::Client] {
                 let run = |split: usize| {
                     let mut p = Parser::new(role, 64, 100);
+                    p.set_headers(true);
                     let mut out = Vec::new();
                     let mut buf = input[..split].to_vec();
                     for part in [&input[split..], &b""[..]] {

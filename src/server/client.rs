@@ -310,9 +310,13 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
             match parser.parse(&buf[start..end]) {
                 Ok(Some((op, used))) => {
                     start += used;
+                    let connect = matches!(op, Op::Connect(_));
                     if let Err(stop) = handle_op(shard, client, op).await {
                         client.drain_and_close(stop);
                         return;
+                    }
+                    if connect {
+                        parser.set_headers(client.headers.get());
                     }
                     if client.state.get() != State::Open {
                         return;

@@ -309,11 +309,6 @@ impl Shard {
         bump(&client.stats.in_bytes, p.msg.len() as u64);
         bump(&self.stats.in_msgs, 1);
         bump(&self.stats.in_bytes, p.msg.len() as u64);
-        if p.header_len.is_some() && !client.headers.get() {
-            // nats-server closes a connection that sends HPUB without negotiating headers.
-            client.drain_and_close(CloseReason::ProtocolViolation);
-            return;
-        }
         // Like nats-server, a pedantic client is told off for a wildcard publish subject but
         // the message is still delivered.
         if client.pedantic.get() && subject::tokens(p.subject).any(|t| t == b"*" || t == b">") {

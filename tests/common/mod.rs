@@ -87,10 +87,11 @@ impl Server {
             kv("max_connections", limits.max_connections, "");
             kv("max_subscriptions", limits.max_subscriptions, "");
             kv("max_pending", limits.max_pending, "");
+            kv("ping_max", limits.ping_max, "");
+            // Durations are quoted strings; kv's last use is above, so conf is free again.
             if let Some(v) = limits.ping_interval {
                 conf.push_str(&format!("ping_interval: \"{v}s\"\n"));
             }
-            kv("ping_max", limits.ping_max, "");
             if let Some(v) = limits.write_deadline {
                 conf.push_str(&format!("write_deadline: \"{v}s\"\n"));
             }
