@@ -275,11 +275,16 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
     }
 }
 
+/// Smallest and usual largest read buffer (a payload bigger than that grows it for a while).
+const READ_BUF_MIN: usize = 4 * 1024;
+const READ_BUF_MAX: usize = 64 * 1024;
+
 /// Read, parse and act until the client goes away or breaks the protocol.
 async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
     let opts = shard.opts();
     let mut parser = Parser::new(Role::Server, opts.max_control_line, opts.max_payload);
-    let mut buf = vec![0u8; 64 * 1024];
+    // Start small (64K idle connections must not cost 4 GB) and grow while reads fill it.
+    let mut buf = vec![0u8; READ_BUF_MIN];
     let (mut start, mut end) = (0usize, 0usize);
     loop {
         if client.state.get() != State::Open {
@@ -298,6 +303,7 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
             end -= start;
             start = 0;
         }
+        let space = buf.len() - end;
         let n = match read_some(stream, &mut buf[end..]).await {
             Ok(0) | Err(_) => {
                 client.abort(CloseReason::ClientClosed);
@@ -336,6 +342,12 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
         if start == end {
             start = 0;
             end = 0;
+            if n == space && buf.len() < READ_BUF_MAX {
+                buf = vec![0u8; buf.len() * 2];
+            } else if buf.len() > READ_BUF_MAX {
+                // Done with a big payload: give the memory back.
+                buf = vec![0u8; READ_BUF_MAX];
+            }
         }
         shard.end_of_pass().await;
         // Let the writers and the mailbox run before reading more: a socket with data ready
