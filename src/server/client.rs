@@ -221,7 +221,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     writer_task.await;
     pinger.cancel().await;
     shard.unregister(&client);
-    tracing::debug!(cid, reason = ?client.close_reason.get(), "Client connection closed");
+    tracing::debug!(cid, reason = ?client.close_reason.get(), out_msgs = client.stats.out_msgs.get(), in_msgs = client.stats.in_msgs.get(), "Client connection closed");
 }
 
 /// Send what is queued, a whole buffer per pass, until the connection closes.

@@ -531,6 +531,7 @@ impl Shard {
                     .filter(|&c| c as usize != from)
                     .collect();
                 if cores.is_empty() || m.hops as usize >= self.outboxes.len() {
+                    tracing::debug!(core = self.id, from, hops = m.hops, "queue message found no member");
                     bump(&self.stats.queue_dropped, 1);
                     continue;
                 }

@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Limits a test may set; natsu takes them as flags, the reference through a config file.
 #[derive(Clone, Debug, Default)]
@@ -56,11 +56,6 @@ impl Drop for TempDir {
 }
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A free loopback port (bound then released; the server binds it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl Server {
     /// natsu (or the reference) on a free loopback port with default limits.
     pub fn start() -> Server {
@@ -70,12 +65,11 @@ impl Server {
     /// Start with limits and extra command-line arguments (natsu only; ignored for the
     /// reference unless they are flags it shares, such as `--cores` which it lacks).
     pub fn with(limits: &Limits, extra: &[&str]) -> Server {
-        let port = free_port();
         let mut dir = None;
         let mut cmd;
         if reference() {
             cmd = Command::new("nats-server");
-            cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+            cmd.args(["-a", "127.0.0.1", "-p", "-1"]);
             let mut conf = String::new();
             let mut kv = |k: &str, v: Option<u64>, suffix: &str| {
                 if let Some(v) = v {
@@ -104,7 +98,7 @@ impl Server {
             }
         } else {
             cmd = Command::new(natsu_bin());
-            cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+            cmd.args(["-a", "127.0.0.1", "-p", "-1"]);
             let mut flag = |k: &str, v: Option<u64>, suffix: &str| {
                 if let Some(v) = v {
                     cmd.arg(format!("--{k}={v}{suffix}"));
@@ -120,25 +114,37 @@ impl Server {
             flag("write_deadline", limits.write_deadline, "s");
             cmd.args(extra);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        if std::env::var("NATSU_TEST_LOG").is_ok() {
-            cmd.stderr(Stdio::inherit());
-        }
-        let child = cmd.spawn().expect("start broker");
-        let server = Server { child, port, _dir: dir };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+        // Both servers pick a free port themselves (`-p -1`) and log it: no race between
+        // choosing a port and binding it, even with many test processes at once.
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start broker");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let echo = std::env::var("NATSU_TEST_LOG").is_ok();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("{line}");
+                }
+                if let Some((_, addr)) = line.split_once("Listening for client connections on ") {
+                    let port = addr.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    if let (Some(port), Some(tx)) = (port, tx.take()) {
+                        let _ = tx.send(port);
+                    }
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("broker did not listen on {} within 10s", self.port);
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("broker did not report its port within 10s (exit: {status:?})");
+            }
+        };
+        Server { child, port, _dir: dir }
     }
 
     pub fn url(&self) -> String {

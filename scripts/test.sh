@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Run natsu's whole test suite: the one command for a fresh Debian machine (as root) and
+# for CI (`.ci/run` calls it).
+#
+#   1. install what is missing: the reference nats-server (apt), nats-py and pytest (pip)
+#   2. raise the locked-memory limit for glommio's io_uring buffers, where allowed
+#   3. build everything once: cargo build --release --all-targets
+#   4. cargo test --release: unit, doc and integration tests against natsu
+#   5. pytest tests/python: nats-py against natsu
+#   6. the same integration tests and nats-py tests against the reference nats-server
+#      (reuses the build, takes seconds; NATSU_TEST_REFERENCE=0 skips it)
+#
+# Every step runs even when an earlier test step failed, so one run shows all failures;
+# the script exits non-zero if any step failed. A failed install or build stops at once.
+#
+# Environment: NATSU_TEST_REFERENCE=0 skips step 6; NATSU_TEST_THREADS sets cargo's
+# --test-threads (default: nproc); NATSU_STEP_TIMEOUT bounds each test step in seconds
+# (default 1800); PYTHON picks the interpreter (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+THREADS="${NATSU_TEST_THREADS:-$(nproc)}"
+STEP_TIMEOUT="${NATSU_STEP_TIMEOUT:-1800}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+# Debian installs nats-server in /usr/sbin, which a non-login PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:$HOME/.cargo/bin"
+
+section() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+FAILED=()
+# Run one test step under a time limit; record (not abort on) its failure.
+step() {
+    local name="$1"
+    shift
+    section "$name"
+    local rc=0
+    timeout --kill-after=30 "$STEP_TIMEOUT" "$@" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "---- FAILED: $name (exit $rc)"
+        FAILED+=("$name")
+    fi
+}
+
+section "Dependencies"
+if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install the Rust toolchain (rustup) first" >&2
+    exit 1
+fi
+if ! command -v nats-server >/dev/null; then
+    echo "installing the reference nats-server (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y nats-server
+fi
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    echo "installing pip (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y python3-pip
+fi
+if ! "$PYTHON" -c 'import nats, pytest' >/dev/null 2>&1; then
+    echo "installing nats-py and pytest (pip)"
+    # Debian's own python refuses pip installs (PEP 668) unless told otherwise.
+    "$PYTHON" -m pip install --quiet nats-py pytest ||
+        "$PYTHON" -m pip install --quiet --break-system-packages nats-py pytest
+fi
+echo "cargo:       $(cargo --version)"
+echo "nats-server: $(nats-server --version)"
+echo "python:      $("$PYTHON" --version), nats-py $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("nats-py"))'), pytest $("$PYTHON" -c 'import pytest; print(pytest.__version__)')"
+
+section "Locked memory (glommio)"
+# glommio registers io_uring buffers in locked memory. Ask for no limit, else for the hard
+# limit; if neither is allowed, go on: natsu asks glommio for a small io memory.
+ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || true
+echo "ulimit -l: $(ulimit -l)"
+
+section "Build: cargo build --release --all-targets"
+cargo build --release --all-targets
+
+export NATSU_BIN="$TARGET_DIR/release/natsu"
+
+step "Rust tests against natsu: cargo test --release" \
+    cargo test --release --no-fail-fast -- --test-threads="$THREADS"
+
+step "nats-py tests against natsu: pytest tests/python" \
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/python
+
+if [ "${NATSU_TEST_REFERENCE:-1}" != "0" ]; then
+    # The integration tests that compare natsu with the reference, run against the
+    # reference itself: this keeps the tests honest. Same binaries, no rebuild.
+    targets=()
+    for t in protocol clients cores; do
+        if [ -f "tests/$t.rs" ]; then
+            targets+=(--test "$t")
+        fi
+    done
+    if [ "${#targets[@]}" -ne 0 ]; then
+        step "Rust integration tests against the reference nats-server" \
+            env NATSU_TEST_TARGET=reference cargo test --release --no-fail-fast "${targets[@]}" \
+            -- --test-threads="$THREADS"
+    fi
+    step "nats-py tests against the reference nats-server" \
+        env NATSU_TEST_TARGET=reference "$PYTHON" -m pytest -q -p no:cacheprovider tests/python
+fi
+
+section "Summary"
+if [ "${#FAILED[@]}" -ne 0 ]; then
+    printf 'FAILED: %s\n' "${FAILED[@]}"
+    exit 1
+fi
+echo "all test steps passed"

@@ -1,0 +1,70 @@
+"""Fixtures for the nats-py tests: a broker on a free loopback port.
+
+The broker is natsu (`NATSU_BIN`, default `target/release/natsu` in the repository), or the
+reference `nats-server` when `NATSU_TEST_TARGET=reference`. It is killed by PID at teardown.
+"""
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _broker_binary():
+    if os.environ.get("NATSU_TEST_TARGET") == "reference":
+        path = shutil.which("nats-server")
+        if path is None:
+            pytest.fail("NATSU_TEST_TARGET=reference but nats-server is not on PATH")
+        return path
+    path = pathlib.Path(os.environ.get("NATSU_BIN", "target/release/natsu"))
+    if not path.is_absolute():
+        path = REPO / path
+    if not path.is_file():
+        pytest.fail(f"natsu binary not found at {path}: build it or set NATSU_BIN")
+    return str(path)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_listening(proc, port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"broker exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.02)  # waiting for the process to bind, not for protocol state
+    pytest.fail(f"broker did not listen on {port} within {timeout}s")
+
+
+@pytest.fixture
+def server_url():
+    """Start a broker for one test and yield its nats:// URL."""
+    port = _free_port()
+    log = None if os.environ.get("NATSU_TEST_LOG") else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [_broker_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        _wait_listening(proc, port)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
