@@ -13,28 +13,8 @@
 /// ```
 #[inline]
 pub fn msg(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8]) {
-    let mut num = itoa::Buffer::new();
-    out.reserve(subject.len() + sid.len() + reply.map_or(0, |r| r.len() + 1) + msg.len() + 40);
-    match header_len {
-        Some(_) => out.extend_from_slice(b"HMSG "),
-        None => out.extend_from_slice(b"MSG "),
-    }
-    out.extend_from_slice(subject);
-    out.push(b' ');
-    out.extend_from_slice(sid);
-    out.push(b' ');
-    if let Some(r) = reply {
-        out.extend_from_slice(r);
-        out.push(b' ');
-    }
-    if let Some(h) = header_len {
-        out.extend_from_slice(num.format(h).as_bytes());
-        out.push(b' ');
-    }
-    out.extend_from_slice(num.format(msg.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(msg);
-    out.extend_from_slice(b"\r\n");
+    let op: &[u8] = if header_len.is_some() { b"HMSG " } else { b"MSG " };
+    frame(out, op, subject, Some(sid), reply, header_len, msg);
 }
 
 /// Append `PUB subject [reply] size\r\npayload\r\n` (or HPUB with headers): the client side.
@@ -45,15 +25,29 @@ pub fn msg(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[u8]>, 
 /// assert_eq!(out, b"PUB foo 2\r\nhi\r\n");
 /// ```
 pub fn publish(out: &mut Vec<u8>, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8]) {
+    let op: &[u8] = if header_len.is_some() { b"HPUB " } else { b"PUB " };
+    frame(out, op, subject, None, reply, header_len, msg);
+}
+
+/// `op subject [sid] [reply] [header_len] size\r\nmsg\r\n`: the shape MSG, HMSG, PUB and
+/// HPUB share.
+#[inline]
+fn frame(
+    out: &mut Vec<u8>,
+    op: &[u8],
+    subject: &[u8],
+    sid: Option<&[u8]>,
+    reply: Option<&[u8]>,
+    header_len: Option<usize>,
+    msg: &[u8],
+) {
     let mut num = itoa::Buffer::new();
-    match header_len {
-        Some(_) => out.extend_from_slice(b"HPUB "),
-        None => out.extend_from_slice(b"PUB "),
-    }
+    out.reserve(op.len() + subject.len() + sid.map_or(0, <[u8]>::len) + reply.map_or(0, <[u8]>::len) + msg.len() + 32);
+    out.extend_from_slice(op);
     out.extend_from_slice(subject);
     out.push(b' ');
-    if let Some(r) = reply {
-        out.extend_from_slice(r);
+    for arg in [sid, reply].into_iter().flatten() {
+        out.extend_from_slice(arg);
         out.push(b' ');
     }
     if let Some(h) = header_len {

@@ -352,17 +352,17 @@ impl Shard {
         msg: &[u8],
     ) -> bool {
         let local = self.local.borrow_mut().match_subject(subj);
-        let skip_self = !origin.echo.get();
+        let skip = (!origin.echo.get()).then_some(origin);
         let mut any = false;
         for s in &local.psubs {
-            if skip_self && Rc::ptr_eq(&s.0.client, origin) {
+            if skip.is_some_and(|o| Rc::ptr_eq(&s.0.client, o)) {
                 continue;
             }
             any |= self.deliver(&s.0, subj, reply, header_len, msg);
         }
         if self.outboxes.len() < 2 {
             for (_, members) in &local.qsubs {
-                if let Pick::Local(s) = self.pick(origin, skip_self, members, &[]) {
+                if let Pick::Local(s) = self.pick(skip, members, &[]) {
                     any |= self.deliver(&s.0, subj, reply, header_len, msg);
                 }
             }
@@ -377,7 +377,7 @@ impl Shard {
         picks.clear();
         for (name, members) in &local.qsubs {
             let cores = remote.qsubs.iter().find(|(n, _)| n == name).map_or(&[][..], |(_, c)| &c[..]);
-            match self.pick(origin, skip_self, members, cores) {
+            match self.pick(skip, members, cores) {
                 Pick::Local(s) => any |= self.deliver(&s.0, subj, reply, header_len, msg),
                 Pick::Core(c) => picks.push((c, name.clone())),
                 Pick::Nobody => {}
@@ -406,11 +406,12 @@ impl Shard {
 
     /// Choose the one member of a queue group that gets a message: a live local member or a
     /// core that has members. Each local member and each such core is equally likely.
-    fn pick<'a>(&self, origin: &Rc<Client>, skip_self: bool, members: &'a [SubRef], cores: &[u16]) -> Pick<'a> {
+    /// `skip` is a publisher with echo off, whose own members are not eligible.
+    fn pick<'a>(&self, skip: Option<&Rc<Client>>, members: &'a [SubRef], cores: &[u16]) -> Pick<'a> {
         let eligible = |s: &&SubRef| {
             !s.0.closed.get()
                 && s.0.client.state.get() == State::Open
-                && !(skip_self && Rc::ptr_eq(&s.0.client, origin))
+                && !skip.is_some_and(|o| Rc::ptr_eq(&s.0.client, o))
         };
         let n_local = members.iter().filter(eligible).count();
         let n = n_local + cores.len();
@@ -513,10 +514,7 @@ impl Shard {
             }
             for q in m.queues() {
                 let members = r.qsubs.iter().find(|(n, _)| &n[..] == q).map_or(&[][..], |(_, v)| &v[..]);
-                let live: Vec<&SubRef> =
-                    members.iter().filter(|s| !s.0.closed.get() && s.0.client.state.get() == State::Open).collect();
-                if !live.is_empty() {
-                    let s = live[self.random(live.len())];
+                if let Pick::Local(s) = self.pick(None, members, &[]) {
                     self.deliver(&s.0, m.subject, m.reply, m.header_len, m.msg);
                     continue;
                 }
