@@ -94,6 +94,22 @@ where
     }
 }
 
+/// A log writer that drops what it cannot write: a closed stderr (a supervisor that went
+/// away, a test that stopped reading) must never take the broker down.
+struct Lossy<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Lossy<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
 /// Install the global subscriber. Errors (an unwritable log file) are returned, not panicked.
 pub fn init(opts: &LogOptions) -> Result<(), String> {
     let level = if opts.trace {
@@ -115,7 +131,7 @@ pub fn init(opts: &LogOptions) -> Result<(), String> {
                 .map_err(|e| format!("cannot open log file {path}: {e}"))?;
             builder.with_writer(std::sync::Mutex::new(file)).try_init()
         }
-        None => builder.with_writer(std::io::stderr).try_init(),
+        None => builder.with_writer(|| Lossy(std::io::stderr())).try_init(),
     };
     res.map_err(|e| e.to_string())
 }

@@ -20,6 +20,8 @@ fn block_stop_signals() -> libc::sigset_t {
 }
 
 fn main() -> ExitCode {
+    // First of all, so a stop signal that arrives during start-up is still handled cleanly.
+    let signals = block_stop_signals();
     let (opts, log) = match cli::parse(std::env::args_os()) {
         Ok(Invocation::Run(opts, log)) => (*opts, log),
         Ok(Invocation::Print(text)) => {
@@ -35,7 +37,6 @@ fn main() -> ExitCode {
         eprintln!("natsu: {e}");
         return ExitCode::from(1);
     }
-    let signals = block_stop_signals();
     tracing::info!("Starting natsu version {}", env!("CARGO_PKG_VERSION"));
     tracing::info!("  Compatible with nats-server {}", natsu::protocol::info::COMPAT_VERSION);
     tracing::info!("  Cores:    {}", opts.cores);
