@@ -142,7 +142,15 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
     });
     let listeners = Arc::new(Mutex::new(listeners.into_iter().map(Some).collect::<Vec<_>>()));
     let mesh: MeshBuilder<Mail, _> = MeshBuilder::full(cores, MESH_CHANNEL_SIZE);
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+    // One executor pinned per CPU; asked for more executors than CPUs, let them float.
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let placement = if cores <= cpus {
+        PoolPlacement::MaxSpread(cores, None)
+    } else {
+        tracing::warn!("{cores} executors on {cpus} CPUs: executors are not pinned");
+        PoolPlacement::Unbound(cores)
+    };
+    let handles = LocalExecutorPoolBuilder::new(placement)
         .name("natsu")
         // Network I/O needs no registered DMA buffers; keep locked memory small.
         .io_memory(256 << 10)
