@@ -275,7 +275,10 @@ impl Shard {
             }
         };
         drop(map);
-        if edge {
+        // Queue members are announced one by one (other cores hold one entry per member), so
+        // a publishing core can weigh each core by its member count and every member is
+        // about equally likely, as on nats-server. Plain interest needs only the 0↔1 edges.
+        if edge || queue.is_some() {
             let epoch = self.epoch.get() + 1;
             self.epoch.set(epoch);
             for o in self.outboxes.iter().flatten() {
@@ -405,7 +408,8 @@ impl Shard {
     }
 
     /// Choose the one member of a queue group that gets a message: a live local member or a
-    /// core that has members. Each local member and each such core is equally likely.
+    /// core that has members. `cores` lists a core once per member it has, so each member
+    /// server-wide is about equally likely.
     /// `skip` is a publisher with echo off, whose own members are not eligible.
     fn pick<'a>(&self, skip: Option<&Rc<Client>>, members: &'a [SubRef], cores: &[u16]) -> Pick<'a> {
         let eligible = |s: &&SubRef| {
