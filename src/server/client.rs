@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use super::shard::{Shard, SubRef, Subscription};
+use super::shard::{Shard, Subscription};
 use crate::protocol::info::Connect;
 use crate::protocol::{encode, Op, Parser, Role};
 
@@ -417,12 +417,5 @@ async fn pinger(shard: Rc<Shard>, client: Rc<Client>) {
         }
         client.pings_out.set(client.pings_out.get() + 1);
         client.send(b"PING\r\n");
-    }
-}
-
-impl SubRef {
-    /// The client this subscription delivers to.
-    pub fn client(&self) -> &Rc<Client> {
-        &self.0.client
     }
 }
