@@ -212,6 +212,12 @@ fn recv(c: &mut Raw, n: usize) -> Vec<Msg> {
     out
 }
 
+/// Nothing beyond what a test expected reached subscriber `k`.
+fn expect_no_more(c: &mut Raw, k: usize) {
+    let extra = drain(c);
+    assert!(extra.is_empty(), "subscriber {k}: {} extra messages", extra.len());
+}
+
 /// Round trip a PING and return the messages that arrived before the PONG.
 fn drain(c: &mut Raw) -> Vec<Msg> {
     c.send("PING\r\n");
@@ -264,12 +270,7 @@ fn every_subscriber_gets_every_message_across_cores() {
                     assert_eq!(i, next[p], "subscriber {k}: publisher {p} out of order");
                     next[p] += 1;
                 }
-                let extra = drain(&mut c);
-                assert!(
-                    extra.is_empty(),
-                    "subscriber {k}: {} extra messages",
-                    extra.len()
-                );
+                expect_no_more(&mut c, k);
             });
         }
     });
@@ -377,12 +378,7 @@ fn one_publishers_order_is_kept_on_every_subscriber() {
                 for (i, m) in got.iter().enumerate() {
                     assert_eq!(number(m), i, "subscriber {k}: message {i} out of order");
                 }
-                let extra = drain(&mut c);
-                assert!(
-                    extra.is_empty(),
-                    "subscriber {k}: {} extra messages",
-                    extra.len()
-                );
+                expect_no_more(&mut c, k);
             });
         }
     });
