@@ -95,7 +95,8 @@ impl Client {
         Client {
             cid,
             addr,
-            out: RefCell::new(Vec::with_capacity(4096)),
+            // Empty until something is queued: an idle connection costs no outbound buffer.
+            out: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
             writer: Cell::new(None),
             state: Cell::new(State::Open),
@@ -226,7 +227,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 
 /// Send what is queued, a whole buffer per pass, until the connection closes.
 async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
-    let mut spare: Vec<u8> = Vec::with_capacity(4096);
+    let mut spare: Vec<u8> = Vec::new();
     loop {
         // Park until there is something to send or the connection is done.
         let go = futures_lite::future::poll_fn(|cx| {
@@ -276,14 +277,15 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
 }
 
 /// Smallest and usual largest read buffer (a payload bigger than that grows it for a while).
-const READ_BUF_MIN: usize = 4 * 1024;
+const READ_BUF_MIN: usize = 1024;
 const READ_BUF_MAX: usize = 64 * 1024;
 
 /// Read, parse and act until the client goes away or breaks the protocol.
 async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
     let opts = shard.opts();
     let mut parser = Parser::new(Role::Server, opts.max_control_line, opts.max_payload);
-    // Start small (64K idle connections must not cost 4 GB) and grow while reads fill it.
+    // Start small (nats-server starts at 512 B: 64K idle connections must not cost GBs)
+    // and double while reads fill it.
     let mut buf = vec![0u8; READ_BUF_MIN];
     let (mut start, mut end) = (0usize, 0usize);
     loop {
