@@ -499,14 +499,14 @@ impl Shard {
     /// Deliver messages another core published for subscribers here.
     fn deliver_batch(&self, from: usize, batch: &Batch) {
         bump(&self.stats.cross_received, batch.len() as u64);
-        let mut local: Option<(Vec<u8>, Rc<SublistResult<SubRef>>)> = None;
+        let mut local: Option<(&[u8], Rc<SublistResult<SubRef>>)> = None;
         for m in batch.iter() {
             // Consecutive messages usually share a subject; skip even the cache lookup then.
             let r = match &local {
-                Some((s, r)) if s[..] == *m.subject => r.clone(),
+                Some((s, r)) if *s == m.subject => r.clone(),
                 _ => {
                     let r = self.local.borrow_mut().match_subject(m.subject);
-                    local = Some((m.subject.to_vec(), r.clone()));
+                    local = Some((m.subject, r.clone()));
                     r
                 }
             };
