@@ -13,7 +13,9 @@
 //!
 //! [`config`] turns flags into [`server::Options`]; [`logging`] prints nats-server-style lines.
 
+pub mod client;
 pub mod config;
 pub mod logging;
+pub mod net;
 pub mod protocol;
 pub mod server;

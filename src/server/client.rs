@@ -12,12 +12,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::io::RawFd;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use futures_lite::io::{AsyncRead, AsyncWrite};
+
 use glommio::net::TcpStream;
 
 use super::shard::{Shard, Subscription};
@@ -173,24 +172,8 @@ impl Client {
     }
 }
 
-/// A [`TcpStream`] shared by the reader and the writer. glommio keeps separate readiness
-/// sources for the two directions, so each task polls its own side through a short borrow.
-type Stream = Rc<RefCell<TcpStream>>;
-
-async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
-    futures_lite::future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, buf)).await
-}
-
-async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        let n = futures_lite::future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
-}
+type Stream = crate::net::Shared<TcpStream>;
+use crate::net::ReadBuf;
 
 /// Serve one accepted connection until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
@@ -201,7 +184,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(shard.opts().write_deadline));
     let cid = shard.next_cid();
     let client = Rc::new(Client::new(cid, fd, addr));
-    let stream: Stream = Rc::new(RefCell::new(stream));
+    let stream: Stream = Stream::new(stream);
 
     client.send(shard.info_line(cid, addr).as_bytes());
     if !shard.register(&client) {
@@ -250,7 +233,7 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         }
         std::mem::swap(&mut *client.out.borrow_mut(), &mut spare);
         client.in_flight.set(spare.len());
-        let res = write_all(stream, &spare).await;
+        let res = stream.write_all(&spare).await;
         client.in_flight.set(0);
         if spare.capacity() > 1 << 20 {
             spare = Vec::with_capacity(64 * 1024);
@@ -286,38 +269,23 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
     let mut parser = Parser::new(Role::Server, opts.max_control_line, opts.max_payload);
     // Start small (nats-server starts at 512 B: 64K idle connections must not cost GBs)
     // and double while reads fill it.
-    let mut buf = vec![0u8; READ_BUF_MIN];
-    let (mut start, mut end) = (0usize, 0usize);
+    let mut buf = ReadBuf::new(READ_BUF_MIN, READ_BUF_MAX, &[]);
     loop {
         if client.state.get() != State::Open {
             return;
         }
-        // Room to read into: move a partial command to the front, or grow for a big payload.
-        if end == buf.len() {
-            let need = parser.needed().max(end - start + 4096);
-            if start > 0 && need <= buf.len() {
-                buf.copy_within(start..end, 0);
-            } else {
-                let mut bigger = vec![0u8; need.max(buf.len() * 2)];
-                bigger[..end - start].copy_from_slice(&buf[start..end]);
-                buf = bigger;
-            }
-            end -= start;
-            start = 0;
-        }
-        let space = buf.len() - end;
-        let n = match read_some(stream, &mut buf[end..]).await {
+        match buf.read_from(stream, parser.needed()).await {
             Ok(0) | Err(_) => {
                 client.abort(CloseReason::ClientClosed);
                 return;
             }
-            Ok(n) => n,
-        };
-        end += n;
+            Ok(_) => {}
+        }
+        let mut used_all = 0;
         loop {
-            match parser.parse(&buf[start..end]) {
+            match parser.parse(&buf.pending()[used_all..]) {
                 Ok(Some((op, used))) => {
-                    start += used;
+                    used_all += used;
                     let connect = matches!(op, Op::Connect(_));
                     if let Err(stop) = handle_op(shard, client, op).await {
                         client.drain_and_close(stop);
@@ -341,16 +309,7 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
                 }
             }
         }
-        if start == end {
-            start = 0;
-            end = 0;
-            if n == space && buf.len() < READ_BUF_MAX {
-                buf = vec![0u8; buf.len() * 2];
-            } else if buf.len() > READ_BUF_MAX {
-                // Done with a big payload: give the memory back.
-                buf = vec![0u8; READ_BUF_MAX];
-            }
-        }
+        buf.consume(used_all);
         shard.end_of_pass().await;
         // Let the writers and the mailbox run before reading more: a socket with data ready
         // returns at once, and a fast publisher must not starve its subscribers.

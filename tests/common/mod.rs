@@ -116,6 +116,32 @@ impl Server {
         }
         // Both servers pick a free port themselves (`-p -1`) and log it: no race between
         // choosing a port and binding it, even with many test processes at once.
+        Server::spawn(cmd, dir)
+    }
+
+    /// The reference nats-server, whatever the target, with these arguments (they must
+    /// include the port, e.g. `-p -1`): for features natsu does not have yet (TLS, auth,
+    /// clusters) and for differential tests.
+    pub fn reference_with(args: &[&str]) -> Server {
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-a", "127.0.0.1"]).args(args);
+        Server::spawn(cmd, None)
+    }
+
+    /// The target server on a given port: to restart a server where clients expect it.
+    pub fn start_on(port: u16) -> Server {
+        let mut cmd = Command::new(if reference() { PathBuf::from("nats-server") } else { natsu_bin() });
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        Server::spawn(cmd, None)
+    }
+
+    /// Stop the server now (the handle stays, for its port).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn spawn(mut cmd: Command, dir: Option<TempDir>) -> Server {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start broker");
         let stderr = child.stderr.take().expect("stderr piped");
@@ -305,4 +331,34 @@ impl Raw {
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A loopback port that was free a moment ago (for a server that must come back on the
+/// same port; everything else lets the server choose with `-p -1`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Run a test body on a fresh glommio executor in its own thread, bounded by `limit`.
+/// Executors get little io_uring memory: locked memory is scarce (8 MiB here) and tests
+/// run in parallel.
+pub fn run_local<F, Fut, T>(limit: Duration, f: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(128 << 10)
+        .ring_depth(64)
+        .spawn(move || async move {
+            futures_lite::future::or(f(), async {
+                glommio::timer::sleep(limit).await;
+                panic!("test did not finish within {limit:?}");
+            })
+            .await
+        })
+        .expect("start a glommio executor")
+        .join()
+        .expect("test executor panicked")
 }

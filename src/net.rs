@@ -1,0 +1,125 @@
+//! A byte stream shared by the two tasks that serve one connection on one executor.
+//!
+//! The reader task and the writer task of a connection (broker or client side) each poll
+//! their own direction of the same stream. glommio keeps separate readiness sources for
+//! reads and writes, and a borrow lasts only for one poll, so the two never conflict.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+/// A stream shared by a reader and a writer task.
+///
+/// ```no_run
+/// # glommio::LocalExecutor::default().run(async {
+/// let tcp = glommio::net::TcpStream::connect("127.0.0.1:4222").await.unwrap();
+/// let stream = natsu::net::Shared::new(tcp);
+/// let mut buf = [0u8; 512];
+/// let n = stream.read_some(&mut buf).await.unwrap();
+/// assert!(buf[..n].starts_with(b"INFO "));
+/// # });
+/// ```
+pub struct Shared<S>(Rc<RefCell<S>>);
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
+    pub fn new(stream: S) -> Shared<S> {
+        Shared(Rc::new(RefCell::new(stream)))
+    }
+
+    /// Read what is there (at least one byte), or 0 at end of stream.
+    pub async fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)).await
+    }
+
+    /// Write all of `buf` and flush it (a TLS stream holds records back until flushed).
+    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+        }
+        poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)).await
+    }
+
+    /// Shut the stream down (a TLS stream sends close_notify first).
+    pub async fn close(&self) -> io::Result<()> {
+        poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)).await
+    }
+}
+
+/// A connection's read buffer: bytes read and not yet parsed sit in `pending()`.
+///
+/// It starts small (an idle connection costs little), doubles while reads fill it, grows to
+/// whatever a big payload needs, and shrinks back once that payload is consumed.
+pub struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The usual largest size; a payload may take it further for a while.
+    max: usize,
+    /// The last read filled all the space it had.
+    filled: bool,
+}
+
+impl ReadBuf {
+    /// A buffer of `initial` bytes holding `leftover` (bytes read before this reader began).
+    pub fn new(initial: usize, max: usize, leftover: &[u8]) -> ReadBuf {
+        let mut buf = vec![0u8; initial.max(leftover.len())];
+        buf[..leftover.len()].copy_from_slice(leftover);
+        ReadBuf { buf, start: 0, end: leftover.len(), max, filled: false }
+    }
+
+    /// Bytes read and not yet consumed.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// The first `n` pending bytes have been parsed.
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.filled && self.buf.len() < self.max {
+                self.buf = vec![0u8; self.buf.len() * 2];
+            } else if self.buf.len() > self.max {
+                // Done with a big payload: give the memory back.
+                self.buf = vec![0u8; self.max];
+            }
+        }
+    }
+
+    /// Read once from `stream` into the free space, first making room: a partial command
+    /// moves to the front, or the buffer grows to `needed` (what the parser waits for).
+    pub async fn read_from<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &Shared<S>, needed: usize) -> io::Result<usize> {
+        if self.end == self.buf.len() {
+            let need = needed.max(self.end - self.start + 4096);
+            if self.start > 0 && need <= self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+            } else {
+                let mut bigger = vec![0u8; need.max(self.buf.len() * 2)];
+                bigger[..self.end - self.start].copy_from_slice(&self.buf[self.start..self.end]);
+                self.buf = bigger;
+            }
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let space = self.buf.len() - self.end;
+        let n = stream.read_some(&mut self.buf[self.end..]).await?;
+        self.end += n;
+        self.filled = n == space;
+        Ok(n)
+    }
+}
