@@ -325,6 +325,10 @@ impl Connection {
         )
         .await??;
         let want_tls = addr.is_tls() || opts.tls.required;
+        if want_tls && !info.tls_required && !info.tls_available {
+            // Said before any byte goes out, so no credentials are ever sent in clear.
+            return Err(Error::Tls("secure connection not available: the server does not offer TLS".into()));
+        }
         if want_tls || info.tls_required {
             let Transport::Plain(tcp) = transport else { unreachable!("the socket is plain before the upgrade") };
             let config = opts.tls.client_config()?;

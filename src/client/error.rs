@@ -58,6 +58,11 @@ impl Error {
         if e.kind() == std::io::ErrorKind::TimedOut {
             return Error::Timeout;
         }
+        // A TLS failure after the handshake (a server refusing our certificate answers the
+        // first read with an alert) arrives as an io::Error wrapping rustls's error.
+        if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            return Error::Tls(tls.to_string());
+        }
         Error::Io(Arc::new(e))
     }
 

@@ -23,6 +23,9 @@ pub struct Info {
     pub auth_required: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls_required: bool,
+    /// TLS offered but not required (nats-server's `allow_non_tls`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_available: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
