@@ -138,6 +138,15 @@ pub(crate) async fn with_deadline<T>(deadline: Instant, fut: impl Future<Output 
     .await
 }
 
+/// Add `waker` to a list of waiters unless it is already there: a future polled many
+/// times while pending (inside a `select` loop, say) must not grow the list each time.
+pub(crate) fn park(list: &RefCell<Vec<Waker>>, waker: &Waker) {
+    let mut list = list.borrow_mut();
+    if !list.iter().any(|w| w.will_wake(waker)) {
+        list.push(waker.clone());
+    }
+}
+
 fn check_publish_subject(s: &str) -> Result<()> {
     if s.is_empty() || s.bytes().any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
         return Err(Error::BadSubject);
@@ -432,7 +441,7 @@ impl Connection {
             {
                 return Poll::Ready(());
             }
-            inner.room.borrow_mut().push(cx.waker().clone());
+            park(&inner.room, cx.waker());
             Poll::Pending
         })
         .await
@@ -791,7 +800,7 @@ impl Connection {
                         if inner.out.borrow().is_empty() && !inner.writing.get() {
                             return Poll::Ready(());
                         }
-                        inner.room.borrow_mut().push(cx.waker().clone());
+                        park(&inner.room, cx.waker());
                         Poll::Pending
                     }),
                 )
@@ -809,7 +818,7 @@ impl Connection {
             if inner.finished.get() {
                 return Poll::Ready(());
             }
-            inner.closed_waiters.borrow_mut().push(cx.waker().clone());
+            park(&inner.closed_waiters, cx.waker());
             Poll::Pending
         })
         .await

@@ -28,7 +28,7 @@
 //! ```
 
 pub mod conn;
-// pub mod encoded;
+pub mod encoded;
 pub mod error;
 pub mod headers;
 pub mod msg;
@@ -40,7 +40,7 @@ mod tls;
 pub mod url;
 
 pub use conn::{Connection, Statistics, Status};
-// pub use encoded::{DefaultEncoder, EncodedConnection, Encoder, JsonEncoder};
+pub use encoded::{DefaultEncoder, EncodedConnection, Encoder, JsonEncoder};
 pub use error::{Error, Result};
 pub use headers::Headers;
 pub use msg::Msg;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future::poll_fn;
 use glommio::channels::local_channel::LocalSender;
 
-use super::conn::with_deadline;
+use super::conn::{park, with_deadline};
 use super::error::{Error, Result};
 use super::msg::Msg;
 use super::Connection;
@@ -171,7 +171,7 @@ impl SubState {
             if (self.pending.borrow().is_empty() && !self.busy.get()) || matches!(self.sink, Sink::Chan(_)) {
                 return Poll::Ready(());
             }
-            self.drained.borrow_mut().push(cx.waker().clone());
+            park(&self.drained, cx.waker());
             Poll::Pending
         })
         .await

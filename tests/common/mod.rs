@@ -278,11 +278,7 @@ impl Raw {
             }
         }
         let got: Vec<u8> = self.buf.drain(..want.len().min(self.buf.len())).collect();
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(want),
-            "unexpected bytes from server"
-        );
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want), "unexpected bytes from server");
     }
 
     /// Read `n` bytes exactly.
