@@ -98,6 +98,17 @@ fn port_in_use_is_reported_and_exits_non_zero() {
 }
 
 #[test]
+fn a_second_natsu_cannot_share_a_port() {
+    // natsu's own listeners use SO_REUSEPORT (one per core); a second natsu must still be
+    // refused, as a second nats-server is.
+    let first = common::Server::start();
+    let port = first.port.to_string();
+    let out = Command::new(natsu_bin()).args(["-a", "127.0.0.1", "-p", &port]).stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Error listening on port"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn help_and_version() {
     let out = Command::new(natsu_bin()).arg("-h").output().unwrap();
     assert!(out.status.success());

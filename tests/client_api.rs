@@ -409,3 +409,51 @@ fn connect_failures() {
         assert!(matches!(r, Err(Error::NoServers)), "{:?}", r.err());
     });
 }
+
+#[test]
+fn inline_handlers_see_messages_without_copies() {
+    let server = Server::start();
+    let url = server.url();
+    run_local(LIMIT, move || async move {
+        let nc = connect(&url).await;
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        let sub = nc
+            .subscribe_inline("inline.*", move |m| {
+                s.borrow_mut().push((m.subject.to_string(), m.reply.map(str::to_string), m.headers.is_some(), m.data.to_vec()))
+            })
+            .unwrap();
+        let q = Rc::new(Cell::new(0));
+        let q2 = q.clone();
+        nc.queue_subscribe_inline("inline.*", "g", move |_| q2.set(q2.get() + 1)).unwrap();
+        assert!(matches!(sub.set_pending_limits(1, 1), Err(Error::InvalidArgument(_))));
+        nc.flush().await.unwrap();
+        nc.publish("inline.a", "1").await.unwrap();
+        nc.publish_request("inline.b", "r", "2").await.unwrap();
+        let mut h = Headers::new();
+        h.insert("K", "v");
+        nc.publish_with_headers("inline.c", &h, "3").await.unwrap();
+        nc.flush().await.unwrap();
+        until("three messages", || seen.borrow().len() == 3).await;
+        assert_eq!(
+            *seen.borrow(),
+            vec![
+                ("inline.a".to_string(), None, false, b"1".to_vec()),
+                ("inline.b".to_string(), Some("r".to_string()), false, b"2".to_vec()),
+                ("inline.c".to_string(), None, true, b"3".to_vec()),
+            ]
+        );
+        assert_eq!((sub.delivered(), q.get()), (3, 3));
+        // Auto-unsubscribe still counts for inline handlers.
+        sub.auto_unsubscribe(4).unwrap();
+        for _ in 0..3 {
+            nc.publish("inline.d", "x").await.unwrap();
+        }
+        nc.flush().await.unwrap();
+        until("the fourth", || seen.borrow().len() == 4).await;
+        nc.flush().await.unwrap();
+        assert_eq!(seen.borrow().len(), 4);
+        assert!(!sub.is_valid());
+        nc.close().await;
+    });
+}

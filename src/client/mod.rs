@@ -45,7 +45,7 @@ pub use error::{Error, Result};
 pub use headers::Headers;
 pub use msg::Msg;
 pub use options::Options;
-pub use subscription::Subscription;
+pub use subscription::{MsgRef, Subscription};
 pub use tls::TlsOptions;
 
 /// Connect to `url` (or a comma-separated list) with default [`Options`].

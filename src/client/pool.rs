@@ -48,10 +48,15 @@ impl Pool {
         self.servers.len()
     }
 
-    /// Mark an attempt on server `i` and return its address.
+    /// Mark a reconnect attempt on server `i` and return its address.
     pub(crate) fn attempt(&mut self, i: usize) -> ServerAddr {
+        self.servers[i].reconnects += 1;
+        self.first_attempt(i)
+    }
+
+    /// Mark a first-connect attempt: as nats.go, it does not use up a reconnect attempt.
+    pub(crate) fn first_attempt(&mut self, i: usize) -> ServerAddr {
         let s = &mut self.servers[i];
-        s.reconnects += 1;
         s.last_attempt = Some(Instant::now());
         s.addr.clone()
     }

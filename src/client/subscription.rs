@@ -27,6 +27,19 @@ pub(crate) enum Sink {
     Chan(LocalSender<Msg>),
     /// Responses to requests, handed to the waiting request by token.
     Mux,
+    /// A handler run by the reader itself on a borrowed view of the read buffer.
+    Inline(RefCell<Box<dyn FnMut(&MsgRef<'_>)>>),
+}
+
+/// A delivered message borrowed from the connection's read buffer: what an inline handler
+/// ([`Connection::subscribe_inline`]) sees. Nothing is copied or allocated for it.
+#[derive(Debug)]
+pub struct MsgRef<'a> {
+    pub subject: &'a str,
+    pub reply: Option<&'a str>,
+    /// The raw header block (`NATS/1.0…`), when the message has one.
+    pub headers: Option<&'a [u8]>,
+    pub data: &'a [u8],
 }
 
 /// A subscription's state, shared by the connection's reader and the user's handle.
@@ -96,10 +109,30 @@ impl SubState {
         }
     }
 
+    /// Run an inline handler on a message still in the read buffer.
+    pub(crate) fn deliver_inline(&self, view: &MsgRef<'_>) -> bool {
+        let Sink::Inline(h) = &self.sink else { return false };
+        self.delivered.set(self.delivered.get() + 1);
+        (h.borrow_mut())(view);
+        true
+    }
+
     /// Take a message the reader received. Never waits.
     pub(crate) fn deliver(self: &Rc<Self>, conn: &Connection, msg: Msg) {
         match &self.sink {
             Sink::Mux => conn.inner.mux_deliver(msg),
+            // The reader calls inline handlers without building a Msg; one built anyway
+            // (there is no such path today) is handed over as a view.
+            Sink::Inline(h) => {
+                let view = MsgRef {
+                    subject: &msg.subject,
+                    reply: msg.reply.as_deref(),
+                    headers: None,
+                    data: &msg.data,
+                };
+                self.delivered.set(self.delivered.get() + 1);
+                (h.borrow_mut())(&view);
+            }
             Sink::Chan(tx) => match tx.try_send(msg) {
                 Ok(()) => {
                     self.delivered.set(self.delivered.get() + 1);
@@ -168,7 +201,7 @@ impl SubState {
     /// Resolves once everything queued has been consumed.
     pub(crate) async fn drained(&self) {
         poll_fn(|cx| {
-            if (self.pending.borrow().is_empty() && !self.busy.get()) || matches!(self.sink, Sink::Chan(_)) {
+            if (self.pending.borrow().is_empty() && !self.busy.get()) || matches!(self.sink, Sink::Chan(_) | Sink::Inline(_)) {
                 return Poll::Ready(());
             }
             park(&self.drained, cx.waker());
@@ -341,8 +374,8 @@ impl Subscription {
         if msgs == 0 || bytes == 0 {
             return Err(Error::InvalidArgument("pending limits must not be zero".into()));
         }
-        if matches!(self.state.sink, Sink::Chan(_)) {
-            return Err(Error::InvalidArgument("a channel subscription's limit is its channel".into()));
+        if matches!(self.state.sink, Sink::Chan(_) | Sink::Inline(_)) {
+            return Err(Error::InvalidArgument("only queued subscriptions have pending limits".into()));
         }
         self.state.limit_msgs.set(limit(msgs));
         self.state.limit_bytes.set(limit(bytes));

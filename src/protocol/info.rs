@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 /// The nats-server version natsu reports: clients gate features (headers, no_responders) on it.
 pub const COMPAT_VERSION: &str = "2.9.10";
 
-/// INFO, as nats-server 2.9 sends it. Optional fields are left out when unset, as there.
+/// INFO, as nats-server 2.9 sends it. Optional fields are left out when unset, as there;
+/// a client reading an INFO takes missing fields as their defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Info {
     pub server_id: String,
     pub server_name: String,

@@ -96,9 +96,20 @@ fn bind_listeners(opts: &Options) -> Result<(Vec<std::net::TcpListener>, SocketA
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| StartError::Resolve(opts.host.clone()))?;
+    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let a second natsu share a port already in use (the kernel
+        // splitting clients between them); nats-server refuses to start, and so do we: a
+        // socket without SO_REUSEPORT cannot bind where anyone listens.
+        let probe = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+            .and_then(|s| s.set_reuse_address(true).map(|()| s))
+            .and_then(|s| s.bind(&addr.into()).map(|()| s));
+        if let Err(e) = probe {
+            return Err(StartError::Bind(addr, e));
+        }
+    }
     let mut out = Vec::with_capacity(opts.cores);
     for _ in 0..opts.cores.max(1) {
-        let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
         let bind = || -> std::io::Result<std::net::TcpListener> {
             let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
             s.set_reuse_address(true)?;
