@@ -44,8 +44,9 @@ impl Visit for Fields {
     }
 }
 
-/// `YYYY/MM/DD hh:mm:ss.uuuuuu` in UTC, from the civil-from-days algorithm.
-pub fn timestamp(t: SystemTime) -> String {
+/// Calendar date and time of day in UTC, from the civil-from-days algorithm:
+/// (year, month, day, hour, minute, second, microsecond).
+fn civil(t: SystemTime) -> (i64, i64, i64, i64, i64, i64, u32) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -58,13 +59,25 @@ pub fn timestamp(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}/{month:02}/{day:02} {:02}:{:02}:{:02}.{:06}",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60,
-        d.subsec_micros()
-    )
+    (year, month, day, sod / 3600, (sod / 60) % 60, sod % 60, d.subsec_micros())
+}
+
+/// `YYYY/MM/DD hh:mm:ss.uuuuuu` in UTC, as nats-server's log lines.
+pub fn timestamp(t: SystemTime) -> String {
+    let (year, month, day, h, m, s, us) = civil(t);
+    format!("{year:04}/{month:02}/{day:02} {h:02}:{m:02}:{s:02}.{us:06}")
+}
+
+/// RFC 3339 in UTC with microseconds: `2026-11-23T13:05:00.123456Z`.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_micros(1_795_000_000_000_001);
+/// assert_eq!(natsu::logging::rfc3339(t), "2026-11-18T11:06:40.000001Z");
+/// ```
+pub fn rfc3339(t: SystemTime) -> String {
+    let (year, month, day, h, m, s, us) = civil(t);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{us:06}Z")
 }
 
 impl<S, N> FormatEvent<S, N> for NatsFormat

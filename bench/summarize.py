@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Medians and ratios of a bench-vs-nats-server run directory, as a Markdown table.
+
+    python3 bench/summarize.py bench/runs/<time>
+
+Reads OUT/<workload>/<server>-<round>/summary.json (written by natsu-bench run) and
+OUT/loopback.txt, takes the median of every figure over the rounds, and prints one table
+of natsu against nats-server with the ratio and the issue's target for each figure.
+"""
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+
+def delivered(s):
+    """Messages the server delivered (subscribers) or, with none, took in (publishers)."""
+    return s["subscribers"]["msgs"] or s["publishers"]["msgs"]
+
+
+def figures(s):
+    f = {
+        "pub msgs/s": s["publishers"]["msgs_per_sec"],
+        "sub msgs/s": s["subscribers"]["msgs_per_sec"],
+        "sub MB/s": s["subscribers"]["mb_per_sec"],
+        "lost": s["lost"],
+    }
+    if s.get("server_cpu_secs") is not None and delivered(s):
+        f["server CPU ns/msg"] = s["server_cpu_secs"] * 1e9 / delivered(s)
+        f["server CPU s"] = s["server_cpu_secs"]
+    lat = s.get("latency")
+    if lat:
+        f["p50 µs"] = lat["p50_us"]
+        f["p90 µs"] = lat["p90_us"]
+        f["p99 µs"] = lat["p99_us"]
+        f["p99.9 µs"] = lat["p999_us"]
+    return f
+
+
+# (workload, figure) -> (comparison, bound): natsu/nats-server must be <= or >= bound.
+TARGETS = {
+    ("pub16", "server CPU ns/msg"): ("<=", 0.5),
+    ("pubsub16", "server CPU ns/msg"): ("<=", 0.5),
+    ("fanout16", "server CPU ns/msg"): ("<=", 0.5),
+    ("pub16", "pub msgs/s"): (">=", 1.5),
+    ("pubsub16", "sub msgs/s"): (">=", 2.0),
+    ("fanout16", "sub msgs/s"): (">=", 2.0),
+    ("reqrep16", "p99 µs"): ("<=", 0.5),
+    ("reqrep16", "p50 µs"): ("<=", 0.7),
+}
+
+# Which figures to show for each workload.
+SHOW = {
+    "pub16": ["pub msgs/s", "server CPU ns/msg"],
+    "pub128": ["pub msgs/s", "server CPU ns/msg"],
+    "pubsub16": ["pub msgs/s", "sub msgs/s", "server CPU ns/msg", "p50 µs", "p99 µs", "lost"],
+    "fanout16": ["sub msgs/s", "server CPU ns/msg", "lost"],
+    "queue16": ["sub msgs/s", "server CPU ns/msg", "lost"],
+    "reqrep16": ["p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "server CPU s"],
+    "pubsub1k": ["sub MB/s", "sub msgs/s", "server CPU ns/msg", "lost"],
+}
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: summarize.py RUN_DIR")
+    out = Path(sys.argv[1])
+    runs = {}  # (workload, server) -> [figures]
+    for path in sorted(out.glob("*/*/summary.json")):
+        workload = path.parent.parent.name
+        server = re.sub(r"-\d+$", "", path.parent.name)
+        try:
+            runs.setdefault((workload, server), []).append(figures(json.loads(path.read_text())))
+        except (ValueError, KeyError) as e:
+            print(f"skipping {path}: {e}", file=sys.stderr)
+    if not runs:
+        sys.exit(f"no runs under {out}")
+
+    def median(workload, server, fig):
+        vals = [r[fig] for r in runs.get((workload, server), []) if fig in r]
+        return statistics.median(vals) if vals else None
+
+    rounds = max(len(v) for v in runs.values())
+    print(f"Medians of {rounds} rounds per server; ratio = natsu / nats-server.\n")
+    print("| workload | figure | natsu | nats-server | ratio | target |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
+    for workload in SHOW:
+        if not any(w == workload for w, _ in runs):
+            continue
+        for fig in SHOW[workload]:
+            a, b = median(workload, "natsu", fig), median(workload, "nats-server", fig)
+            ratio = a / b if a is not None and b else None
+            target = ""
+            if (workload, fig) in TARGETS and ratio is not None:
+                op, bound = TARGETS[(workload, fig)]
+                met = ratio <= bound if op == "<=" else ratio >= bound
+                target = f"{op} {bound}×: {'met' if met else 'NOT met'}"
+            print(f"| {workload} | {fig} | {fmt(a)} | {fmt(b)} | {fmt(ratio) + '×' if ratio else '–'} | {target} |")
+    one, many = median("fanout16", "natsu-1core", "sub msgs/s"), median("fanout16", "natsu", "sub msgs/s")
+    if one and many:
+        met = "met" if many / one >= 1.6 else "NOT met"
+        print(f"| fanout16 | natsu --cores 2 / --cores 1 | {fmt(many)} | {fmt(one)} (1 core) | {many / one:.2f}× | >= 1.6×: {met} |")
+    loop = out / "loopback.txt"
+    mbps = median("pubsub1k", "natsu", "sub MB/s")
+    if loop.exists() and mbps:
+        m = re.search(r"([\d.]+) MB/s", loop.read_text())
+        if m:
+            frac = mbps / float(m.group(1))
+            met = "met" if frac >= 0.8 else "NOT met"
+            print(f"| pubsub1k | natsu MB/s / loopback TCP {float(m.group(1)):,.0f} MB/s | {fmt(mbps)} | | {frac:.0%} | >= 80%: {met} |")
+
+
+if __name__ == "__main__":
+    main()

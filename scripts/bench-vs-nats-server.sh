@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# natsu measured against the reference nats-server, side by side on this machine.
+#
+#   scripts/bench-vs-nats-server.sh            # 5 rounds of every workload (about 10 minutes)
+#   ROUNDS=7 WORKLOADS="pubsub16 reqrep16" scripts/bench-vs-nats-server.sh
+#
+# Builds release, installs nats-server if missing, measures loopback TCP bandwidth, then runs
+# every workload against natsu and nats-server in alternating rounds (A B, B A, A B ...: these
+# machines are noisy, one run means little), each against a freshly started server whose CPU
+# seconds natsu-bench reads from /proc. Prints medians and ratios (bench/summarize.py), and
+# writes the runs, the table (table.md) and a latency plot (latency.svg) under OUT.
+#
+# Environment: ROUNDS (default 5), WORKLOADS (default all), OUT (default bench/runs/<time>),
+# SCALE (multiplies message counts; default 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:$HOME/.cargo/bin"
+
+ROUNDS="${ROUNDS:-5}"
+SCALE="${SCALE:-1}"
+OUT="${OUT:-bench/runs/$(date +%Y%m%d-%H%M%S)}"
+ALL="pub16 pub128 pubsub16 fanout16 queue16 reqrep16 pubsub1k"
+WORKLOADS="${WORKLOADS:-$ALL}"
+
+if ! command -v nats-server >/dev/null; then
+    echo "installing the reference nats-server (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server
+fi
+ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || true
+cargo build --release --bin natsu --bin natsu-bench
+BENCH=target/release/natsu-bench
+NATSU=target/release/natsu
+mkdir -p "$OUT"
+
+n() { echo $(($1 * SCALE)); }
+# name -> natsu-bench arguments
+args() {
+    case "$1" in
+    pub16) echo "--pub 1 --sub 0 --msgs $(n 4000000) --size 16B" ;;
+    pub128) echo "--pub 1 --sub 0 --msgs $(n 3000000) --size 128B" ;;
+    pubsub16) echo "--pub 1 --sub 1 --msgs $(n 3000000) --size 16B" ;;
+    fanout16) echo "--pub 1 --sub 4 --msgs $(n 1000000) --size 16B" ;;
+    queue16) echo "--pub 1 --sub 4 --queue --msgs $(n 3000000) --size 16B" ;;
+    reqrep16) echo "--pub 1 --sub 1 --request --msgs $(n 20000) --size 16B" ;;
+    pubsub1k) echo "--pub 1 --sub 1 --msgs $(n 1000000) --size 1KiB" ;;
+    *) echo "unknown workload $1" >&2; exit 2 ;;
+    esac
+}
+
+# Start a server on a free port; sets SERVER_PID and PORT.
+start_server() {
+    local kind="$1" log="$2"
+    case "$kind" in
+    natsu) "$NATSU" -a 127.0.0.1 -p -1 2>"$log" & ;;
+    natsu-1core) "$NATSU" -a 127.0.0.1 -p -1 --cores 1 2>"$log" & ;;
+    nats-server) nats-server -a 127.0.0.1 -p -1 2>"$log" & ;;
+    esac
+    SERVER_PID=$!
+    PORT=""
+    for _ in $(seq 100); do
+        PORT=$(sed -n 's/.*Listening for client connections on .*:\([0-9]*\).*/\1/p' "$log" | head -1)
+        [ -n "$PORT" ] && break
+        sleep 0.05
+    done
+    if [ -z "$PORT" ]; then
+        echo "$kind did not start; its log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+}
+trap stop_server EXIT
+
+echo "== machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "== $(nats-server --version); natsu $("$NATSU" --version 2>&1 | head -1)"
+"$BENCH" loopback --duration 3s | tee "$OUT/loopback.txt"
+
+for round in $(seq "$ROUNDS"); do
+    for w in $WORKLOADS; do
+        servers="natsu nats-server"
+        # Alternate who goes first, so drift in the machine's speed hits both alike.
+        if [ $((round % 2)) -eq 0 ]; then servers="nats-server natsu"; fi
+        if [ "$w" = fanout16 ]; then servers="$servers natsu-1core"; fi
+        for s in $servers; do
+            dir="$OUT/$w/$s-$round"
+            mkdir -p "$dir"
+            start_server "$s" "$dir/server.log"
+            echo "== round $round/$ROUNDS $w on $s"
+            # shellcheck disable=SC2046
+            timeout 300 "$BENCH" run --url "nats://127.0.0.1:$PORT" $(args "$w") --no-progress \
+                --server-pid "$SERVER_PID" --name "$s" --out "$dir" >"$dir/out.txt" 2>&1 || {
+                echo "   failed: see $dir/out.txt"
+                tail -3 "$dir/out.txt"
+            }
+            grep -E "stats:|Latency|Server CPU|LOST" "$dir/out.txt" | head -4 | sed 's/^/   /'
+            stop_server
+        done
+    done
+done
+
+python3 bench/summarize.py "$OUT" | tee "$OUT/table.md"
+# The latency plot: the request/reply runs of the last round.
+if [ -d "$OUT/reqrep16" ]; then
+    "$BENCH" compare "$OUT/reqrep16/natsu-$ROUNDS" "$OUT/reqrep16/nats-server-$ROUNDS" --plot "$OUT/latency.svg" >"$OUT/compare.txt" || true
+    cat "$OUT/compare.txt"
+fi
+echo "runs, table and plot in $OUT"
