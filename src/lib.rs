@@ -19,3 +19,8 @@ pub mod logging;
 pub mod net;
 pub mod protocol;
 pub mod server;
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
