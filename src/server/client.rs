@@ -67,6 +67,8 @@ pub struct Client {
     /// against max_pending.
     pub in_flight: Cell<usize>,
     writer: Cell<Option<Waker>>,
+    /// Producers stalled until this client's pending bytes go down.
+    stalled: RefCell<Vec<Waker>>,
     pub state: Cell<State>,
     pub close_reason: Cell<Option<CloseReason>>,
     /// CONNECT options (defaults until the client sends CONNECT).
@@ -98,6 +100,7 @@ impl Client {
             out: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
             writer: Cell::new(None),
+            stalled: RefCell::new(Vec::new()),
             state: Cell::new(State::Open),
             close_reason: Cell::new(None),
             echo: Cell::new(defaults.echo),
@@ -143,6 +146,30 @@ impl Client {
         self.out.borrow().len() + self.in_flight.get()
     }
 
+    /// Resolves once pending bytes are at most `bytes`, or the connection is closed.
+    pub async fn wait_pending_below(&self, bytes: usize) {
+        futures_lite::future::poll_fn(|cx| {
+            if self.pending() <= bytes || self.state.get() == State::Closed {
+                return Poll::Ready(());
+            }
+            let mut w = self.stalled.borrow_mut();
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The writer made progress (or the connection ended): let stalled producers look again.
+    fn wake_stalled(&self) {
+        if !self.stalled.borrow().is_empty() {
+            for w in self.stalled.borrow_mut().drain(..) {
+                w.wake();
+            }
+        }
+    }
+
     /// Stop reading and close once what is queued has been sent.
     pub fn drain_and_close(&self, reason: CloseReason) {
         if self.state.get() == State::Open {
@@ -163,6 +190,7 @@ impl Client {
         }
         self.state.set(State::Closed);
         self.out.borrow_mut().clear();
+        self.wake_stalled();
         // SAFETY: `fd` is this connection's socket, open until the TcpStream that owns it
         // drops, which happens only after both tasks using it have finished.
         unsafe {
@@ -235,6 +263,7 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         client.in_flight.set(spare.len());
         let res = stream.write_all(&spare).await;
         client.in_flight.set(0);
+        client.wake_stalled();
         if spare.capacity() > 1 << 20 {
             spare = Vec::with_capacity(64 * 1024);
         } else {

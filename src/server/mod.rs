@@ -197,6 +197,7 @@ async fn run_shard(
         glommio::spawn_local(async move {
             while let Some(mail) = rx.recv().await {
                 shard.handle_mail(peer, mail);
+                shard.wait_for_slow_consumer().await;
             }
         })
         .detach();

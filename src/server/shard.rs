@@ -102,7 +102,14 @@ pub struct Shard {
     pub stats: ShardStats,
     /// Queue groups picked for other cores while routing one message (reused).
     picks: RefCell<Vec<(u16, Bytes)>>,
+    /// A client that went over half its max_pending during this pass: whoever produced the
+    /// messages waits for it at the end of the pass (see [`Shard::end_of_pass`]).
+    stall: RefCell<Option<Rc<Client>>>,
 }
+
+/// Longest a producer waits for one slow consumer, as nats-server bounds its stalls; after
+/// that it goes on, and a consumer still over max_pending is cut off.
+const STALL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Shard {
     /// A shard for core `id` of `ncores`.
@@ -121,6 +128,7 @@ impl Shard {
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)),
             stats: ShardStats::default(),
             picks: RefCell::new(Vec::new()),
+            stall: RefCell::new(None),
         }
     }
 
@@ -451,12 +459,21 @@ impl Shard {
         bump(&c.stats.out_bytes, body.len() as u64);
         bump(&self.stats.out_msgs, 1);
         bump(&self.stats.out_bytes, body.len() as u64);
-        if queued + c.in_flight.get() > self.opts().max_pending {
+        let pending = queued + c.in_flight.get();
+        let max = self.opts().max_pending;
+        if pending > max {
             self.count_slow_consumer();
-            tracing::info!(cid = c.cid, "Slow Consumer Detected: MaxPending of {} exceeded", self.opts().max_pending);
+            tracing::info!(cid = c.cid, "Slow Consumer Detected: MaxPending of {} exceeded", max);
             c.abort(CloseReason::SlowConsumerPendingBytes);
-        } else if was_empty {
-            c.wake_writer();
+        } else {
+            if pending > max / 2 {
+                // As nats-server: the producer waits for a consumer falling behind, instead
+                // of filling its buffer until it has to be cut off.
+                *self.stall.borrow_mut() = Some(c.clone());
+            }
+            if was_empty {
+                c.wake_writer();
+            }
         }
         let d = sub.delivered.get() + 1;
         sub.delivered.set(d);
@@ -553,6 +570,21 @@ impl Shard {
                 ob.wait_drained().await;
             }
         }
+        self.wait_for_slow_consumer().await;
+    }
+
+    /// If a local consumer went over half its max_pending while this producer (a client's
+    /// reader, or the mailbox from another core) delivered to it, wait until it is back under
+    /// or STALL_MAX has passed. A stalled mailbox lets the other core's outbox fill, which in
+    /// turn stalls the publisher over there.
+    pub async fn wait_for_slow_consumer(&self) {
+        let Some(c) = self.stall.borrow_mut().take() else { return };
+        let below = self.opts().max_pending / 2;
+        let _ = futures_lite::future::or(async { Some(c.wait_pending_below(below).await) }, async {
+            glommio::timer::sleep(STALL_MAX).await;
+            None
+        })
+        .await;
     }
 
     /// Subscriptions on this core.
