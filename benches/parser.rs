@@ -17,6 +17,9 @@
 //! --benches` does) it only checks that every case parses its stream, once, and prints no
 //! table: the same convention as criterion, so a test run stays fast.
 
+mod harness;
+use harness::Mode;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -179,28 +182,6 @@ fn ping_pong_stream() -> Vec<u8> {
     b"PING\r\nPONG\r\n".repeat(OPS_PER_STREAM / 2)
 }
 
-/// Full run (`cargo bench` passes `--bench`) or a one-pass check (anything else).
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Bench { quick: bool },
-    Check,
-}
-
-impl Mode {
-    fn from_env() -> Mode {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        if !args.iter().any(|a| a == "--bench") {
-            return Mode::Check;
-        }
-        let env_quick = std::env::var("NATSU_BENCH_QUICK")
-            .map(|v| v == "1" || v == "true")
-            .unwrap_or(false);
-        Mode::Bench {
-            quick: env_quick || args.iter().any(|a| a == "--quick"),
-        }
-    }
-}
-
 /// Runs the cases and prints one row per case as soon as it is done.
 struct Table {
     mode: Mode,
@@ -210,10 +191,7 @@ struct Table {
 
 impl Table {
     fn new(mode: Mode) -> Table {
-        let filters = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
+        let filters = harness::filters();
         if let Mode::Bench { quick } = mode {
             println!(
                 "natsu parser: {OPS_PER_STREAM} ops per pass, {SAMPLES} samples per case, median shown{}",

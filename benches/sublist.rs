@@ -21,6 +21,9 @@
 //! A program, not a timed test (see STYLE.md). Run without `--bench` (as `cargo test
 //! --benches` does) each case runs briefly and checks its results, and no table is printed.
 
+mod harness;
+use harness::Mode;
+
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -335,28 +338,6 @@ fn main() {
     t.finish();
 }
 
-/// Full run (`cargo bench` passes `--bench`) or a short check (anything else).
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Bench { quick: bool },
-    Check,
-}
-
-impl Mode {
-    fn from_env() -> Mode {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        if !args.iter().any(|a| a == "--bench") {
-            return Mode::Check;
-        }
-        let env_quick = std::env::var("NATSU_BENCH_QUICK")
-            .map(|v| v == "1" || v == "true")
-            .unwrap_or(false);
-        Mode::Bench {
-            quick: env_quick || args.iter().any(|a| a == "--quick"),
-        }
-    }
-}
-
 /// Runs the cases and prints one row per case as soon as it is done.
 struct Table {
     mode: Mode,
@@ -373,10 +354,7 @@ struct Timed {
 
 impl Table {
     fn new(mode: Mode) -> Table {
-        let filters = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
+        let filters = harness::filters();
         if let Mode::Bench { quick } = mode {
             println!(
                 "natsu sublist: {SAMPLES} samples per case, median shown{}",
