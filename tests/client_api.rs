@@ -446,13 +446,15 @@ fn inline_handlers_see_messages_without_copies() {
         assert_eq!((sub.delivered(), q.get()), (3, 3));
         // Auto-unsubscribe still counts for inline handlers.
         sub.auto_unsubscribe(4).unwrap();
-        for _ in 0..3 {
+        nc.publish_with_headers("inline.d", &h, "x").await.unwrap();
+        for _ in 0..2 {
             nc.publish("inline.d", "x").await.unwrap();
         }
         nc.flush().await.unwrap();
         until("the fourth", || seen.borrow().len() == 4).await;
         nc.flush().await.unwrap();
         assert_eq!(seen.borrow().len(), 4);
+        assert!(seen.borrow()[3].2, "headers reach the handler on the auto-unsubscribe path too");
         assert!(!sub.is_valid());
         nc.close().await;
     });

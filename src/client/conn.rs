@@ -387,16 +387,12 @@ impl Connection {
         Ok((transport, buf))
     }
 
-    fn closed_error(&self) -> Error {
-        Error::ConnectionClosed
-    }
-
     /// Queue a PUB/HPUB frame. Never waits.
     fn put_publish(&self, subject: &str, reply: Option<&str>, headers: Option<&Headers>, data: &[u8]) -> Result<()> {
         let inner = &self.inner;
         let status = inner.status();
         if status == Status::Closed {
-            return Err(self.closed_error());
+            return Err(Error::ConnectionClosed);
         }
         check_publish_subject(subject)?;
         if let Some(r) = reply {
@@ -509,7 +505,7 @@ impl Connection {
     fn add_sub(&self, subject: &str, queue: Option<&str>, sink: Sink, sync: bool) -> Result<Rc<SubState>> {
         let inner = &self.inner;
         match inner.status() {
-            Status::Closed => return Err(self.closed_error()),
+            Status::Closed => return Err(Error::ConnectionClosed),
             Status::DrainingSubs | Status::DrainingPubs => return Err(Error::Draining),
             _ => {}
         }
@@ -652,7 +648,7 @@ impl Connection {
     /// A request that gives up at `deadline`.
     pub async fn request_until(&self, subject: &str, headers: Option<&Headers>, data: &[u8], deadline: Instant) -> Result<Msg> {
         match self.inner.status() {
-            Status::Closed => return Err(self.closed_error()),
+            Status::Closed => return Err(Error::ConnectionClosed),
             Status::DrainingSubs | Status::DrainingPubs => return Err(Error::Draining),
             _ => {}
         }
@@ -663,7 +659,7 @@ impl Connection {
             let _guard = MuxGuard { conn: self, reply: &reply };
             self.room().await;
             self.put_publish(subject, Some(&reply), headers, data)?;
-            with_deadline(deadline, rx).await?.map_err(|_| self.closed_error())?
+            with_deadline(deadline, rx).await?.map_err(|_| Error::ConnectionClosed)?
         };
         if resp.is_no_responders() {
             return Err(Error::NoResponders);
@@ -695,7 +691,7 @@ impl Connection {
             *self.inner.mux.borrow_mut() = Some(Mux { prefix, waiting: HashMap::default(), next_token: 1 });
         }
         let mut mux = self.inner.mux.borrow_mut();
-        let Some(m) = mux.as_mut() else { return Err(self.closed_error()) };
+        let Some(m) = mux.as_mut() else { return Err(Error::ConnectionClosed) };
         let token = m.next_token.to_string();
         m.next_token += 1;
         let (tx, rx) = oneshot::channel();
@@ -717,12 +713,12 @@ impl Connection {
 
     pub(crate) async fn flush_until(&self, deadline: Instant) -> Result<()> {
         if self.inner.status() == Status::Closed {
-            return Err(self.closed_error());
+            return Err(Error::ConnectionClosed);
         }
         let (tx, rx) = oneshot::channel();
         self.inner.pongs.borrow_mut().push_back(Some(tx));
         self.inner.send_control(b"PING\r\n");
-        with_deadline(deadline, rx).await?.map_err(|_| self.closed_error())
+        with_deadline(deadline, rx).await?.map_err(|_| Error::ConnectionClosed)
     }
 
     /// Counters since the connection was made.
@@ -863,7 +859,7 @@ impl Connection {
     pub async fn drain(&self) -> Result<()> {
         let inner = &self.inner;
         match inner.status() {
-            Status::Closed => return Err(self.closed_error()),
+            Status::Closed => return Err(Error::ConnectionClosed),
             Status::DrainingSubs | Status::DrainingPubs => return Err(Error::Draining),
             _ => {}
         }
@@ -1064,8 +1060,7 @@ async fn sleep_unless_closed(inner: &Inner, d: Duration) -> bool {
 fn resume(inner: &Inner) {
     let old = std::mem::take(&mut *inner.out.borrow_mut());
     let mut out = Vec::with_capacity(old.len() + 1024);
-    let subs: Vec<Rc<SubState>> = inner.subs.borrow().values().cloned().collect();
-    let mut subs = subs;
+    let mut subs: Vec<Rc<SubState>> = inner.subs.borrow().values().cloned().collect();
     subs.sort_by_key(|s| s.sid);
     for s in &subs {
         inner.send_sub(&mut out, s);

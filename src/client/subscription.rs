@@ -121,13 +121,18 @@ impl SubState {
     pub(crate) fn deliver(self: &Rc<Self>, conn: &Connection, msg: Msg) {
         match &self.sink {
             Sink::Mux => conn.inner.mux_deliver(msg),
-            // The reader calls inline handlers without building a Msg; one built anyway
-            // (there is no such path today) is handed over as a view.
+            // The reader calls inline handlers on the read buffer; a Msg comes here only on
+            // the rarer paths (auto-unsubscribe, a subject that is not UTF-8), as a view.
             Sink::Inline(h) => {
+                let block = msg.headers.as_ref().map(|hs| {
+                    let mut b = Vec::with_capacity(hs.encoded_len());
+                    hs.encode(&mut b);
+                    b
+                });
                 let view = MsgRef {
                     subject: &msg.subject,
                     reply: msg.reply.as_deref(),
-                    headers: None,
+                    headers: block.as_deref(),
                     data: &msg.data,
                 };
                 self.delivered.set(self.delivered.get() + 1);
