@@ -101,11 +101,20 @@ fn bind_listeners(opts: &Options) -> Result<(Vec<std::net::TcpListener>, SocketA
         // SO_REUSEPORT would let a second natsu share a port already in use (the kernel
         // splitting clients between them); nats-server refuses to start, and so do we: a
         // socket without SO_REUSEPORT cannot bind where anyone listens.
-        let probe = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
-            .and_then(|s| s.set_reuse_address(true).map(|()| s))
-            .and_then(|s| s.bind(&addr.into()).map(|()| s));
-        if let Err(e) = probe {
-            return Err(StartError::Bind(addr, e));
+        // A listener of a process that just exited can linger for a moment (io_uring tears
+        // its requests down asynchronously), so "in use" is asked again for up to a second.
+        let probe = || {
+            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+                .and_then(|s| s.set_reuse_address(true).map(|()| s))
+                .and_then(|s| s.bind(&addr.into()))
+        };
+        let mut tries = 0;
+        while let Err(e) = probe() {
+            tries += 1;
+            if e.kind() != std::io::ErrorKind::AddrInUse || tries >= 20 {
+                return Err(StartError::Bind(addr, e));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
     let mut out = Vec::with_capacity(opts.cores);
