@@ -85,7 +85,13 @@ pub fn summarize(cfg: &Config, name: Option<&str>, outcome: &Outcome, hist: Opti
         started: natsu::logging::rfc3339(std::time::SystemTime::now()),
         workload: Workload { msgs: if cfg.w.duration_secs.is_some() { 0 } else { cfg.w.msgs }, ..cfg.w.clone() },
         publishers: side(&pubs),
-        lost: outcome.expected.saturating_sub(if cfg.w.request { pubs.iter().map(|c| c.msgs - c.errors).sum() } else { subscribers.msgs }),
+        // A request that got no answer in time is lost; a publish is lost when a subscriber
+        // that should have had it never did.
+        lost: if cfg.w.request {
+            pubs.iter().map(|c| c.errors).sum()
+        } else {
+            outcome.expected.saturating_sub(subscribers.msgs)
+        },
         subscribers,
         latency: hist.map(|h| Latency::from_histogram(kind, h)),
         server_cpu_secs: outcome.server_cpu_secs,

@@ -154,7 +154,8 @@ pub struct Summary {
     pub workload: Workload,
     pub publishers: SideStats,
     pub subscribers: SideStats,
-    /// Messages subscribers expected and did not get (0 when nothing was lost).
+    /// Messages subscribers expected and did not get, or requests left unanswered (0 when
+    /// nothing was lost).
     pub lost: u64,
     pub latency: Option<Latency>,
     /// Server CPU seconds (utime + stime from /proc) during the run, with `--server-pid`.
