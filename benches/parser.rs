@@ -18,7 +18,7 @@
 //! table: the same convention as criterion, so a test run stays fast.
 
 mod harness;
-use harness::Mode;
+use harness::{fmt_count, Mode};
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -282,15 +282,3 @@ impl Stats {
     }
 }
 
-/// 12345678.9 -> "12.35 M".
-fn fmt_count(x: f64) -> String {
-    if x >= 1e9 {
-        format!("{:.2} G", x / 1e9)
-    } else if x >= 1e6 {
-        format!("{:.2} M", x / 1e6)
-    } else if x >= 1e3 {
-        format!("{:.2} k", x / 1e3)
-    } else {
-        format!("{x:.0}")
-    }
-}

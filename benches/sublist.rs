@@ -22,7 +22,7 @@
 //! --benches` does) each case runs briefly and checks its results, and no table is printed.
 
 mod harness;
-use harness::Mode;
+use harness::{fmt_count, Mode};
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -444,15 +444,3 @@ fn short(n: usize) -> String {
     }
 }
 
-/// 12345678.9 -> "12.35 M".
-fn fmt_count(x: f64) -> String {
-    if x >= 1e9 {
-        format!("{:.2} G", x / 1e9)
-    } else if x >= 1e6 {
-        format!("{:.2} M", x / 1e6)
-    } else if x >= 1e3 {
-        format!("{:.2} k", x / 1e3)
-    } else {
-        format!("{x:.0}")
-    }
-}

@@ -605,18 +605,24 @@ fn fake_server(answer_pings: bool) -> (u16, std::thread::JoinHandle<String>) {
     (port, t)
 }
 
+/// A client of the fake server that PINGs every `interval`, allows two unanswered, and
+/// does not reconnect.
+async fn pinging_client(events: &Events, port: u16, interval: Duration) -> Connection {
+    recording(events)
+        .allow_reconnect(false)
+        .ping_interval(interval)
+        .max_pings_out(2)
+        .connect(&local_url(port))
+        .await
+        .unwrap()
+}
+
 #[test]
 fn stale_connection_when_pings_go_unanswered() {
     let (port, peer) = fake_server(false);
     run_local(LIMIT, move || async move {
         let events: Events = Rc::default();
-        let nc = recording(&events)
-            .allow_reconnect(false)
-            .ping_interval(Duration::from_millis(100))
-            .max_pings_out(2)
-            .connect(&local_url(port))
-            .await
-            .unwrap();
+        let nc = pinging_client(&events, port, Duration::from_millis(100)).await;
         let t0 = Instant::now();
         closed_within(&nc, WAIT).await;
         // Two PINGs sent and unanswered, the third interval finds them outstanding.
@@ -633,13 +639,7 @@ fn answered_pings_keep_the_connection() {
     let (port, peer) = fake_server(true);
     run_local(LIMIT, move || async move {
         let events: Events = Rc::default();
-        let nc = recording(&events)
-            .allow_reconnect(false)
-            .ping_interval(Duration::from_millis(50))
-            .max_pings_out(2)
-            .connect(&local_url(port))
-            .await
-            .unwrap();
+        let nc = pinging_client(&events, port, Duration::from_millis(50)).await;
         // Ten intervals: a client that ignored PONGs would have gone stale by the third.
         glommio::timer::sleep(Duration::from_millis(500)).await;
         assert_eq!(nc.status(), Status::Connected);
