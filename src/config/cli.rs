@@ -19,6 +19,10 @@ pub struct LogOptions {
     /// Timestamps on log lines (nats-server's default is on).
     pub logtime: bool,
     pub log_file: Option<String>,
+    /// Log to the local syslog (`-s`, `syslog: true`).
+    pub syslog: bool,
+    /// Log to a remote syslog (`-r udp://host:514`, `remote_syslog`).
+    pub remote_syslog: Option<String>,
 }
 
 /// What the command line asks for.
@@ -182,7 +186,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
         None => true,
         Some(v) => parse_bool(v).ok_or_else(|| format!("invalid boolean {v:?} for -T"))?,
     };
-    let log = LogOptions { debug: m.get_flag("debug"), trace: m.get_flag("trace"), logtime, log_file: get("log").map(str::to_string) };
+    let log = LogOptions { debug: m.get_flag("debug"), trace: m.get_flag("trace"), logtime, log_file: get("log").map(str::to_string), ..Default::default() };
     Ok(Invocation::Run(Box::new(o), log))
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Everything the broker needs to know to serve; flags (and later the config file) fill it.
+/// Everything the broker needs to know to serve; flags and the config file fill it.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Interface to listen on for clients.
@@ -24,6 +24,22 @@ pub struct Options {
     pub ping_max: u32,
     pub write_deadline: Duration,
     pub pid_file: Option<String>,
+    /// Monitoring port over HTTP (`-m`, `http`, `http_port`); None: no monitoring.
+    pub http_host: String,
+    pub http_port: Option<u16>,
+    /// Monitoring port over HTTPS (`-ms`, `https`, `https_port`), with the `tls` settings.
+    pub https_port: Option<u16>,
+    /// Who may connect and what they may do.
+    pub auth: Auth,
+    /// TLS for client connections (`--tls…` flags or the `tls` block).
+    pub tls: Option<Tls>,
+    /// Lame duck mode: how long to spread closing clients over, and the wait before the first.
+    pub lame_duck_duration: Duration,
+    pub lame_duck_grace_period: Duration,
+    /// The cluster block, parsed and validated; used by the cluster issue.
+    pub cluster: Option<Cluster>,
+    /// The config file this came from (`-c`), for reloads and `/varz`.
+    pub config_file: Option<String>,
 }
 
 impl Default for Options {
@@ -42,6 +58,98 @@ impl Default for Options {
             ping_max: 2,
             write_deadline: Duration::from_secs(10),
             pid_file: None,
+            http_host: "0.0.0.0".into(),
+            http_port: None,
+            https_port: None,
+            auth: Auth::default(),
+            tls: None,
+            lame_duck_duration: Duration::from_secs(120),
+            lame_duck_grace_period: Duration::from_secs(10),
+            cluster: None,
+            config_file: None,
         }
     }
+}
+
+/// Authentication and authorization: one user/password, or a token, or a list of users.
+/// Passwords and tokens are plain text or bcrypt hashes (`$2a$…`, `$2b$…`, `$2y$…`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Auth {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub users: Vec<User>,
+    /// How long a client has to send CONNECT with its credentials (nats-server: 2s).
+    pub timeout: Duration,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { user: None, password: None, token: None, users: Vec::new(), timeout: Duration::from_secs(2) }
+    }
+}
+
+impl Auth {
+    /// Whether clients must present credentials.
+    pub fn required(&self) -> bool {
+        self.user.is_some() || self.token.is_some() || !self.users.is_empty()
+    }
+}
+
+/// One entry of `authorization { users = [...] }`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct User {
+    pub user: String,
+    pub password: String,
+    /// None: may publish and subscribe to anything.
+    pub permissions: Option<Permissions>,
+}
+
+/// What a user may publish to and subscribe to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Permissions {
+    /// None: no rule, everything allowed.
+    pub publish: Option<SubjectPermission>,
+    pub subscribe: Option<SubjectPermission>,
+}
+
+/// Allow and deny lists of subjects (wildcards allowed). An empty allow list with a
+/// non-empty deny list allows everything not denied; deny wins over allow.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SubjectPermission {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// TLS for client connections.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tls {
+    pub cert_file: String,
+    pub key_file: String,
+    /// CA certificates to verify client certificates against.
+    pub ca_file: Option<String>,
+    /// Require and verify client certificates.
+    pub verify: bool,
+    /// TLS handshake timeout (nats-server: 2s; the `tls { timeout }` is seconds, may be fractional).
+    pub timeout: Duration,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls { cert_file: String::new(), key_file: String::new(), ca_file: None, verify: false, timeout: Duration::from_secs(2) }
+    }
+}
+
+/// The `cluster` block (routes); parsed and checked now, served by the cluster issue.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cluster {
+    pub name: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub routes: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub auth_timeout: Option<Duration>,
+    pub no_advertise: bool,
+    pub connect_retries: u32,
 }
