@@ -22,8 +22,17 @@ fn block_stop_signals() -> libc::sigset_t {
 fn main() -> ExitCode {
     // First of all, so a stop signal that arrives during start-up is still handled cleanly.
     let signals = block_stop_signals();
-    let (opts, log) = match cli::parse(std::env::args_os()) {
-        Ok(Invocation::Run(opts, log)) => (*opts, log),
+    let (opts, log, warnings) = match cli::parse(std::env::args_os()) {
+        Ok(Invocation::Run(opts, log, warnings)) => (*opts, log, warnings),
+        Ok(Invocation::Signal(cmd, pid)) => {
+            return match natsu::config::signal::send(&cmd, pid.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("natsu: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         Ok(Invocation::Print(text)) => {
             println!("{text}");
             return ExitCode::SUCCESS;
@@ -36,6 +45,9 @@ fn main() -> ExitCode {
     if let Err(e) = natsu::logging::init(&log) {
         eprintln!("natsu: {e}");
         return ExitCode::from(1);
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
     }
     tracing::info!("Starting natsu version {}", env!("CARGO_PKG_VERSION"));
     tracing::info!("  Compatible with nats-server {}", natsu::protocol::info::COMPAT_VERSION);

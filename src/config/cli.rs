@@ -28,8 +28,12 @@ pub struct LogOptions {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Invocation {
-    /// Serve with these options.
-    Run(Box<Options>, LogOptions),
+    /// Serve with these options; the strings are warnings to log once logging is up
+    /// (unknown config keys, as nats-server warns).
+    Run(Box<Options>, LogOptions, Vec<String>),
+    /// `--signal CMD[=PID]`: send a signal to a running natsu and exit. The command is one of
+    /// stop, quit, term, reopen, reload, ldm; the PID part is a pid or a pid file.
+    Signal(String, Option<String>),
     /// Print this (help, version) and exit successfully.
     Print(String),
 }
@@ -126,11 +130,11 @@ fn command() -> Command {
 /// use natsu::config::cli::{parse, Invocation};
 /// let args = ["natsu", "-p", "4333", "-cores=2", "-DV"].map(Into::into);
 /// match parse(args).unwrap() {
-///     Invocation::Run(opts, log) => {
+///     Invocation::Run(opts, log, _) => {
 ///         assert_eq!((opts.port, opts.cores), (4333, 2));
 ///         assert!(log.debug && log.trace);
 ///     }
-///     Invocation::Print(_) => unreachable!(),
+///     _ => unreachable!(),
 /// }
 /// ```
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
@@ -187,7 +191,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
         Some(v) => parse_bool(v).ok_or_else(|| format!("invalid boolean {v:?} for -T"))?,
     };
     let log = LogOptions { debug: m.get_flag("debug"), trace: m.get_flag("trace"), logtime, log_file: get("log").map(str::to_string), ..Default::default() };
-    Ok(Invocation::Run(Box::new(o), log))
+    Ok(Invocation::Run(Box::new(o), log, Vec::new()))
 }
 
 /// Go's flag package booleans.
@@ -206,8 +210,9 @@ mod tests {
     fn run(args: &[&str]) -> Result<(Options, LogOptions), String> {
         let v = std::iter::once("natsu").chain(args.iter().copied()).map(OsString::from);
         match parse(v)? {
-            Invocation::Run(o, l) => Ok((*o, l)),
+            Invocation::Run(o, l, _) => Ok((*o, l)),
             Invocation::Print(p) => Err(format!("printed {p}")),
+            Invocation::Signal(s, p) => Err(format!("signal {s} {p:?}")),
         }
     }
 

@@ -2,6 +2,7 @@
 //! nats-server config file (sizes like `1MB`, durations like `"1m30s"`).
 
 pub mod cli;
+pub mod signal;
 
 use std::time::Duration;
 
