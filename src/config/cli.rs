@@ -99,6 +99,9 @@ fn command() -> Command {
         .arg(val("port", "port", "Use port for clients (default: 4222; -1 for a random port)").short('p'))
         .arg(val("name", "name", "Server name (default: the server id)").short('n').visible_alias("server_name"))
         .arg(val("pid", "pid", "File to store the process id").short('P'))
+        .arg(val("http_port", "http_port", "Use port for http monitoring (-1 for a random port)").short('m'))
+        // nats-server spells it `-ms`; normalize() turns that into `--ms`.
+        .arg(val("https_port", "https_port", "Use port for https monitoring (-1 for a random port)").alias("ms"))
         .arg(val("log", "log", "File to redirect log output").short('l'))
         .arg(
             Arg::new("logtime")
@@ -159,6 +162,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
         };
     }
     o.server_name = get("name").map(str::to_string);
+    if let Some(p) = get("http_port") {
+        o.http_port = monitor_port(p, "-m")?;
+    }
+    if let Some(p) = get("https_port") {
+        o.https_port = monitor_port(p, "-ms")?;
+    }
     o.pid_file = get("pid").map(str::to_string);
     if let Some(c) = get("cores") {
         o.cores = match c.parse::<usize>() {
@@ -192,6 +201,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
     };
     let log = LogOptions { debug: m.get_flag("debug"), trace: m.get_flag("trace"), logtime, log_file: get("log").map(str::to_string), ..Default::default() };
     Ok(Invocation::Run(Box::new(o), log, Vec::new()))
+}
+
+/// A monitoring port as nats-server reads it: 0 leaves monitoring off, -1 picks a free port
+/// (`Some(0)`), anything else is the port.
+pub(crate) fn monitor_port(p: &str, flag: &str) -> Result<Option<u16>, String> {
+    match p.parse::<i64>() {
+        Ok(0) => Ok(None),
+        Ok(-1) => Ok(Some(0)),
+        Ok(n) if (1..=65535).contains(&n) => Ok(Some(n as u16)),
+        _ => Err(format!("invalid port {p:?} for {flag}")),
+    }
 }
 
 /// Go's flag package booleans.
@@ -258,6 +278,23 @@ mod tests {
         let (o, _) = run(&["-p", "-1", "--max_payload=2KB", "-max_pending", "1MB", "--ping_interval=500ms", "--cores", "2"]).unwrap();
         assert_eq!((o.port, o.max_payload, o.max_pending, o.cores), (0, 2048, 1 << 20, 2));
         assert_eq!(o.ping_interval, std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn monitoring_ports() {
+        let (o, _) = run(&[]).unwrap();
+        assert_eq!((o.http_port, o.https_port), (None, None));
+        for args in [&["-m", "8222"][..], &["--http_port", "8222"], &["-http_port=8222"], &["-m=8222"]] {
+            assert_eq!(run(args).unwrap().0.http_port, Some(8222), "{args:?}");
+        }
+        for args in [&["-ms", "8223"][..], &["--https_port", "8223"], &["-https_port=8223"], &["-ms=8223"]] {
+            assert_eq!(run(args).unwrap().0.https_port, Some(8223), "{args:?}");
+        }
+        assert_eq!(run(&["-m", "-1"]).unwrap().0.http_port, Some(0));
+        assert_eq!(run(&["-m", "0"]).unwrap().0.http_port, None);
+        for args in [&["-m", "x"][..], &["-m", "70000"], &["-ms", "-2"]] {
+            assert!(run(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]
