@@ -8,9 +8,11 @@ use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
 
 /// A stream shared by a reader and a writer task.
 ///
@@ -121,5 +123,80 @@ impl ReadBuf {
         self.end += n;
         self.filled = n == space;
         Ok(n)
+    }
+}
+
+/// A connection's byte stream: plain TCP, or TLS over TCP from either end (the client
+/// library's connections and the broker's).
+pub enum Transport {
+    Plain(TcpStream),
+    ClientTls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+    ServerTls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::ClientTls(s) => s.get_ref().0,
+            Transport::ServerTls(s) => s.get_ref().0,
+        }
+    }
+
+    /// The negotiated TLS version and cipher suite, for monitoring.
+    pub fn tls_info(&self) -> Option<(String, String)> {
+        let (version, suite) = match self {
+            Transport::Plain(_) => return None,
+            Transport::ClientTls(s) => (s.get_ref().1.protocol_version(), s.get_ref().1.negotiated_cipher_suite()),
+            Transport::ServerTls(s) => (s.get_ref().1.protocol_version(), s.get_ref().1.negotiated_cipher_suite()),
+        };
+        let version = match version {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "1.3".to_string(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "1.2".to_string(),
+            Some(v) => format!("{v:?}"),
+            None => String::new(),
+        };
+        Some((version, suite.map(|s| format!("{:?}", s.suite())).unwrap_or_default()))
+    }
+}
+
+/// Forward one poll to whichever stream the transport holds.
+macro_rules! each_stream {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Transport::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Transport::ClientTls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+            Transport::ServerTls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        each_stream!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        each_stream!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_stream!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_stream!(self, s => s.poll_close(cx))
     }
 }

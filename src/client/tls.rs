@@ -3,19 +3,16 @@
 //! NATS upgrades in place: the server sends INFO in plain text, saying `tls_required`, and
 //! the client then runs the TLS handshake on the same socket before CONNECT.
 
-use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::ClientConfig;
 
 use super::error::{Error, Result};
+pub(crate) use crate::net::Transport;
 
 /// TLS settings of a client (see [`Options`](super::Options)'s `tls_*` calls).
 #[derive(Clone, Default)]
@@ -84,43 +81,5 @@ pub(crate) async fn upgrade(config: Arc<ClientConfig>, host: &str, tcp: TcpStrea
         .connect(name, tcp)
         .await
         .map_err(|e| Error::Tls(e.to_string()))?;
-    Ok(Transport::Tls(Box::new(stream)))
-}
-
-/// A connection's byte stream: plain TCP or TLS over TCP.
-pub(crate) enum Transport {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_close(cx),
-            Transport::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
-        }
-    }
+    Ok(Transport::ClientTls(Box::new(stream)))
 }

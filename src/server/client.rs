@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use glommio::net::TcpStream;
 
+use super::auth::ClientPerms;
 use super::shard::{Shard, Subscription};
 use crate::protocol::info::Connect;
 use crate::protocol::{encode, Op, Parser, Role};
@@ -45,6 +46,12 @@ pub enum CloseReason {
     ServerShutdown,
     WriteError,
     ReadError,
+    /// Bad or missing credentials, or anything but CONNECT first when auth is on.
+    AuthenticationViolation,
+    AuthenticationTimeout,
+    TlsHandshakeError,
+    /// Closed in lame duck mode.
+    LameDuck,
 }
 
 /// Counters for one connection.
@@ -87,6 +94,15 @@ pub struct Client {
     /// before a PONG may go out (so a flush after SUB means "visible server-wide").
     pub need_epoch: Cell<u64>,
     pub stats: ClientStats,
+    /// CONNECT passed authentication (always true when no auth is configured).
+    pub authorized: Cell<bool>,
+    /// The authenticated user name (for /connz `authorized_user` and the logs).
+    pub user: RefCell<Option<String>>,
+    /// Permissions of that user; `restricted` mirrors `perms.is_some()` for the hot path.
+    perms: RefCell<Option<ClientPerms>>,
+    restricted: Cell<bool>,
+    /// TLS version and cipher suite when the connection uses TLS.
+    pub tls: RefCell<Option<(String, String)>>,
     fd: RawFd,
 }
 
@@ -113,8 +129,34 @@ impl Client {
             pings_out: Cell::new(0),
             need_epoch: Cell::new(0),
             stats: ClientStats::default(),
+            authorized: Cell::new(false),
+            user: RefCell::new(None),
+            perms: RefCell::new(None),
+            restricted: Cell::new(false),
+            tls: RefCell::new(None),
             fd,
         }
+    }
+
+    /// Set (or, with None, lift) this connection's permissions.
+    pub fn set_perms(&self, perms: Option<ClientPerms>) {
+        self.restricted.set(perms.is_some());
+        *self.perms.borrow_mut() = perms;
+    }
+
+    pub fn can_publish(&self, subj: &[u8]) -> bool {
+        !self.restricted.get() || self.perms.borrow().as_ref().map_or(true, |p| p.can_publish(subj))
+    }
+
+    pub fn can_subscribe(&self, subj: &[u8]) -> bool {
+        !self.restricted.get() || self.perms.borrow().as_ref().map_or(true, |p| p.can_subscribe(subj))
+    }
+
+    /// Whether a message on `subj` must not reach this connection (a wildcard subscription
+    /// overlapping a denied subject).
+    #[inline]
+    pub fn denies_delivery(&self, subj: &[u8]) -> bool {
+        self.restricted.get() && self.perms.borrow().as_ref().is_some_and(|p| p.denies_delivery(subj))
     }
 
     /// Wake the writer if it is parked.
@@ -200,22 +242,26 @@ impl Client {
     }
 }
 
-type Stream = crate::net::Shared<TcpStream>;
-use crate::net::ReadBuf;
+type Stream = crate::net::Shared<Transport>;
+use crate::net::{ReadBuf, Transport};
 
 /// Serve one accepted connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
     use std::os::unix::io::AsRawFd;
-    let fd = stream.as_raw_fd();
-    let addr = stream.peer_addr().ok();
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(shard.opts().write_deadline));
+    let fd = tcp.as_raw_fd();
+    let addr = tcp.peer_addr().ok();
+    let opts = shard.opts();
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(opts.write_deadline));
     let cid = shard.next_cid();
     let client = Rc::new(Client::new(cid, fd, addr));
-    let stream: Stream = Stream::new(stream);
-
-    client.send(shard.info_line(cid, addr).as_bytes());
+    let tls = shard.tls();
+    let auth_required = opts.auth.required();
+    client.authorized.set(!auth_required);
+    let info = shard.info_line(cid, addr);
     if !shard.register(&client) {
+        let stream = Stream::new(Transport::Plain(tcp));
+        client.send(info.as_bytes());
         client.send_err("maximum connections exceeded");
         client.drain_and_close(CloseReason::MaxConnectionsExceeded);
         writer(&shard, &client, &stream).await;
@@ -223,7 +269,37 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         return;
     }
     tracing::debug!(cid, ?addr, "Client connection created");
+    // The INFO goes out in plain text; with TLS on, the handshake follows at once.
+    let stream = match tls {
+        None => {
+            client.send(info.as_bytes());
+            Stream::new(Transport::Plain(tcp))
+        }
+        Some(config) => {
+            let mut tcp = tcp;
+            let sent = futures_lite::io::AsyncWriteExt::write_all(&mut tcp, info.as_bytes()).await;
+            let timeout = opts.tls.as_ref().map_or(Duration::from_secs(2), |t| t.timeout);
+            let upgraded = match sent {
+                Ok(()) => super::tls::accept(config, tcp, timeout).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match upgraded {
+                Ok(t) => {
+                    *client.tls.borrow_mut() = t.tls_info();
+                    Stream::new(t)
+                }
+                Err(e) => {
+                    tracing::error!(cid, ?addr, "TLS handshake error: {e}");
+                    client.close_reason.set(Some(CloseReason::TlsHandshakeError));
+                    client.state.set(State::Closed);
+                    shard.unregister(&client);
+                    return;
+                }
+            }
+        }
+    };
 
+    let auth_timer = auth_required.then(|| glommio::spawn_local(auth_timeout(client.clone(), opts.auth.timeout)));
     let pinger = glommio::spawn_local(pinger(shard.clone(), client.clone()));
     let writer_task = {
         let (shard, client, stream) = (shard.clone(), client.clone(), stream.clone());
@@ -232,6 +308,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     reader(&shard, &client, &stream).await;
     writer_task.await;
     pinger.cancel().await;
+    if let Some(t) = auth_timer {
+        t.cancel().await;
+    }
     shard.unregister(&client);
     tracing::debug!(cid, reason = ?client.close_reason.get(), out_msgs = client.stats.out_msgs.get(), in_msgs = client.stats.in_msgs.get(), "Client connection closed");
 }
@@ -316,6 +395,11 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
                 Ok(Some((op, used))) => {
                     used_all += used;
                     let connect = matches!(op, Op::Connect(_));
+                    // With auth on, nothing but CONNECT may come first (as nats-server).
+                    if !connect && !client.authorized.get() {
+                        auth_violation(client);
+                        return;
+                    }
                     if let Err(stop) = handle_op(shard, client, op).await {
                         client.drain_and_close(stop);
                         return;
@@ -346,6 +430,13 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
     }
 }
 
+/// Refuse a client's credentials (or their absence): tell it and close.
+fn auth_violation(client: &Client) {
+    tracing::error!(cid = client.cid, "authentication error");
+    client.send_err("Authorization Violation");
+    client.drain_and_close(CloseReason::AuthenticationViolation);
+}
+
 /// Act on one operation. `Err` closes the connection (after sending what is queued).
 async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result<(), CloseReason> {
     match op {
@@ -373,6 +464,20 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
                 client.send_err("no responders requires headers support");
                 return Err(CloseReason::ProtocolViolation);
             }
+            if !client.authorized.get() {
+                let auth = shard.opts();
+                match super::auth::authenticate(&auth.auth, &c).await {
+                    Some(id) => {
+                        *client.user.borrow_mut() = id.user;
+                        client.set_perms(id.perms);
+                        client.authorized.set(true);
+                    }
+                    None => {
+                        auth_violation(client);
+                        return Err(CloseReason::AuthenticationViolation);
+                    }
+                }
+            }
             client.echo.set(c.echo);
             client.headers.set(c.headers);
             client.verbose.set(c.verbose);
@@ -388,6 +493,16 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
         Op::Msg(_) | Op::Err(_) => return Err(CloseReason::ParseError),
     }
     Ok(())
+}
+
+/// Close a client that has not authenticated within the auth timeout.
+async fn auth_timeout(client: Rc<Client>, timeout: Duration) {
+    glommio::timer::sleep(timeout).await;
+    if !client.authorized.get() && client.state.get() == State::Open {
+        tracing::error!(cid = client.cid, "Authentication Timeout");
+        client.send_err("Authentication Timeout");
+        client.drain_and_close(CloseReason::AuthenticationTimeout);
+    }
 }
 
 /// PING the client every ping_interval; close it when ping_max PINGs go unanswered.

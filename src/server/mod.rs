@@ -6,16 +6,19 @@
 //! - [`router`]: what crosses between cores, batched per peer;
 //! - [`sublist`]: the subscription index.
 
+pub mod auth;
 pub mod client;
 pub mod options;
 pub mod router;
 pub mod shard;
 pub mod sublist;
+pub mod tls;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::io::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use std::sync::{Arc, Mutex};
 
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -23,7 +26,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 pub use options::Options;
 use router::Mail;
-use shard::{Shard, Shared};
+use shard::{Control, Live, Mode, Shard, Shared};
 
 use crate::protocol::info::{Info, COMPAT_VERSION};
 
@@ -36,9 +39,68 @@ pub struct Running {
     pub addr: SocketAddr,
     pub server_id: String,
     handles: glommio::PoolThreadHandles<()>,
+    shared: Arc<Shared>,
 }
 
 impl Running {
+    /// Apply reloaded options (SIGHUP): auth, permissions, TLS, limits for new connections.
+    /// A TLS configuration that does not load refuses the reload; the old settings stay.
+    /// Settings that need a restart (listen address, cores) are reported and ignored.
+    pub fn reload(&self, mut opts: Options) -> Result<Vec<String>, String> {
+        let old = self.shared.control.live().opts.clone();
+        let mut ignored = Vec::new();
+        if (opts.host.as_str(), opts.port) != (old.host.as_str(), old.port) && opts.port != 0 {
+            ignored.push(format!("listen address {}:{} (restart to change it)", opts.host, opts.port));
+        }
+        if opts.cores != old.cores {
+            ignored.push("cores (restart to change it)".to_string());
+        }
+        if opts.http_port != old.http_port || opts.https_port != old.https_port {
+            ignored.push("monitoring ports (restart to change them)".to_string());
+        }
+        (opts.host, opts.port, opts.cores) = (old.host.clone(), old.port, old.cores);
+        (opts.http_port, opts.https_port) = (old.http_port, old.https_port);
+        let tls = opts.tls.as_ref().map(tls::server_config).transpose()?;
+        let live = Live { opts: Arc::new(opts), tls };
+        let c = &self.shared.control;
+        *c.live.lock().map_err(|_| "internal: control lock poisoned".to_string())? = Arc::new(live);
+        c.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(ignored)
+    }
+
+    /// The options in effect now.
+    pub fn options(&self) -> Arc<Options> {
+        self.shared.control.live().opts.clone()
+    }
+
+    /// Stop: stop accepting, send every client what is queued for it, close them; returns
+    /// when all cores are done or `within` has passed.
+    pub fn stop(&self, within: Duration) -> bool {
+        self.enter(Mode::Stopping, within)
+    }
+
+    /// Lame duck mode: stop accepting, tell clients (INFO `ldm`), wait the grace period, then
+    /// close them spread over the rest of lame_duck_duration; returns when done.
+    pub fn lame_duck(&self) -> bool {
+        let o = self.options();
+        self.enter(Mode::LameDuck, o.lame_duck_duration + Duration::from_secs(5))
+    }
+
+    fn enter(&self, mode: Mode, within: Duration) -> bool {
+        let c = &self.shared.control;
+        c.cores_done.store(0, Ordering::Release);
+        c.mode.store(mode as u8, Ordering::Release);
+        let deadline = Instant::now() + within;
+        let cores = self.shared.opts.cores;
+        while c.cores_done.load(Ordering::Acquire) < cores {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// Block until every executor stops (they run until the process exits).
     pub fn join(self) {
         for r in self.handles.join_all() {
@@ -55,6 +117,7 @@ pub enum StartError {
     Resolve(String),
     Bind(SocketAddr, std::io::Error),
     Executors(String),
+    Tls(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -63,6 +126,7 @@ impl std::fmt::Display for StartError {
             StartError::Resolve(h) => write!(f, "cannot resolve listen address {h}"),
             StartError::Bind(a, e) => write!(f, "Error listening on port: {a}, \"{e}\""),
             StartError::Executors(e) => write!(f, "cannot start executors: {e}"),
+            StartError::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -138,6 +202,8 @@ fn bind_listeners(opts: &Options) -> Result<(Vec<std::net::TcpListener>, SocketA
 /// Start serving on `opts.cores` executors; returns once the sockets listen.
 pub fn start(opts: Options) -> Result<Running, StartError> {
     let cores = opts.cores.clamp(1, 64);
+    // Certificates are read before binding: a bad TLS setup must not leave a port open.
+    let tls = opts.tls.as_ref().map(tls::server_config).transpose().map_err(StartError::Tls)?;
     let (listeners, addr) = bind_listeners(&Options { cores, ..opts.clone() })?;
     let server_id = new_server_id();
     let info = Info {
@@ -150,16 +216,21 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         port: addr.port(),
         headers: true,
         max_payload: opts.max_payload as i64,
+        auth_required: opts.auth.required(),
+        tls_required: tls.is_some(),
         natsu_version: Some(env!("CARGO_PKG_VERSION").into()),
         ..Default::default()
     };
+    let opts = Options { cores, port: addr.port(), ..opts };
     let shared = Arc::new(Shared {
-        opts: Options { cores, port: addr.port(), ..opts },
+        control: Control::new(Live { opts: Arc::new(opts.clone()), tls }),
+        opts,
         info,
         connections: AtomicUsize::new(0),
         total_connections: AtomicU64::new(0),
         next_cid: AtomicU64::new(0),
     });
+    let shared_for_running = shared.clone();
     let listeners = Arc::new(Mutex::new(listeners.into_iter().map(Some).collect::<Vec<_>>()));
     let mesh: MeshBuilder<Mail, _> = MeshBuilder::full(cores, MESH_CHANNEL_SIZE);
     // One executor pinned per CPU; asked for more executors than CPUs, let them float.
@@ -177,7 +248,7 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         .ring_depth(256)
         .on_all_shards(move || async move { run_shard(shared, mesh, listeners).await })
         .map_err(|e| StartError::Executors(e.to_string()))?;
-    Ok(Running { addr, server_id, handles })
+    Ok(Running { addr, server_id, handles, shared: shared_for_running })
 }
 
 /// The life of one executor: join the mesh, start the cross-core tasks, accept connections.
@@ -233,15 +304,96 @@ async fn run_shard(
     };
     // SAFETY: the fd comes from a listening socket we own; ownership moves to glommio.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(std_listener.into_raw_fd()) };
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(client::serve(shard.clone(), stream)).detach();
+    let accepting = glommio::spawn_local({
+        let shard = shard.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        glommio::spawn_local(client::serve(shard.clone(), stream)).detach();
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: say so and retry shortly.
+                        tracing::error!("Error accepting client connection: {e}");
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                    }
+                }
             }
-            Err(e) => {
-                // Out of file descriptors and the like: say so and retry shortly.
-                tracing::error!("Error accepting client connection: {e}");
-                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    control_task(&shard).await;
+    drop(accepting);
+}
+
+/// How often a core looks at the control plane. Reloads and signals are human-scale events;
+/// four looks a second cost nothing measurable and keep an idle server idle.
+const CONTROL_TICK: Duration = Duration::from_millis(250);
+
+/// Follow the control plane: take reloaded settings, and on lame duck or stop, stop
+/// accepting (the caller drops the accept task when this returns) and close the clients.
+async fn control_task(shard: &Rc<Shard>) {
+    let control = &shard.shared.control;
+    let mode = loop {
+        glommio::timer::sleep(CONTROL_TICK).await;
+        if shard.refresh_live() {
+            reauthorize(shard).await;
+        }
+        match control.mode() {
+            Mode::Running => continue,
+            m => break m,
+        }
+    };
+    if mode == Mode::LameDuck {
+        lame_duck(shard).await;
+    } else {
+        for c in shard.clients() {
+            c.drain_and_close(client::CloseReason::ServerShutdown);
+        }
+    }
+    // Give writers a moment to send what is queued, then report done.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while shard.client_count() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    control.cores_done.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Lame duck on one core: tell every client, wait the grace period, then close the clients
+/// evenly over the rest of lame_duck_duration, so they do not all reconnect at once.
+async fn lame_duck(shard: &Rc<Shard>) {
+    let opts = shard.opts();
+    let info = shard.ldm_info_line();
+    for c in shard.clients() {
+        c.send(info.as_bytes());
+    }
+    glommio::timer::sleep(opts.lame_duck_grace_period).await;
+    let clients = shard.clients();
+    let spread = opts.lame_duck_duration.saturating_sub(opts.lame_duck_grace_period);
+    let gap = spread / (clients.len().max(1) as u32);
+    for c in clients {
+        c.drain_and_close(client::CloseReason::LameDuck);
+        glommio::timer::sleep(gap.min(Duration::from_secs(1))).await;
+    }
+}
+
+/// After a reload: close clients whose credentials no longer pass, refresh the permissions
+/// of the others.
+async fn reauthorize(shard: &Rc<Shard>) {
+    let opts = shard.opts();
+    for c in shard.clients() {
+        if !c.authorized.get() {
+            continue;
+        }
+        let connect = c.opts.borrow().clone();
+        match auth::authenticate(&opts.auth, &connect).await {
+            Some(id) => {
+                *c.user.borrow_mut() = id.user;
+                c.set_perms(id.perms);
+            }
+            None => {
+                tracing::info!(cid = c.cid, "Client credentials no longer valid after reload, closing");
+                c.send_err("Authorization Violation");
+                c.drain_and_close(client::CloseReason::AuthenticationViolation);
             }
         }
     }

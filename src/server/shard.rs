@@ -10,8 +10,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
@@ -26,11 +26,62 @@ use crate::protocol::{encode, subject, Publish};
 /// What all cores share: read-mostly configuration and server-wide counters touched only when
 /// connections come and go (never per message).
 pub struct Shared {
+    /// The options the server started with (see [`Shared::control`] for reloaded ones).
     pub opts: Options,
     pub info: Info,
     pub connections: AtomicUsize,
     pub total_connections: AtomicU64,
     pub next_cid: AtomicU64,
+    /// How the process tells the cores about reloads, lame duck mode and shutdown.
+    pub control: Control,
+}
+
+/// Settings that a reload (SIGHUP) may change, handed to every core.
+pub struct Live {
+    pub opts: Arc<Options>,
+    /// The TLS configuration built from `opts.tls`, once, where it is checked.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// What the server is doing as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    Running = 0,
+    /// Not accepting; clients are told (INFO `ldm`) and then closed over a while.
+    LameDuck = 1,
+    /// Closing every client after sending what is queued, then stopping.
+    Stopping = 2,
+}
+
+/// The control plane between the process (signals) and the cores. The main thread is not an
+/// executor, so it cannot use the mailboxes: it publishes here and every core looks a few
+/// times a second (see `server::control_task`).
+pub struct Control {
+    pub generation: AtomicU64,
+    pub live: Mutex<Arc<Live>>,
+    pub mode: AtomicU8,
+    /// Cores that finished stopping or lame duck mode.
+    pub cores_done: AtomicUsize,
+}
+
+impl Control {
+    pub fn new(live: Live) -> Control {
+        Control { generation: AtomicU64::new(0), live: Mutex::new(Arc::new(live)), mode: AtomicU8::new(0), cores_done: AtomicUsize::new(0) }
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self.mode.load(Ordering::Acquire) {
+            0 => Mode::Running,
+            1 => Mode::LameDuck,
+            _ => Mode::Stopping,
+        }
+    }
+
+    /// The latest settings (a cheap Arc clone).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.lock().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
 }
 
 /// A subscription of one client on this core.
@@ -105,6 +156,13 @@ pub struct Shard {
     /// A client that went over half its max_pending during this pass: whoever produced the
     /// messages waits for it at the end of the pass (see [`Shard::end_of_pass`]).
     stall: RefCell<Option<Rc<Client>>>,
+    /// This core's copy of the live settings, and the generation it came from.
+    live: RefCell<Arc<Live>>,
+    live_generation: Cell<u64>,
+    /// The INFO template for new connections (auth_required, tls_required follow reloads).
+    info: RefCell<Info>,
+    /// max_pending, read on every delivery.
+    max_pending: Cell<usize>,
 }
 
 /// Longest a producer waits for one slow consumer, as nats-server bounds its stalls; after
@@ -114,9 +172,8 @@ const STALL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 impl Shard {
     /// A shard for core `id` of `ncores`.
     pub fn new(id: usize, ncores: usize, shared: Arc<Shared>) -> Shard {
-        Shard {
+        let shard = Shard {
             id,
-            shared,
             local: RefCell::new(Sublist::new()),
             remote: RefCell::new(Sublist::new()),
             interest: RefCell::new(HashMap::default()),
@@ -129,11 +186,51 @@ impl Shard {
             stats: ShardStats::default(),
             picks: RefCell::new(Vec::new()),
             stall: RefCell::new(None),
-        }
+            live: RefCell::new(shared.control.live()),
+            live_generation: Cell::new(shared.control.generation.load(Ordering::Acquire)),
+            info: RefCell::new(shared.info.clone()),
+            max_pending: Cell::new(0),
+            shared,
+        };
+        shard.apply_live();
+        shard
     }
 
-    pub fn opts(&self) -> &Options {
-        &self.shared.opts
+    /// The current options (reloads replace them).
+    pub fn opts(&self) -> Arc<Options> {
+        self.live.borrow().opts.clone()
+    }
+
+    /// The current TLS configuration, if clients must use TLS.
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.live.borrow().tls.clone()
+    }
+
+    /// Take the latest settings if the process published new ones; true if it did.
+    pub fn refresh_live(&self) -> bool {
+        let g = self.shared.control.generation.load(Ordering::Acquire);
+        if g == self.live_generation.get() {
+            return false;
+        }
+        self.live_generation.set(g);
+        *self.live.borrow_mut() = self.shared.control.live();
+        self.apply_live();
+        true
+    }
+
+    fn apply_live(&self) {
+        let live = self.live.borrow();
+        let o = &live.opts;
+        self.max_pending.set(o.max_pending);
+        let mut info = self.info.borrow_mut();
+        info.auth_required = o.auth.required();
+        info.tls_required = live.tls.is_some();
+        info.max_payload = o.max_payload as i64;
+    }
+
+    /// Every client on this core.
+    pub fn clients(&self) -> Vec<Rc<Client>> {
+        self.clients.borrow().values().cloned().collect()
     }
 
     /// The outbox towards `core`.
@@ -157,7 +254,7 @@ impl Shard {
 
     /// The INFO line for a new connection.
     pub fn info_line(&self, cid: u64, addr: Option<SocketAddr>) -> String {
-        let mut info = self.shared.info.clone();
+        let mut info = self.info.borrow().clone();
         info.client_id = Some(cid);
         info.client_ip = addr.map(|a| a.ip().to_string());
         // nats-server ends INFO with a space before CRLF; some clients' tests match it.
@@ -196,10 +293,27 @@ impl Shard {
         bump(&self.stats.slow_consumers, 1);
     }
 
+    /// The INFO line for lame duck mode: `ldm: true`, and no client-specific fields.
+    pub fn ldm_info_line(&self) -> String {
+        let mut info = self.info.borrow().clone();
+        info.ldm = true;
+        format!("INFO {} \r\n", serde_json::to_string(&info).unwrap_or_default())
+    }
+
     /// SUB from a client.
     pub fn subscribe(&self, client: &Rc<Client>, subj: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
         if !subject::valid_subject(subj) || !queue.map_or(true, subject::valid_queue) {
             client.send_err("Invalid Subject");
+            return;
+        }
+        if !client.can_subscribe(subj) {
+            let subj = String::from_utf8_lossy(subj);
+            let text = match queue {
+                Some(q) => format!("Permissions Violation for Subscription to \"{subj}\" using queue \"{}\"", String::from_utf8_lossy(q)),
+                None => format!("Permissions Violation for Subscription to \"{subj}\""),
+            };
+            tracing::error!(cid = client.cid, "Subscription Violation - {}", text.trim_start_matches("Permissions Violation for "));
+            client.send_err(&text);
             return;
         }
         let max = self.opts().max_subscriptions;
@@ -320,6 +434,12 @@ impl Shard {
         bump(&client.stats.in_bytes, p.msg.len() as u64);
         bump(&self.stats.in_msgs, 1);
         bump(&self.stats.in_bytes, p.msg.len() as u64);
+        if !client.can_publish(p.subject) {
+            let subj = String::from_utf8_lossy(p.subject);
+            tracing::error!(cid = client.cid, "Publish Violation - Subject \"{subj}\"");
+            client.send_err(&format!("Permissions Violation for Publish to \"{subj}\""));
+            return;
+        }
         // Like nats-server, a pedantic client is told off for a wildcard publish subject but
         // the message is still delivered.
         if client.pedantic.get() && subject::tokens(p.subject).any(|t| t == b"*" || t == b">") {
@@ -373,7 +493,7 @@ impl Shard {
         }
         if self.outboxes.len() < 2 {
             for (_, members) in &local.qsubs {
-                if let Pick::Local(s) = self.pick(skip, members, &[]) {
+                if let Pick::Local(s) = self.pick(subj, skip, members, &[]) {
                     any |= self.deliver(&s.0, subj, reply, header_len, msg);
                 }
             }
@@ -388,7 +508,7 @@ impl Shard {
         picks.clear();
         for (name, members) in &local.qsubs {
             let cores = remote.qsubs.iter().find(|(n, _)| n == name).map_or(&[][..], |(_, c)| &c[..]);
-            match self.pick(skip, members, cores) {
+            match self.pick(subj, skip, members, cores) {
                 Pick::Local(s) => any |= self.deliver(&s.0, subj, reply, header_len, msg),
                 Pick::Core(c) => picks.push((c, name.clone())),
                 Pick::Nobody => {}
@@ -419,10 +539,11 @@ impl Shard {
     /// core that has members. `cores` lists a core once per member it has, so each member
     /// server-wide is about equally likely.
     /// `skip` is a publisher with echo off, whose own members are not eligible.
-    fn pick<'a>(&self, skip: Option<&Rc<Client>>, members: &'a [SubRef], cores: &[u16]) -> Pick<'a> {
+    fn pick<'a>(&self, subj: &[u8], skip: Option<&Rc<Client>>, members: &'a [SubRef], cores: &[u16]) -> Pick<'a> {
         let eligible = |s: &&SubRef| {
             !s.0.closed.get()
                 && s.0.client.state.get() == State::Open
+                && !s.0.client.denies_delivery(subj)
                 && !skip.is_some_and(|o| Rc::ptr_eq(&s.0.client, o))
         };
         let n_local = members.iter().filter(eligible).count();
@@ -441,7 +562,7 @@ impl Shard {
     #[inline]
     fn deliver(&self, sub: &Rc<Subscription>, subj: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8]) -> bool {
         let c = &sub.client;
-        if sub.closed.get() || c.state.get() != State::Open {
+        if sub.closed.get() || c.state.get() != State::Open || c.denies_delivery(subj) {
             return false;
         }
         // A client that did not ask for headers gets the payload alone, as nats-server does.
@@ -460,7 +581,7 @@ impl Shard {
         bump(&self.stats.out_msgs, 1);
         bump(&self.stats.out_bytes, body.len() as u64);
         let pending = queued + c.in_flight.get();
-        let max = self.opts().max_pending;
+        let max = self.max_pending.get();
         if pending > max {
             self.count_slow_consumer();
             tracing::info!(cid = c.cid, "Slow Consumer Detected: MaxPending of {} exceeded", max);
@@ -535,7 +656,7 @@ impl Shard {
             }
             for q in m.queues() {
                 let members = r.qsubs.iter().find(|(n, _)| &n[..] == q).map_or(&[][..], |(_, v)| &v[..]);
-                if let Pick::Local(s) = self.pick(None, members, &[]) {
+                if let Pick::Local(s) = self.pick(m.subject, None, members, &[]) {
                     self.deliver(&s.0, m.subject, m.reply, m.header_len, m.msg);
                     continue;
                 }
