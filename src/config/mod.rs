@@ -1,7 +1,10 @@
-//! Configuration: command-line flags ([`cli`]) and the value syntax they share with the
-//! nats-server config file (sizes like `1MB`, durations like `"1m30s"`).
+//! Configuration: command-line flags ([`cli`]), the nats-server config file format ([`conf`]
+//! reads it into a tree, [`file`] maps the tree onto the options), `--signal` ([`signal`]),
+//! and the value syntax flags and file share (sizes like `1MB`, durations like `"1m30s"`).
 
 pub mod cli;
+pub mod conf;
+pub mod file;
 pub mod signal;
 
 use std::time::Duration;

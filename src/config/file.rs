@@ -1,0 +1,882 @@
+//! The configuration file mapped onto [`Options`] and [`LogOptions`]: keys spelled as
+//! nats-server's, each value's type and range checked, every mistake reported at once as
+//! `file:line:col: reason`.
+//!
+//! An unknown key is a warning (`file:line:col: unknown field "x"`, nats-server's text) and
+//! the server still starts; nats-server 2.9 refuses such a file instead. natsu is lenient on
+//! purpose so a file written for a newer nats-server, or carrying natsu's own `cores`, works.
+//!
+//! Loading only checks: TLS certificate files are read when the server starts.
+//!
+//! ```no_run
+//! let (opts, log, warnings) = natsu::config::file::load("configs/minimal.conf").unwrap();
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::cli::LogOptions;
+use super::conf::{self, Entry, Kind, Map, Pos, Value};
+use super::parse_duration;
+use crate::protocol::subject::{valid_queue, valid_subject};
+use crate::server::options::{Auth, Cluster, Permissions, SubjectPermission, Tls, User};
+use crate::server::Options;
+
+/// nats-server keeps sizes in 32-bit integers and refuses larger ones.
+const MAX_INT32: i64 = i32::MAX as i64;
+
+/// Read and check the file at `path`, with `$VAR` from the process environment. Ok gives the
+/// options, the log options and the warnings to log; Err gives every error, one per line.
+pub fn load(path: &str) -> Result<(Options, LogOptions, Vec<String>), String> {
+    load_with_env(path, &|k| std::env::var(k).ok())
+}
+
+/// [`load`] with the environment as a lookup function.
+pub fn load_with_env(path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(Options, LogOptions, Vec<String>), String> {
+    let (root, mut errors) = conf::parse_file_with_env(Path::new(path), env);
+    let mut l = Loader::default();
+    let mut o = Options::default();
+    // nats-server's default; the file may turn it off.
+    let mut log = LogOptions { logtime: true, ..LogOptions::default() };
+    l.top(&root, &mut o, &mut log);
+    errors.append(&mut l.errors);
+    if errors.is_empty() {
+        o.config_file = Some(path.to_string());
+        Ok((o, log, l.warnings))
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+#[derive(Default)]
+struct Loader {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Loader {
+    fn err(&mut self, pos: &Pos, msg: impl std::fmt::Display) {
+        self.errors.push(format!("{pos}: {msg}"));
+    }
+
+    fn warn(&mut self, pos: &Pos, msg: impl std::fmt::Display) {
+        self.warnings.push(format!("{pos}: {msg}"));
+    }
+
+    /// A key this block does not know. Entries some `$VAR` used are variables, not options.
+    fn unknown(&mut self, e: &Entry) {
+        if !e.used_as_variable {
+            self.warn(&e.pos, format_args!("unknown field {:?}", e.key));
+        }
+    }
+
+    fn wrong_type(&mut self, key: &str, v: &Value, want: &str) {
+        self.err(&v.pos, format_args!("{key:?} must be {want}, got {}", v.describe()));
+    }
+
+    fn string(&mut self, key: &str, v: &Value) -> Option<String> {
+        match &v.kind {
+            Kind::Str(s) | Kind::Date(s) => Some(s.clone()),
+            _ => {
+                self.wrong_type(key, v, "a string");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, key: &str, v: &Value) -> Option<bool> {
+        match v.kind {
+            Kind::Bool(b) => Some(b),
+            _ => {
+                self.wrong_type(key, v, "a boolean (true/false, yes/no, on/off)");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, key: &str, v: &Value) -> Option<i64> {
+        match v.kind {
+            Kind::Int(n) => Some(n),
+            _ => {
+                self.wrong_type(key, v, "an integer");
+                None
+            }
+        }
+    }
+
+    /// An integer in `lo..=hi`.
+    fn int_in(&mut self, key: &str, v: &Value, lo: i64, hi: i64) -> Option<i64> {
+        let n = self.int(key, v)?;
+        if n < lo || n > hi {
+            self.err(&v.pos, format_args!("{key:?} must be from {lo} to {hi}, got {n}"));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A size (`1MB`, `65536`): not negative, and within nats-server's 32-bit limit.
+    fn size(&mut self, key: &str, v: &Value) -> Option<usize> {
+        let n = self.int(key, v)?;
+        if n < 0 {
+            self.err(&v.pos, format_args!("{key:?} must not be negative, got {n}"));
+            return None;
+        }
+        if n > MAX_INT32 {
+            // nats-server's words.
+            self.err(&v.pos, format_args!("{key} value is too big"));
+            return None;
+        }
+        Some(n as usize)
+    }
+
+    /// A duration: a string (`"2s"`, `"1m30s"`). A bare integer is seconds, with
+    /// nats-server's warning that it should be a string.
+    fn duration(&mut self, key: &str, v: &Value) -> Option<Duration> {
+        match &v.kind {
+            Kind::Str(s) => match parse_duration(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.err(&v.pos, format_args!("error parsing {key}: {e}"));
+                    None
+                }
+            },
+            // Unquoted `2m` lexes as the size 2,000,000; whoever wrote it meant two minutes
+            // (nats-server would take two million seconds).
+            Kind::Int(_) if v.text.ends_with(['m', 'M']) && v.text.len() > 1 => {
+                let d = parse_duration(&v.text.to_ascii_lowercase()).ok()?;
+                self.warn(&v.pos, format_args!("{key}: {} read as {}; write durations as strings, e.g. \"{}\"", v.text, fmt_duration(d), v.text));
+                Some(d)
+            }
+            Kind::Int(n) if *n >= 0 && v.text.bytes().all(|b| b.is_ascii_digit()) => {
+                self.warn(&v.pos, format_args!("invalid use of field {key:?}: {key} should be converted to a duration"));
+                Some(Duration::from_secs(*n as u64))
+            }
+            _ => {
+                self.wrong_type(key, v, "a duration string such as \"2s\"");
+                None
+            }
+        }
+    }
+
+    /// Seconds as an integer or float (`timeout: 0.5`), or a duration string.
+    fn seconds(&mut self, key: &str, v: &Value) -> Option<Duration> {
+        let secs = match &v.kind {
+            Kind::Int(n) => *n as f64,
+            Kind::Float(f) => *f,
+            Kind::Str(_) => return self.duration(key, v),
+            _ => {
+                self.wrong_type(key, v, "a number of seconds");
+                return None;
+            }
+        };
+        match Duration::try_from_secs_f64(secs) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.err(&v.pos, format_args!("{key:?} must be a positive number of seconds, got {}", v.text));
+                None
+            }
+        }
+    }
+
+    fn map<'v>(&mut self, key: &str, v: &'v Value) -> Option<&'v Map> {
+        match &v.kind {
+            Kind::Map(m) => Some(m),
+            _ => {
+                self.wrong_type(key, v, "a map { ... }");
+                None
+            }
+        }
+    }
+
+    /// `host:port`, `[v6]:port`, `:port` or a bare port number: the host (None when absent)
+    /// and the port as written, from -1 to 65535; the caller gives 0 and -1 their meaning.
+    fn host_port(&mut self, key: &str, v: &Value) -> Option<(Option<String>, i64)> {
+        if let Kind::Int(_) = v.kind {
+            return Some((None, self.int_in(key, v, -1, 65535)?));
+        }
+        let s = self.string(key, v)?;
+        let Some((host, port)) = s.rsplit_once(':') else {
+            // nats-server's words.
+            self.err(&v.pos, format_args!("could not parse address string {s:?}"));
+            return None;
+        };
+        let port = match port.parse::<i64>() {
+            Ok(n) if (-1..=65535).contains(&n) => n,
+            _ => {
+                self.err(&v.pos, format_args!("invalid port in address {s:?}"));
+                return None;
+            }
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Some(((!host.is_empty()).then(|| host.to_string()), port))
+    }
+
+    fn top(&mut self, root: &Map, o: &mut Options, log: &mut LogOptions) {
+        let mut http_host_set = false;
+        for e in &root.entries {
+            let v = &e.value;
+            let key = e.key.to_ascii_lowercase();
+            let k = key.as_str();
+            match k {
+                "listen" => {
+                    if let Some((host, port)) = self.host_port(k, v) {
+                        if let Some(h) = host {
+                            o.host = h;
+                        }
+                        o.port = client_port(port);
+                    }
+                }
+                "host" | "net" => {
+                    if let Some(h) = self.string(k, v) {
+                        o.host = h;
+                    }
+                }
+                "port" => o.port = self.int_in(k, v, -1, 65535).map_or(o.port, client_port),
+                "server_name" => o.server_name = self.string(k, v).or(o.server_name.take()),
+                "http" | "https" => {
+                    if let Some((host, port)) = self.host_port(k, v) {
+                        if let Some(h) = host {
+                            o.http_host = h;
+                            http_host_set = true;
+                        }
+                        set_monitor_port(k, port, o);
+                    }
+                }
+                "http_port" | "https_port" => {
+                    if let Some(p) = self.int_in(k, v, -1, 65535) {
+                        set_monitor_port(k, p, o);
+                    }
+                }
+                "authorization" => {
+                    if let Some(m) = self.map(k, v) {
+                        o.auth = self.authorization(m, &v.pos);
+                    }
+                }
+                "tls" => {
+                    if let Some(m) = self.map(k, v) {
+                        o.tls = self.tls(m, &v.pos);
+                    }
+                }
+                "cluster" => {
+                    if let Some(m) = self.map(k, v) {
+                        o.cluster = self.cluster(m, &v.pos);
+                    }
+                }
+                "debug" => log.debug = self.bool(k, v).unwrap_or(log.debug),
+                "trace" => log.trace = self.bool(k, v).unwrap_or(log.trace),
+                "logtime" => log.logtime = self.bool(k, v).unwrap_or(log.logtime),
+                "syslog" => log.syslog = self.bool(k, v).unwrap_or(log.syslog),
+                "log_file" => log.log_file = self.string(k, v).or(log.log_file.take()),
+                "remote_syslog" => log.remote_syslog = self.string(k, v).or(log.remote_syslog.take()),
+                "pid_file" => o.pid_file = self.string(k, v).or(o.pid_file.take()),
+                "max_connections" | "max_conn" => o.max_connections = self.size(k, v).unwrap_or(o.max_connections),
+                "max_control_line" => o.max_control_line = self.size(k, v).unwrap_or(o.max_control_line),
+                "max_payload" => o.max_payload = self.size(k, v).unwrap_or(o.max_payload),
+                "max_pending" | "max_pending_size" => o.max_pending = self.size(k, v).unwrap_or(o.max_pending),
+                "max_subscriptions" | "max_subs" => o.max_subscriptions = self.size(k, v).unwrap_or(o.max_subscriptions),
+                "ping_interval" => o.ping_interval = self.duration(k, v).unwrap_or(o.ping_interval),
+                "ping_max" => o.ping_max = self.int_in(k, v, 0, u32::MAX as i64).map_or(o.ping_max, |n| n as u32),
+                "write_deadline" => o.write_deadline = self.duration(k, v).unwrap_or(o.write_deadline),
+                "lame_duck_duration" => {
+                    if let Some(d) = self.duration(k, v) {
+                        // nats-server's floor and words.
+                        if d < Duration::from_secs(30) {
+                            self.err(&v.pos, format_args!("invalid lame_duck_duration of {}, minimum is 30 seconds", fmt_duration(d)));
+                        } else {
+                            o.lame_duck_duration = d;
+                        }
+                    }
+                }
+                "lame_duck_grace_period" => o.lame_duck_grace_period = self.duration(k, v).unwrap_or(o.lame_duck_grace_period),
+                // natsu's own: executors, one per core.
+                "cores" => o.cores = self.int_in(k, v, 1, 64).map_or(o.cores, |n| n as usize),
+                _ => self.unknown(e),
+            }
+        }
+        // As nats-server: monitoring listens where clients do unless told otherwise.
+        if !http_host_set {
+            o.http_host = o.host.clone();
+        }
+    }
+
+    fn authorization(&mut self, m: &Map, pos: &Pos) -> Auth {
+        let mut a = Auth::default();
+        let mut users_pos = None;
+        for e in &m.entries {
+            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
+            match k.as_str() {
+                "user" | "username" => a.user = self.string(&k, v).or(a.user.take()),
+                "password" | "pass" => a.password = self.string(&k, v).or(a.password.take()),
+                "token" => a.token = self.string(&k, v).or(a.token.take()),
+                "timeout" => a.timeout = self.seconds(&k, v).unwrap_or(a.timeout),
+                "users" => {
+                    users_pos = Some(v.pos.clone());
+                    a.users = self.users(v);
+                }
+                _ => self.unknown(e),
+            }
+        }
+        // nats-server's checks and words.
+        if users_pos.is_some() && (a.user.is_some() || a.password.is_some()) {
+            self.err(pos, "Can not have a single user/pass and a users array");
+        }
+        if users_pos.is_some() && a.token.is_some() {
+            self.err(pos, "Can not have a token and a users array");
+        }
+        if a.token.is_some() && (a.user.is_some() || a.password.is_some()) {
+            self.err(pos, "Cannot have a user/pass and token");
+        }
+        a
+    }
+
+    fn users(&mut self, v: &Value) -> Vec<User> {
+        let Kind::Array(items) = &v.kind else {
+            self.wrong_type("users", v, "an array of users");
+            return Vec::new();
+        };
+        let mut users: Vec<User> = Vec::new();
+        for item in items {
+            let Kind::Map(m) = &item.kind else {
+                self.err(&item.pos, format_args!("a user entry must be a map {{user: ..., password: ...}}, got {}", item.describe()));
+                continue;
+            };
+            let mut u = User::default();
+            let mut named = false;
+            for e in &m.entries {
+                let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
+                match k.as_str() {
+                    "user" | "username" => {
+                        if let Some(s) = self.string(&k, v) {
+                            u.user = s;
+                            named = true;
+                        }
+                    }
+                    "password" | "pass" => u.password = self.string(&k, v).unwrap_or_default(),
+                    "permissions" => {
+                        if let Some(pm) = self.map(&k, v) {
+                            u.permissions = Some(self.permissions(pm));
+                        }
+                    }
+                    _ => self.unknown(e),
+                }
+            }
+            if !named {
+                self.err(&item.pos, "User entry requires a user");
+                continue;
+            }
+            if users.iter().any(|x| x.user == u.user) {
+                self.err(&item.pos, format_args!("Duplicate user {:?} detected", u.user));
+                continue;
+            }
+            users.push(u);
+        }
+        users
+    }
+
+    /// `{publish: ..., subscribe: ...}`; `pub` and `sub` are nats-server's short forms.
+    fn permissions(&mut self, m: &Map) -> Permissions {
+        let mut p = Permissions::default();
+        for e in &m.entries {
+            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
+            match k.as_str() {
+                "publish" | "pub" => p.publish = self.subject_permission(&k, v, false).or(p.publish.take()),
+                "subscribe" | "sub" => p.subscribe = self.subject_permission(&k, v, true).or(p.subscribe.take()),
+                _ => self.unknown(e),
+            }
+        }
+        p
+    }
+
+    /// A subject, a list of subjects (both: allowed), or `{allow: ..., deny: ...}`.
+    fn subject_permission(&mut self, key: &str, v: &Value, sub: bool) -> Option<SubjectPermission> {
+        match &v.kind {
+            Kind::Map(m) => {
+                let mut sp = SubjectPermission::default();
+                for e in &m.entries {
+                    match e.key.to_ascii_lowercase().as_str() {
+                        "allow" => sp.allow = self.subjects(&e.key, &e.value, sub)?,
+                        "deny" => sp.deny = self.subjects(&e.key, &e.value, sub)?,
+                        _ if e.used_as_variable => {}
+                        _ => self.err(&e.pos, format_args!("Unknown field name {:?} parsing subject permissions, only 'allow' or 'deny' are permitted", e.key)),
+                    }
+                }
+                Some(sp)
+            }
+            _ => Some(SubjectPermission { allow: self.subjects(key, v, sub)?, deny: Vec::new() }),
+        }
+    }
+
+    fn subjects(&mut self, key: &str, v: &Value, sub: bool) -> Option<Vec<String>> {
+        let items: Vec<&Value> = match &v.kind {
+            Kind::Array(a) => a.iter().collect(),
+            _ => vec![v],
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items {
+            let Kind::Str(s) = &item.kind else {
+                self.err(&item.pos, format_args!("{key:?}: expected a subject or an array of subjects, got {}", item.describe()));
+                ok = false;
+                continue;
+            };
+            if !valid_permission_subject(s, sub) {
+                self.err(&item.pos, format_args!("subject {s:?} is not a valid subject"));
+                ok = false;
+                continue;
+            }
+            out.push(s.trim().to_string());
+        }
+        ok.then_some(out)
+    }
+
+    fn tls(&mut self, m: &Map, pos: &Pos) -> Option<Tls> {
+        let mut t = Tls::default();
+        let (mut cert, mut key) = (None, None);
+        for e in &m.entries {
+            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
+            match k.as_str() {
+                "cert_file" => cert = self.string(&k, v).or(cert),
+                "key_file" => key = self.string(&k, v).or(key),
+                "ca_file" => t.ca_file = self.string(&k, v).or(t.ca_file.take()),
+                "verify" => t.verify = self.bool(&k, v).unwrap_or(t.verify),
+                "timeout" => t.timeout = self.seconds(&k, v).unwrap_or(t.timeout),
+                _ => self.unknown(e),
+            }
+        }
+        // nats-server's words. It takes an empty `tls {}` as no TLS; natsu calls it a mistake.
+        match (cert, key) {
+            (Some(c), Some(k)) => {
+                t.cert_file = c;
+                t.key_file = k;
+                Some(t)
+            }
+            (None, _) => {
+                self.err(pos, "missing 'cert_file' in TLS configuration");
+                None
+            }
+            (_, None) => {
+                self.err(pos, "missing 'key_file' in TLS configuration");
+                None
+            }
+        }
+    }
+
+    fn cluster(&mut self, m: &Map, pos: &Pos) -> Option<Cluster> {
+        let mut c = Cluster { host: "0.0.0.0".into(), ..Cluster::default() };
+        let mut port_set = false;
+        for e in &m.entries {
+            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
+            match k.as_str() {
+                "name" => {
+                    if let Some(n) = self.string(&k, v) {
+                        if n.is_empty() || n.contains(char::is_whitespace) {
+                            self.err(&v.pos, format_args!("cluster name {n:?} must be non-empty and cannot contain spaces or new lines"));
+                        } else {
+                            c.name = Some(n);
+                        }
+                    }
+                }
+                "listen" => {
+                    if let Some((host, port)) = self.host_port(&k, v) {
+                        if let Some(h) = host {
+                            c.host = h;
+                        }
+                        (c.port, port_set) = cluster_port(port);
+                    }
+                }
+                "host" | "net" => c.host = self.string(&k, v).unwrap_or(c.host),
+                "port" => {
+                    if let Some(p) = self.int_in(&k, v, -1, 65535) {
+                        (c.port, port_set) = cluster_port(p);
+                    }
+                }
+                "routes" => match &v.kind {
+                    Kind::Array(items) => {
+                        for item in items {
+                            let Some(u) = self.string("routes", item) else { continue };
+                            match check_route_url(&u) {
+                                Ok(()) => c.routes.push(u),
+                                Err(why) => self.err(&item.pos, format_args!("error parsing route url {u:?}: {why}")),
+                            }
+                        }
+                    }
+                    _ => self.wrong_type(&k, v, "an array of route URLs"),
+                },
+                "authorization" => {
+                    if let Some(am) = self.map(&k, v) {
+                        self.cluster_authorization(am, &v.pos, &mut c);
+                    }
+                }
+                "no_advertise" => c.no_advertise = self.bool(&k, v).unwrap_or(c.no_advertise),
+                "connect_retries" => c.connect_retries = self.int_in(&k, v, 0, u32::MAX as i64).map_or(c.connect_retries, |n| n as u32),
+                _ => self.unknown(e),
+            }
+        }
+        if !port_set {
+            // As nats-server: without a port the cluster is off (routes included).
+            self.warn(pos, "cluster block has no listen or port: no cluster will be formed");
+            return None;
+        }
+        Some(c)
+    }
+
+    fn cluster_authorization(&mut self, m: &Map, pos: &Pos, c: &mut Cluster) {
+        for e in &m.entries {
+            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
+            match k.as_str() {
+                "user" | "username" => c.user = self.string(&k, v).or(c.user.take()),
+                "password" | "pass" => c.password = self.string(&k, v).or(c.password.take()),
+                "timeout" => c.auth_timeout = self.seconds(&k, v).or(c.auth_timeout),
+                // nats-server's words.
+                "token" => self.err(pos, "Cluster authorization does not support tokens"),
+                "users" => self.err(pos, "Cluster authorization does not allow multiple users"),
+                _ => self.unknown(e),
+            }
+        }
+    }
+}
+
+/// nats-server's client port: 0 is the default port, -1 a random one (0 in [`Options`]).
+fn client_port(p: i64) -> u16 {
+    match p {
+        0 => 4222,
+        -1 => 0,
+        n => n as u16,
+    }
+}
+
+/// A cluster port and whether the cluster is on: -1 is a random port, 0 leaves it off.
+fn cluster_port(p: i64) -> (u16, bool) {
+    match p {
+        0 => (0, false),
+        -1 => (0, true),
+        n => (n as u16, true),
+    }
+}
+
+/// Monitoring ports as nats-server reads them: 0 leaves monitoring off, -1 is a random port.
+fn set_monitor_port(key: &str, p: i64, o: &mut Options) {
+    let p = match p {
+        0 => None,
+        -1 => Some(0),
+        n => Some(n as u16),
+    };
+    if key.starts_with("https") {
+        o.https_port = p;
+    } else {
+        o.http_port = p;
+    }
+}
+
+/// Publish: a subject (wildcards allowed, they are patterns). Subscribe: a subject and an
+/// optional queue group after a space, as nats-server's queue permissions.
+fn valid_permission_subject(s: &str, sub: bool) -> bool {
+    let mut parts = s.split_whitespace();
+    let Some(subject) = parts.next() else { return false };
+    if !valid_subject(subject.as_bytes()) {
+        return false;
+    }
+    match (parts.next(), parts.next()) {
+        (None, _) => true,
+        (Some(q), None) if sub => valid_queue(q.as_bytes()),
+        _ => false,
+    }
+}
+
+/// A route URL: `nats://[user:pass@]host:port` (also `nats-route://`, `tls://`).
+pub(crate) fn check_route_url(u: &str) -> Result<(), &'static str> {
+    let (scheme, rest) = u.split_once("://").ok_or("expected scheme://host:port")?;
+    if !matches!(scheme, "nats" | "nats-route" | "tls") {
+        return Err("the scheme must be nats://, nats-route:// or tls://");
+    }
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h).trim_end_matches('/');
+    let (host, port) = hostport.rsplit_once(':').ok_or("expected host:port")?;
+    if host.is_empty() || host.contains('/') {
+        return Err("missing host");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err("invalid port"),
+    }
+}
+
+/// `90s` as `1m30s`, as Go prints durations.
+fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{}ms", ms);
+    }
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory removed on drop.
+    struct Tmp(std::path::PathBuf);
+    impl Tmp {
+        fn new(tag: &str) -> Tmp {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("natsu-file-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Tmp(p)
+        }
+        fn write(&self, name: &str, text: &str) -> String {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        }
+    }
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn env(k: &str) -> Option<String> {
+        (k == "NATSU_TEST_PAYLOAD").then(|| "64KB".to_string())
+    }
+
+    /// Load `text` as the file `t.conf`; positions in messages start with "t.conf:".
+    fn load_text(text: &str) -> Result<(Options, LogOptions, Vec<String>), String> {
+        let t = Tmp::new("t");
+        let p = t.write("t.conf", text);
+        let dir = format!("{}/", t.0.display());
+        load_with_env(&p, &env).map_err(|e| e.replace(&dir, "")).map(|(o, l, w)| (o, l, w.into_iter().map(|x| x.replace(&dir, "")).collect()))
+    }
+
+    fn ok(text: &str) -> (Options, LogOptions, Vec<String>) {
+        load_text(text).unwrap_or_else(|e| panic!("{text:?}:\n{e}"))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_text(text) {
+            Ok(_) => panic!("{text:?} was accepted"),
+            Err(e) => e.lines().map(str::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn every_key() {
+        let (o, log, warnings) = ok(r#"
+            listen: "127.0.0.1:4333"
+            server_name: "n1"
+            http: "127.0.0.2:8222"
+            https_port: 8223
+            debug: true
+            trace: yes
+            logtime: off
+            log_file: "/tmp/natsu.log"
+            syslog: true
+            remote_syslog: "udp://localhost:514"
+            pid_file: "/tmp/natsu.pid"
+            max_connections: 100
+            max_control_line: 2KB
+            max_payload: $NATSU_TEST_PAYLOAD
+            max_pending: 10MB
+            max_subscriptions: 50
+            ping_interval: "30s"
+            ping_max: 5
+            write_deadline: "1m30s"
+            lame_duck_duration: "45s"
+            lame_duck_grace_period: "5s"
+            cores: 2
+            authorization { user: u, password: p, timeout: 1.5 }
+            tls { cert_file: "./certs/server-cert.pem", key_file: "./certs/server-key.pem", ca_file: "./certs/ca.pem", verify: true, timeout: 3 }
+            cluster {
+              name: c1
+              listen: "0.0.0.0:6222"
+              routes: [ "nats://127.0.0.1:6223", "nats-route://u:p@10.0.0.1:6224" ]
+              authorization { user: ru, password: rp, timeout: 0.5 }
+              no_advertise: true
+              connect_retries: 3
+            }
+        "#);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((o.host.as_str(), o.port, o.server_name.as_deref()), ("127.0.0.1", 4333, Some("n1")));
+        assert_eq!((o.http_host.as_str(), o.http_port, o.https_port), ("127.0.0.2", Some(8222), Some(8223)));
+        assert!(log.debug && log.trace && !log.logtime && log.syslog);
+        assert_eq!(log.log_file.as_deref(), Some("/tmp/natsu.log"));
+        assert_eq!(log.remote_syslog.as_deref(), Some("udp://localhost:514"));
+        assert_eq!(o.pid_file.as_deref(), Some("/tmp/natsu.pid"));
+        assert_eq!((o.max_connections, o.max_control_line, o.max_payload, o.max_pending, o.max_subscriptions), (100, 2048, 65536, 10 << 20, 50));
+        assert_eq!((o.ping_interval, o.ping_max, o.write_deadline), (Duration::from_secs(30), 5, Duration::from_secs(90)));
+        assert_eq!((o.lame_duck_duration, o.lame_duck_grace_period), (Duration::from_secs(45), Duration::from_secs(5)));
+        assert_eq!(o.cores, 2);
+        assert_eq!((o.auth.user.as_deref(), o.auth.password.as_deref(), o.auth.timeout), (Some("u"), Some("p"), Duration::from_millis(1500)));
+        let tls = o.tls.unwrap();
+        assert_eq!((tls.cert_file.as_str(), tls.key_file.as_str(), tls.ca_file.as_deref()), ("./certs/server-cert.pem", "./certs/server-key.pem", Some("./certs/ca.pem")));
+        assert!(tls.verify);
+        assert_eq!(tls.timeout, Duration::from_secs(3));
+        let c = o.cluster.unwrap();
+        assert_eq!((c.name.as_deref(), c.host.as_str(), c.port), (Some("c1"), "0.0.0.0", 6222));
+        assert_eq!(c.routes, ["nats://127.0.0.1:6223", "nats-route://u:p@10.0.0.1:6224"]);
+        assert_eq!((c.user.as_deref(), c.password.as_deref(), c.auth_timeout), (Some("ru"), Some("rp"), Some(Duration::from_millis(500))));
+        assert!(c.no_advertise);
+        assert_eq!(c.connect_retries, 3);
+        assert!(o.config_file.unwrap().ends_with("t.conf"));
+    }
+
+    #[test]
+    fn defaults_and_address_forms() {
+        let (o, log, _) = ok("");
+        assert_eq!((o.host.as_str(), o.port, o.http_port, o.tls.is_none(), o.cluster.is_none()), ("0.0.0.0", 4222, None, true, true));
+        assert!(log.logtime && !log.debug);
+        let port = |t: &str| ok(t).0.port;
+        assert_eq!(port("port: 4333"), 4333);
+        assert_eq!(port("port: -1"), 0);
+        assert_eq!(port("port: 0"), 4222);
+        assert_eq!(port("listen: 4333"), 4333);
+        assert_eq!(port("listen: \":4333\""), 4333);
+        let (o, _, _) = ok("listen: \"[::1]:4333\"");
+        assert_eq!((o.host.as_str(), o.port), ("::1", 4333));
+        let (o, _, _) = ok("net: 127.0.0.1\nhttp: 8222");
+        assert_eq!((o.host.as_str(), o.http_host.as_str(), o.http_port), ("127.0.0.1", "127.0.0.1", Some(8222)));
+        let (o, _, _) = ok("host: 127.0.0.1\nhttp_port: -1\nhttps: \"0.0.0.0:8443\"");
+        assert_eq!((o.http_host.as_str(), o.http_port, o.https_port), ("0.0.0.0", Some(0), Some(8443)));
+        assert_eq!(ok("http: 0").0.http_port, None);
+        // Keys are case-insensitive, as nats-server's.
+        assert_eq!(port("PORT: 4333"), 4333);
+    }
+
+    #[test]
+    fn durations() {
+        let (o, _, w) = ok("ping_interval: 5\nwrite_deadline: \"250ms\"");
+        assert_eq!((o.ping_interval, o.write_deadline), (Duration::from_secs(5), Duration::from_millis(250)));
+        assert_eq!(w, ["t.conf:1:16: invalid use of field \"ping_interval\": ping_interval should be converted to a duration"]);
+        let (o, _, w) = ok("ping_interval: 2m");
+        assert_eq!(o.ping_interval, Duration::from_secs(120));
+        assert_eq!(w, ["t.conf:1:16: ping_interval: 2m read as 2m0s; write durations as strings, e.g. \"2m\""]);
+        assert_eq!(ok("authorization { timeout: \"3s\" }").0.auth.timeout, Duration::from_secs(3));
+        assert_eq!(ok("authorization { timeout: 2 }").0.auth.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn users_and_permissions() {
+        let (o, _, w) = ok(r#"
+            authorization {
+              ADMIN = { publish: ">", subscribe: ">" }
+              users: [
+                { user: admin, password: "$2a$11$DRF7jNVtnr3ImK8FAVOvNe0HVDXHn6D7LRnxKNjNXrKNxVY0JmHcq", permissions: $ADMIN }
+                { user: pubber, password: x, permissions: { pub: ["a.*", "b.>"], sub: "_INBOX.>" } }
+                { user: limited, password: y, permissions: { publish: { allow: "x.>", deny: ["x.secret"] }, subscribe: { deny: "x.secret" } } }
+                { user: worker, password: z, permissions: { subscribe: "jobs workers" } }
+                { user: free, password: w }
+              ]
+            }
+        "#);
+        assert!(w.is_empty(), "{w:?}");
+        let u = &o.auth.users;
+        assert_eq!(u.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(), ["admin", "pubber", "limited", "worker", "free"]);
+        assert!(u[0].password.starts_with("$2a$11$"));
+        let sp = |allow: &[&str], deny: &[&str]| Some(SubjectPermission { allow: allow.iter().map(|s| s.to_string()).collect(), deny: deny.iter().map(|s| s.to_string()).collect() });
+        assert_eq!(u[0].permissions, Some(Permissions { publish: sp(&[">"], &[]), subscribe: sp(&[">"], &[]) }));
+        assert_eq!(u[1].permissions, Some(Permissions { publish: sp(&["a.*", "b.>"], &[]), subscribe: sp(&["_INBOX.>"], &[]) }));
+        assert_eq!(u[2].permissions, Some(Permissions { publish: sp(&["x.>"], &["x.secret"]), subscribe: sp(&[], &["x.secret"]) }));
+        assert_eq!(u[3].permissions.as_ref().unwrap().subscribe, sp(&["jobs workers"], &[]));
+        assert_eq!(u[4].permissions, None);
+        assert!(o.auth.required());
+        let (o, _, _) = ok("authorization { token: \"s3cr3t\" }");
+        assert_eq!(o.auth.token.as_deref(), Some("s3cr3t"));
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_variables_do_not() {
+        let (o, _, w) = ok("VAR = 4333\nport: $VAR\nunused_var = 1\nfoo: bar\nauthorization {\n  user: a\n  password: b\n  colour: blue\n}\ntls { cert_file: c, key_file: k, cipher_suites: [] }\n");
+        assert_eq!(o.port, 4333);
+        assert_eq!(w, ["t.conf:3:1: unknown field \"unused_var\"", "t.conf:4:1: unknown field \"foo\"", "t.conf:8:3: unknown field \"colour\"", "t.conf:10:34: unknown field \"cipher_suites\""]);
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_positions() {
+        let table: &[(&str, &str)] = &[
+            ("port: \"abc\"", "t.conf:1:7: \"port\" must be an integer, got string \"abc\""),
+            ("port: 70000", "t.conf:1:7: \"port\" must be from -1 to 65535, got 70000"),
+            ("port: 1.5", "t.conf:1:7: \"port\" must be an integer, got float 1.5"),
+            ("debug: 1", "t.conf:1:8: \"debug\" must be a boolean (true/false, yes/no, on/off), got integer 1"),
+            ("debug: \"true\"", "t.conf:1:8: \"debug\" must be a boolean (true/false, yes/no, on/off), got string \"true\""),
+            ("server_name: [a]", "t.conf:1:14: \"server_name\" must be a string, got array"),
+            ("max_payload: 2GB", "t.conf:1:14: max_payload value is too big"),
+            ("max_control_line: 10GB", "t.conf:1:19: max_control_line value is too big"),
+            ("max_pending: -5", "t.conf:1:14: \"max_pending\" must not be negative, got -5"),
+            ("max_payload: 1x", "t.conf:1:14: \"max_payload\" must be an integer, got string \"1x\""),
+            ("ping_interval: \"soon\"", "t.conf:1:16: error parsing ping_interval: invalid duration \"soon\""),
+            ("ping_interval: true", "t.conf:1:16: \"ping_interval\" must be a duration string such as \"2s\", got boolean true"),
+            ("ping_max: -1", "t.conf:1:11: \"ping_max\" must be from 0 to 4294967295, got -1"),
+            ("lame_duck_duration: \"1s\"", "t.conf:1:21: invalid lame_duck_duration of 1s, minimum is 30 seconds"),
+            ("cores: 0", "t.conf:1:8: \"cores\" must be from 1 to 64, got 0"),
+            ("listen: \"127.0.0.1\"", "t.conf:1:9: could not parse address string \"127.0.0.1\""),
+            ("listen: \"127.0.0.1:x\"", "t.conf:1:9: invalid port in address \"127.0.0.1:x\""),
+            ("http: \"localhost\"", "t.conf:1:7: could not parse address string \"localhost\""),
+            ("authorization: 1", "t.conf:1:16: \"authorization\" must be a map { ... }, got integer 1"),
+            ("authorization { timeout: \"abc\" }", "t.conf:1:26: error parsing timeout: invalid duration \"abc\""),
+            ("authorization { timeout: -1 }", "t.conf:1:26: \"timeout\" must be a positive number of seconds, got -1"),
+            ("authorization { user: a, password: b, users: [{user: c, password: d}] }", "t.conf:1:15: Can not have a single user/pass and a users array"),
+            ("authorization { token: a, users: [{user: c, password: d}] }", "t.conf:1:15: Can not have a token and a users array"),
+            ("authorization { token: a, user: b, password: c }", "t.conf:1:15: Cannot have a user/pass and token"),
+            ("authorization { users: [{password: c}] }", "t.conf:1:25: User entry requires a user"),
+            ("authorization { users: [{user: c}, {user: c}] }", "t.conf:1:36: Duplicate user \"c\" detected"),
+            ("authorization { users: {user: c} }", "t.conf:1:24: \"users\" must be an array of users, got map"),
+            ("authorization { users: [ \"x\" ] }", "t.conf:1:26: a user entry must be a map {user: ..., password: ...}, got string \"x\""),
+            ("authorization { users: [{user: c, permissions: {publish: 1}}] }", "t.conf:1:58: \"publish\": expected a subject or an array of subjects, got integer 1"),
+            ("authorization { users: [{user: c, permissions: {publish: \"a..b\"}}] }", "t.conf:1:58: subject \"a..b\" is not a valid subject"),
+            ("authorization { users: [{user: c, permissions: {publish: \">.a\"}}] }", "t.conf:1:58: subject \">.a\" is not a valid subject"),
+            ("authorization { users: [{user: c, permissions: {publish: \"a b\"}}] }", "t.conf:1:58: subject \"a b\" is not a valid subject"),
+            ("authorization { users: [{user: c, permissions: {publish: {allow: \"x\", bar: 1}}}] }", "t.conf:1:71: Unknown field name \"bar\" parsing subject permissions, only 'allow' or 'deny' are permitted"),
+            ("tls { cert_file: \"x\" }", "t.conf:1:5: missing 'key_file' in TLS configuration"),
+            ("tls { key_file: \"x\" }", "t.conf:1:5: missing 'cert_file' in TLS configuration"),
+            ("tls { }", "t.conf:1:5: missing 'cert_file' in TLS configuration"),
+            ("tls { cert_file: a, key_file: b, verify: maybe }", "t.conf:1:42: \"verify\" must be a boolean (true/false, yes/no, on/off), got string \"maybe\""),
+            ("cluster { port: 6222, routes: \"nats://a:1\" }", "t.conf:1:31: \"routes\" must be an array of route URLs, got string \"nats://a:1\""),
+            ("cluster { port: 6222, routes: [\"127.0.0.1:6223\"] }", "t.conf:1:32: error parsing route url \"127.0.0.1:6223\": expected scheme://host:port"),
+            ("cluster { port: 6222, routes: [\"http://a:1\"] }", "t.conf:1:32: error parsing route url \"http://a:1\": the scheme must be nats://, nats-route:// or tls://"),
+            ("cluster { port: 6222, routes: [\"nats://a\"] }", "t.conf:1:32: error parsing route url \"nats://a\": expected host:port"),
+            ("cluster { port: 6222, name: \"a b\" }", "t.conf:1:29: cluster name \"a b\" must be non-empty and cannot contain spaces or new lines"),
+            ("cluster { port: 6222, authorization { token: x } }", "t.conf:1:37: Cluster authorization does not support tokens"),
+            ("cluster { port: 6222, authorization { users: [] } }", "t.conf:1:37: Cluster authorization does not allow multiple users"),
+            ("cluster { port: 6222, connect_retries: -1 }", "t.conf:1:40: \"connect_retries\" must be from 0 to 4294967295, got -1"),
+            ("port: $NOPE", "t.conf:1:7: variable reference for 'NOPE' can not be found"),
+        ];
+        let mut wrong = Vec::new();
+        for (text, want) in table {
+            let got = errors(text);
+            if got != [*want] {
+                wrong.push(format!("{text}\n  got  {got:?}\n  want {want:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn all_errors_at_once_syntax_and_values() {
+        let errs = errors("port: \"abc\"\nmax_payload: 1 MB\ndebug: 3\ntls { cert_file: x }\nping_interval: \"x\n");
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        for (e, p) in errs.iter().zip(["t.conf:2:", "t.conf:5:", "t.conf:1:", "t.conf:3:", "t.conf:4:"]) {
+            assert!(e.starts_with(p), "{errs:#?}");
+        }
+    }
+
+    #[test]
+    fn cluster_forms() {
+        let c = ok("cluster { host: 127.0.0.1, port: -1 }").0.cluster.unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 0));
+        let c = ok("cluster { listen: 6222 }").0.cluster.unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("0.0.0.0", 6222));
+        let (o, _, w) = ok("cluster { routes: [\"nats://a:1\"] }");
+        assert!(o.cluster.is_none());
+        assert_eq!(w, ["t.conf:1:9: cluster block has no listen or port: no cluster will be formed"]);
+    }
+
+    #[test]
+    fn missing_file() {
+        let e = load("/nonexistent/natsu.conf").unwrap_err();
+        assert!(e.starts_with("/nonexistent/natsu.conf: No such file"), "{e}");
+    }
+}
