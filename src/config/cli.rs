@@ -80,7 +80,26 @@ pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 }
 
 fn takes_value(name: &str) -> bool {
-    !matches!(name, "D" | "V" | "DV" | "debug" | "trace" | "h" | "help" | "v" | "version" | "T" | "logtime")
+    !matches!(
+        name,
+        "D" | "V"
+            | "DV"
+            | "debug"
+            | "trace"
+            | "h"
+            | "help"
+            | "v"
+            | "version"
+            | "T"
+            | "logtime"
+            | "s"
+            | "syslog"
+            | "t"
+            | "tls"
+            | "tlsverify"
+            | "help_tls"
+            | "no_advertise"
+    )
 }
 
 fn command() -> Command {
@@ -89,6 +108,10 @@ fn command() -> Command {
     };
     let flag = |id: &'static str, short: char, long: &'static str, help: &'static str| {
         Arg::new(id).short(short).long(long).help(help).action(ArgAction::SetTrue)
+    };
+    // A Go boolean flag: `--tls` is true, `--tls=false` false; never a separate value.
+    let gobool = |id: &'static str, long: &'static str, help: &'static str| {
+        Arg::new(id).long(long).help(help).num_args(0..=1).require_equals(true).default_missing_value("true").value_name("bool")
     };
     Command::new("natsu")
         .about("A NATS-protocol message broker on io_uring, one executor per core")
@@ -101,7 +124,11 @@ fn command() -> Command {
         .arg(val("pid", "pid", "File to store the process id").short('P'))
         .arg(val("http_port", "http_port", "Use port for http monitoring (-1 for a random port)").short('m'))
         // nats-server spells it `-ms`; normalize() turns that into `--ms`.
-        .arg(val("https_port", "https_port", "Use port for https monitoring (-1 for a random port)").alias("ms"))
+        .arg(val("https_port", "https_port", "Use port for https monitoring, also -ms (-1 for a random port)").alias("ms"))
+        .arg(val("config", "config", "Configuration file (flags given too override it)").short('c'))
+        .arg(gobool("test", "test", "Test the configuration file and exit").short('t'))
+        // nats-server spells it `-sl`.
+        .arg(val("signal", "signal", "Send signal to a natsu process, also -sl (ldm, stop, quit, term, reopen, reload); CMD=PID or CMD=PIDFILE picks the process").alias("sl").value_name("CMD[=PID]"))
         .arg(val("log", "log", "File to redirect log output").short('l'))
         .arg(
             Arg::new("logtime")
@@ -112,6 +139,8 @@ fn command() -> Command {
                 .require_equals(true)
                 .default_missing_value("true"),
         )
+        .arg(gobool("syslog", "syslog", "Log to syslog").short('s'))
+        .arg(val("remote_syslog", "remote_syslog", "Syslog server address (udp://localhost:514)").short('r'))
         .arg(flag("debug", 'D', "debug", "Enable debugging output"))
         .arg(flag("trace", 'V', "trace", "Trace the raw protocol"))
         .arg(val("cores", "cores", "Executors to run, one per core (default: all cores)"))
@@ -123,11 +152,26 @@ fn command() -> Command {
         .arg(val("ping_interval", "ping_interval", "Interval between server PINGs (default: 2m)"))
         .arg(val("ping_max", "ping_max", "Unanswered PINGs before a client is stale (default: 2)"))
         .arg(val("write_deadline", "write_deadline", "Longest a write to a client may block (default: 10s)"))
+        .arg(val("user", "user", "User required for connections"))
+        .arg(val("pass", "pass", "Password required for connections"))
+        .arg(val("auth", "auth", "Authorization token required for connections"))
+        .arg(gobool("tls", "tls", "Enable TLS, do not verify clients (default: false)"))
+        .arg(val("tlscert", "tlscert", "Server certificate file"))
+        .arg(val("tlskey", "tlskey", "Private key for server certificate"))
+        .arg(gobool("tlsverify", "tlsverify", "Enable TLS, verify client certificates"))
+        .arg(val("tlscacert", "tlscacert", "Client certificate CA for verification"))
+        .arg(val("routes", "routes", "Routes to solicit and connect (comma-separated URLs)"))
+        .arg(val("cluster", "cluster", "Cluster URL for solicited routes (nats://host:port)"))
+        .arg(val("cluster_name", "cluster_name", "Cluster name"))
+        .arg(gobool("no_advertise", "no_advertise", "Do not advertise known cluster information to clients"))
+        .arg(val("connect_retries", "connect_retries", "For implicit routes, number of connect retries"))
         .arg(flag("help", 'h', "help", "Show this message"))
         .arg(flag("version", 'v', "version", "Show version"))
+        .arg(gobool("help_tls", "help_tls", "TLS help"))
 }
 
-/// Parse the command line (including the program name).
+/// Parse the command line (including the program name). With `-c FILE` the file is read
+/// first and the flags given override it, as nats-server does.
 ///
 /// ```
 /// use natsu::config::cli::{parse, Invocation};
@@ -142,15 +186,41 @@ fn command() -> Command {
 /// ```
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
     let m = command().try_get_matches_from(normalize(args)).map_err(|e| e.to_string())?;
+    let get = |id: &str| m.get_one::<String>(id).map(String::as_str);
+    let gobool = |id: &str| -> Result<bool, String> {
+        match get(id) {
+            None => Ok(false),
+            Some(v) => parse_bool(v).ok_or_else(|| format!("invalid boolean {v:?} for --{id}")),
+        }
+    };
     if m.get_flag("help") {
         return Ok(Invocation::Print(command().render_help().to_string()));
     }
     if m.get_flag("version") {
         return Ok(Invocation::Print(format!("natsu: v{} (nats-server {})", env!("CARGO_PKG_VERSION"), crate::protocol::info::COMPAT_VERSION)));
     }
-    let mut o = Options::default();
-    let get = |id: &str| m.get_one::<String>(id).map(String::as_str);
+    if gobool("help_tls")? {
+        return Ok(Invocation::Print(tls_help()));
+    }
+    if let Some(s) = get("signal") {
+        let (cmd, pid) = match s.split_once('=') {
+            Some((c, p)) => (c, Some(p.to_string())),
+            None => (s, None),
+        };
+        return Ok(Invocation::Signal(cmd.to_string(), pid));
+    }
+    let test = gobool("test")?;
+    let config = get("config");
+    let (mut o, mut log, warnings) = match config {
+        Some(path) => super::file::load(path)?,
+        None if test => return Err("must specify [-c, --config] option to check configuration file syntax".into()),
+        None => (Options::default(), LogOptions { logtime: true, ..LogOptions::default() }, Vec::new()),
+    };
     if let Some(a) = get("addr") {
+        // Monitoring follows the client host unless the file set its own (as nats-server).
+        if o.http_host == o.host {
+            o.http_host = a.to_string();
+        }
         o.host = a.to_string();
     }
     if let Some(p) = get("port") {
@@ -161,14 +231,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             _ => return Err(format!("invalid port {p:?}")),
         };
     }
-    o.server_name = get("name").map(str::to_string);
+    if let Some(n) = get("name") {
+        o.server_name = Some(n.to_string());
+    }
     if let Some(p) = get("http_port") {
         o.http_port = monitor_port(p, "-m")?;
     }
     if let Some(p) = get("https_port") {
         o.https_port = monitor_port(p, "-ms")?;
     }
-    o.pid_file = get("pid").map(str::to_string);
+    if let Some(p) = get("pid") {
+        o.pid_file = Some(p.to_string());
+    }
     if let Some(c) = get("cores") {
         o.cores = match c.parse::<usize>() {
             Ok(n) if (1..=64).contains(&n) => n,
@@ -195,12 +269,212 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
     if let Some(v) = get("write_deadline") {
         o.write_deadline = parse_duration(v).map_err(|e| format!("--write_deadline: {e}"))?;
     }
-    let logtime = match get("logtime") {
-        None => true,
-        Some(v) => parse_bool(v).ok_or_else(|| format!("invalid boolean {v:?} for -T"))?,
+    auth_flags(&m, &mut o)?;
+    tls_flags(&m, &mut o)?;
+    cluster_flags(&m, &mut o)?;
+
+    if let Some(v) = get("logtime") {
+        log.logtime = parse_bool(v).ok_or_else(|| format!("invalid boolean {v:?} for -T"))?;
+    }
+    log.debug |= m.get_flag("debug");
+    log.trace |= m.get_flag("trace");
+    if let Some(l) = get("log") {
+        log.log_file = Some(l.to_string());
+    }
+    if get("syslog").is_some() {
+        log.syslog = gobool("syslog")?;
+    }
+    if let Some(r) = get("remote_syslog") {
+        log.remote_syslog = Some(r.to_string());
+    }
+    if let (true, Some(path)) = (test, config) {
+        // The warnings first, then nats-server's success line with natsu's name.
+        let mut out: String = warnings.iter().map(|w| format!("natsu: warning: {w}\n")).collect();
+        out.push_str(&format!("natsu: configuration file {path} is valid"));
+        return Ok(Invocation::Print(out));
+    }
+    Ok(Invocation::Run(Box::new(o), log, warnings))
+}
+
+/// `--user`, `--pass`, `--auth` over the file's `authorization`; the same conflicts refused.
+fn auth_flags(m: &clap::ArgMatches, o: &mut Options) -> Result<(), String> {
+    let get = |id: &str| m.get_one::<String>(id).map(String::to_string);
+    let (user, pass, token) = (get("user"), get("pass"), get("auth"));
+    if user.is_none() && pass.is_none() && token.is_none() {
+        return Ok(());
+    }
+    let a = &mut o.auth;
+    a.user = user.or(a.user.take());
+    a.password = pass.or(a.password.take());
+    a.token = token.or(a.token.take());
+    // nats-server's words.
+    if !a.users.is_empty() && (a.user.is_some() || a.password.is_some()) {
+        return Err("Can not have a single user/pass and a users array".into());
+    }
+    if !a.users.is_empty() && a.token.is_some() {
+        return Err("Can not have a token and a users array".into());
+    }
+    if a.token.is_some() && (a.user.is_some() || a.password.is_some()) {
+        return Err("Cannot have a user/pass and token".into());
+    }
+    Ok(())
+}
+
+/// `--tls`, `--tlscert`, `--tlskey`, `--tlsverify`, `--tlscacert` over the file's `tls`. Any
+/// of them turns TLS on, `--tlsverify` included, as in nats-server.
+fn tls_flags(m: &clap::ArgMatches, o: &mut Options) -> Result<(), String> {
+    let get = |id: &str| m.get_one::<String>(id).map(String::as_str);
+    let on = |id: &str| -> Result<bool, String> {
+        match get(id) {
+            None => Ok(false),
+            Some(v) => parse_bool(v).ok_or_else(|| format!("invalid boolean {v:?} for --{id}")),
+        }
     };
-    let log = LogOptions { debug: m.get_flag("debug"), trace: m.get_flag("trace"), logtime, log_file: get("log").map(str::to_string), ..Default::default() };
-    Ok(Invocation::Run(Box::new(o), log, Vec::new()))
+    let (tls, verify) = (on("tls")?, on("tlsverify")?);
+    let (cert, key, ca) = (get("tlscert"), get("tlskey"), get("tlscacert"));
+    if !tls && !verify && cert.is_none() && key.is_none() && ca.is_none() {
+        return Ok(());
+    }
+    let mut t = o.tls.take().unwrap_or_default();
+    if let Some(c) = cert {
+        t.cert_file = c.to_string();
+    }
+    if let Some(k) = key {
+        t.key_file = k.to_string();
+    }
+    if let Some(c) = ca {
+        t.ca_file = Some(c.to_string());
+    }
+    t.verify |= verify;
+    // nats-server's words.
+    if t.cert_file.is_empty() {
+        return Err("TLS Server certificate must be present and valid".into());
+    }
+    if t.key_file.is_empty() {
+        return Err("TLS Server private key must be present and valid".into());
+    }
+    o.tls = Some(t);
+    Ok(())
+}
+
+/// `--cluster`, `--routes`, `--cluster_name`, `--no_advertise`, `--connect_retries` over the
+/// file's `cluster`.
+fn cluster_flags(m: &clap::ArgMatches, o: &mut Options) -> Result<(), String> {
+    let get = |id: &str| m.get_one::<String>(id).map(String::as_str);
+    if let Some(u) = get("cluster") {
+        let (host, port, user, pass) = parse_cluster_url(u)?;
+        let c = o.cluster.get_or_insert_with(Default::default);
+        c.host = host;
+        c.port = port;
+        if user.is_some() {
+            c.user = user;
+            c.password = pass;
+        }
+    }
+    let need = |o: &mut Options, flag: &str| -> Result<(), String> {
+        if o.cluster.is_none() {
+            return Err(format!("{flag} needs a cluster: --cluster nats://host:port or a cluster block with a port"));
+        }
+        Ok(())
+    };
+    if let Some(r) = get("routes") {
+        if o.cluster.is_none() {
+            // nats-server's words.
+            return Err("solicited routes require cluster capabilities, e.g. --cluster".into());
+        }
+        let mut routes = Vec::new();
+        for u in r.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            super::file::check_route_url(u).map_err(|why| format!("error parsing route url {u:?}: {why}"))?;
+            routes.push(u.to_string());
+        }
+        if let Some(c) = o.cluster.as_mut() {
+            c.routes = routes;
+        }
+    }
+    if let Some(n) = get("cluster_name") {
+        need(o, "--cluster_name")?;
+        if n.is_empty() || n.contains(char::is_whitespace) {
+            return Err(format!("cluster name {n:?} must be non-empty and cannot contain spaces or new lines"));
+        }
+        if let Some(c) = o.cluster.as_mut() {
+            c.name = Some(n.to_string());
+        }
+    }
+    if let Some(v) = get("no_advertise") {
+        need(o, "--no_advertise")?;
+        let b = parse_bool(v).ok_or_else(|| format!("invalid boolean {v:?} for --no_advertise"))?;
+        if let Some(c) = o.cluster.as_mut() {
+            c.no_advertise = b;
+        }
+    }
+    if let Some(v) = get("connect_retries") {
+        need(o, "--connect_retries")?;
+        let n: u32 = v.parse().map_err(|_| format!("--connect_retries: invalid number {v:?}"))?;
+        if let Some(c) = o.cluster.as_mut() {
+            c.connect_retries = n;
+        }
+    }
+    Ok(())
+}
+
+/// `nats://[user:pass@]host:port` as `--cluster` takes it; port -1 is a random one (0).
+fn parse_cluster_url(u: &str) -> Result<(String, u16, Option<String>, Option<String>), String> {
+    let bad = |why: &str| format!("invalid --cluster URL {u:?}: {why}");
+    let (scheme, rest) = u.split_once("://").ok_or_else(|| bad("expected nats://host:port"))?;
+    if !matches!(scheme, "nats" | "nats-route" | "tls") {
+        return Err(bad("the scheme must be nats://, nats-route:// or tls://"));
+    }
+    let (userinfo, hostport) = match rest.trim_end_matches('/').rsplit_once('@') {
+        Some((ui, hp)) => (Some(ui), hp),
+        None => (None, rest.trim_end_matches('/')),
+    };
+    let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("expected host:port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad("missing host"));
+    }
+    let port = match port.parse::<i64>() {
+        Ok(-1) => 0,
+        Ok(n) if (1..=65535).contains(&n) => n as u16,
+        _ => return Err(bad("invalid port")),
+    };
+    let (user, pass) = match userinfo.map(|ui| ui.split_once(':').map_or((ui, None), |(a, b)| (a, Some(b)))) {
+        Some((a, b)) => (Some(a.to_string()), b.map(str::to_string)),
+        None => (None, None),
+    };
+    Ok((host.to_string(), port, user, pass))
+}
+
+/// `--help_tls`: nats-server's TLS help, with the suites and groups natsu's TLS (rustls)
+/// really offers instead of Go's.
+fn tls_help() -> String {
+    let provider = rustls::crypto::ring::default_provider();
+    let suites: String = provider.cipher_suites.iter().map(|s| format!("    {:?}\n", s.suite())).collect();
+    let groups: String = provider.kx_groups.iter().map(|g| format!("    {:?}\n", g.name())).collect();
+    format!(
+        "
+TLS configuration is specified in the tls section of a configuration file:
+
+e.g.
+
+    tls {{
+        cert_file:      \"./certs/server-cert.pem\"
+        key_file:       \"./certs/server-key.pem\"
+        ca_file:        \"./certs/ca.pem\"
+        verify:         true
+        timeout:        2
+    }}
+
+or with flags: --tls --tlscert FILE --tlskey FILE [--tlsverify --tlscacert FILE]
+
+natsu speaks TLS 1.2 and 1.3 with these cipher suites, best first:
+{suites}
+and these key exchange groups:
+{groups}
+nats-server's cipher_suites, curve_preferences and verify_and_map keys are not read:
+natsu warns about them and uses the lists above.
+"
+    )
 }
 
 /// A monitoring port as nats-server reads it: 0 leaves monitoring off, -1 picks a free port
@@ -312,6 +586,164 @@ mod tests {
         ] {
             assert!(run(args).is_err(), "{args:?} accepted");
         }
+    }
+
+    /// A config file in a scratch directory, removed on drop.
+    struct Conf(std::path::PathBuf);
+    impl Conf {
+        fn new(text: &str) -> Conf {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("natsu-cli-{}-{n}.conf", std::process::id()));
+            std::fs::write(&p, text).unwrap();
+            Conf(p)
+        }
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+    impl Drop for Conf {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn printed(args: &[&str]) -> Result<String, String> {
+        let v = std::iter::once("natsu").chain(args.iter().copied()).map(OsString::from);
+        match parse(v)? {
+            Invocation::Print(p) => Ok(p),
+            _ => Err("did not print".into()),
+        }
+    }
+
+    #[test]
+    fn config_file_then_flags_override() {
+        let f = Conf::new("port: 1\nhost: 127.0.0.1\nmax_payload: 2KB\ndebug: true\nlogtime: false\nserver_name: file\nhttp: 8222\nunknown_key: 1\n");
+        let v = std::iter::once("natsu").chain(["-c", f.path()]).map(OsString::from);
+        let Ok(Invocation::Run(o, l, w)) = parse(v) else { panic!() };
+        assert_eq!((o.port, o.host.as_str(), o.max_payload, o.server_name.as_deref(), o.http_port), (1, "127.0.0.1", 2048, Some("file"), Some(8222)));
+        assert!(l.debug && !l.logtime);
+        assert_eq!(o.config_file.as_deref(), Some(f.path()));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].ends_with(":8:1: unknown field \"unknown_key\""), "{w:?}");
+        // Flags given override the file; the rest of the file stays.
+        let (o, l) = run(&["--config", f.path(), "-p", "-1", "-n", "flag", "-m", "9222", "-T=true", "--max_payload=4KB", "-a", "127.0.0.2"]).unwrap();
+        assert_eq!((o.port, o.server_name.as_deref(), o.http_port, o.max_payload), (0, Some("flag"), Some(9222), 4096));
+        assert_eq!((o.host.as_str(), o.http_host.as_str()), ("127.0.0.2", "127.0.0.2"));
+        assert!(l.debug && l.logtime);
+        // Go style: -c=FILE and -config FILE.
+        assert_eq!(run(&[&format!("-c={}", f.path())]).unwrap().0.port, 1);
+        assert_eq!(run(&["-config", f.path()]).unwrap().0.port, 1);
+    }
+
+    #[test]
+    fn config_errors_are_all_returned() {
+        let f = Conf::new("port: \"x\"\nmax_payload: 1 MB\n");
+        let e = run(&["-c", f.path()]).unwrap_err();
+        assert_eq!(e.lines().count(), 2, "{e}");
+        assert!(e.lines().all(|l| l.starts_with(f.path())), "{e}");
+        let e = run(&["-c", "/nonexistent/natsu.conf"]).unwrap_err();
+        assert!(e.contains("No such file"), "{e}");
+    }
+
+    #[test]
+    fn test_flag() {
+        let f = Conf::new("port: 4333\nfoo: 1\n");
+        let out = printed(&["-c", f.path(), "-t"]).unwrap();
+        assert!(out.ends_with(&format!("natsu: configuration file {} is valid", f.path())), "{out}");
+        assert!(out.starts_with("natsu: warning: ") && out.contains("unknown field \"foo\""), "{out}");
+        assert_eq!(printed(&["-t"]).unwrap_err(), "must specify [-c, --config] option to check configuration file syntax");
+        let bad = Conf::new("port: [\n");
+        assert!(printed(&["-t", "-c", bad.path()]).is_err());
+        // A bad flag next to a good file fails the test too.
+        assert!(printed(&["-t", "-c", f.path(), "-p", "x"]).is_err());
+    }
+
+    #[test]
+    fn auth_flags() {
+        let (o, _) = run(&["--user", "u", "--pass", "p"]).unwrap();
+        assert_eq!((o.auth.user.as_deref(), o.auth.password.as_deref()), (Some("u"), Some("p")));
+        let (o, _) = run(&["-auth", "tok"]).unwrap();
+        assert_eq!(o.auth.token.as_deref(), Some("tok"));
+        assert_eq!(run(&["--user", "u", "--auth", "t"]).unwrap_err(), "Cannot have a user/pass and token");
+        let f = Conf::new("authorization { users: [ {user: a, password: b} ] }\n");
+        assert_eq!(run(&["-c", f.path(), "--user", "u"]).unwrap_err(), "Can not have a single user/pass and a users array");
+        let f = Conf::new("authorization { user: a, password: b }\n");
+        let (o, _) = run(&["-c", f.path(), "--pass", "flagpass"]).unwrap();
+        assert_eq!((o.auth.user.as_deref(), o.auth.password.as_deref()), (Some("a"), Some("flagpass")));
+    }
+
+    #[test]
+    fn tls_flags() {
+        let (o, _) = run(&["--tls", "--tlscert", "c.pem", "--tlskey", "k.pem"]).unwrap();
+        let t = o.tls.unwrap();
+        assert_eq!((t.cert_file.as_str(), t.key_file.as_str(), t.verify, t.ca_file), ("c.pem", "k.pem", false, None));
+        // --tlsverify implies --tls.
+        let (o, _) = run(&["-tlsverify", "-tlscert=c.pem", "-tlskey", "k.pem", "--tlscacert", "ca.pem"]).unwrap();
+        let t = o.tls.unwrap();
+        assert!(t.verify);
+        assert_eq!(t.ca_file.as_deref(), Some("ca.pem"));
+        assert_eq!(run(&["--tls"]).unwrap_err(), "TLS Server certificate must be present and valid");
+        assert_eq!(run(&["--tlscert", "c.pem"]).unwrap_err(), "TLS Server private key must be present and valid");
+        assert!(run(&["--tls=false"]).unwrap().0.tls.is_none());
+        // Flags complete the file's block.
+        let f = Conf::new("tls { cert_file: c.pem, key_file: k.pem, timeout: 5 }\n");
+        let (o, _) = run(&["-c", f.path(), "--tlsverify", "--tlscacert", "ca.pem"]).unwrap();
+        let t = o.tls.unwrap();
+        assert_eq!((t.cert_file.as_str(), t.verify, t.ca_file.as_deref(), t.timeout), ("c.pem", true, Some("ca.pem"), std::time::Duration::from_secs(5)));
+        let help = printed(&["--help_tls"]).unwrap();
+        assert!(help.contains("tls {") && help.contains("cert_file") && help.contains("TLS13_AES_128_GCM_SHA256"), "{help}");
+    }
+
+    #[test]
+    fn syslog_flags() {
+        let (_, l) = run(&["-s", "-r", "udp://localhost:514"]).unwrap();
+        assert!(l.syslog);
+        assert_eq!(l.remote_syslog.as_deref(), Some("udp://localhost:514"));
+        let (_, l) = run(&["--syslog", "--remote_syslog=udp://h:1"]).unwrap();
+        assert!(l.syslog);
+        assert_eq!(l.remote_syslog.as_deref(), Some("udp://h:1"));
+        let f = Conf::new("syslog: true\n");
+        assert!(!run(&["-c", f.path(), "-s=false"]).unwrap().1.syslog);
+        // A boolean flag does not swallow the next argument.
+        let (o, l) = run(&["-s", "-p", "4333"]).unwrap();
+        assert!(l.syslog && o.port == 4333);
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let (o, _) = run(&["--cluster", "nats://127.0.0.1:6222", "--routes", "nats://127.0.0.1:6223, nats://127.0.0.1:6224", "--cluster_name", "c1", "--no_advertise", "--connect_retries", "3"]).unwrap();
+        let c = o.cluster.unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.name.as_deref(), c.no_advertise, c.connect_retries), ("127.0.0.1", 6222, Some("c1"), true, 3));
+        assert_eq!(c.routes, ["nats://127.0.0.1:6223", "nats://127.0.0.1:6224"]);
+        let (o, _) = run(&["-cluster", "nats://ru:rp@0.0.0.0:-1"]).unwrap();
+        let c = o.cluster.unwrap();
+        assert_eq!((c.port, c.user.as_deref(), c.password.as_deref()), (0, Some("ru"), Some("rp")));
+        assert_eq!(run(&["--routes", "nats://a:1"]).unwrap_err(), "solicited routes require cluster capabilities, e.g. --cluster");
+        assert!(run(&["--cluster_name", "x"]).unwrap_err().contains("needs a cluster"));
+        assert!(run(&["--cluster", "127.0.0.1:6222"]).is_err());
+        assert!(run(&["--cluster", "nats://h:1", "--routes", "h:2"]).is_err());
+        assert!(run(&["--cluster", "nats://h:1", "--cluster_name", "a b"]).is_err());
+        // The file's cluster, with flags over it.
+        let f = Conf::new("cluster { name: filename, port: 6222, routes: [\"nats://a:1\"] }\n");
+        let (o, _) = run(&["-c", f.path(), "--cluster_name", "flagname", "--routes", "nats://b:2"]).unwrap();
+        let c = o.cluster.unwrap();
+        assert_eq!((c.name.as_deref(), c.port, c.routes.as_slice()), (Some("flagname"), 6222, &["nats://b:2".to_string()][..]));
+    }
+
+    #[test]
+    fn signal_flag() {
+        let sig = |args: &[&str]| {
+            let v = std::iter::once("natsu").chain(args.iter().copied()).map(OsString::from);
+            match parse(v) {
+                Ok(Invocation::Signal(c, p)) => (c, p),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        };
+        assert_eq!(sig(&["--signal", "quit"]), ("quit".into(), None));
+        assert_eq!(sig(&["-sl", "reload=123"]), ("reload".into(), Some("123".into())));
+        assert_eq!(sig(&["-sl=ldm=/var/run/natsu.pid"]), ("ldm".into(), Some("/var/run/natsu.pid".into())));
+        assert_eq!(sig(&["-signal", "stop"]), ("stop".into(), None));
     }
 
     #[test]
