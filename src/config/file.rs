@@ -874,6 +874,52 @@ mod tests {
         assert_eq!(w, ["t.conf:1:9: cluster block has no listen or port: no cluster will be formed"]);
     }
 
+    /// Every sample in configs/ loads without errors or warnings, and nats-server 2.9 accepts
+    /// it too (when installed). nats-server opens the TLS certificates while checking, so it
+    /// runs from a directory holding generated ones.
+    #[test]
+    fn sample_configs_load_here_and_in_nats_server() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "conf")).collect();
+        files.sort();
+        let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        for want in ["minimal.conf", "auth.conf", "tls.conf", "cluster-seed.conf", "cluster-node.conf"] {
+            assert!(names.iter().any(|n| n == want), "configs/{want} is missing");
+        }
+        // Only the sample's own variables: none may leak in from the test's environment.
+        let no_env = |_: &str| None;
+        for f in &files {
+            let (o, _, w) = load_with_env(f.to_str().unwrap(), &no_env).unwrap_or_else(|e| panic!("{}:\n{e}", f.display()));
+            assert!(w.is_empty(), "{}: {w:?}", f.display());
+            match f.file_name().unwrap().to_str().unwrap() {
+                "auth.conf" => {
+                    assert_eq!(o.auth.users.len(), 4);
+                    assert!(o.auth.users[0].password.starts_with("$2a$"));
+                    assert!(bcrypt::verify("changeme", &o.auth.users[0].password).unwrap());
+                }
+                "tls.conf" => assert_eq!(o.tls.unwrap().cert_file, "./certs/server-cert.pem"),
+                "cluster-seed.conf" => assert_eq!(o.cluster.unwrap().port, 6222),
+                "cluster-node.conf" => assert_eq!(o.cluster.unwrap().routes, ["nats://route:route-secret@127.0.0.1:6222"]),
+                _ => {}
+            }
+        }
+        if std::process::Command::new("nats-server").arg("--version").output().is_err() {
+            eprintln!("nats-server not installed: skipping the reference check");
+            return;
+        }
+        let t = Tmp::new("certs");
+        std::fs::create_dir_all(t.0.join("certs")).unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(t.0.join("certs/server-cert.pem"), ck.cert.pem()).unwrap();
+        std::fs::write(t.0.join("certs/server-key.pem"), ck.key_pair.serialize_pem()).unwrap();
+        std::fs::write(t.0.join("certs/ca.pem"), ck.cert.pem()).unwrap();
+        for f in &files {
+            let out = std::process::Command::new("nats-server").current_dir(&t.0).env_remove("SEED_ROUTE").arg("-t").arg("-c").arg(f).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && text.contains("is valid"), "nats-server refuses {}: {text}", f.display());
+        }
+    }
+
     #[test]
     fn missing_file() {
         let e = load("/nonexistent/natsu.conf").unwrap_err();
