@@ -67,8 +67,11 @@ pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
         }
         if name.len() == 1 {
             out.push(a);
-        } else if body == "DV" {
+        } else if body == "DV" || body == "DVV" {
             out.push("-D".into());
+            out.push("-V".into());
+        } else if body == "VV" {
+            // nats-server's verbose trace also traces its system account; natsu has none.
             out.push("-V".into());
         } else {
             out.push(format!("-{s}").into());
@@ -84,6 +87,8 @@ fn takes_value(name: &str) -> bool {
         name,
         "D" | "V"
             | "DV"
+            | "VV"
+            | "DVV"
             | "debug"
             | "trace"
             | "h"
@@ -545,6 +550,10 @@ mod tests {
         assert!(l.debug && !l.trace);
         let (_, l) = run(&["--trace", "-T"]).unwrap();
         assert!(l.trace && l.logtime);
+        let (_, l) = run(&["-VV"]).unwrap();
+        assert!(l.trace && !l.debug);
+        let (o, l) = run(&["-DVV", "-p", "4333"]).unwrap();
+        assert!(l.trace && l.debug && o.port == 4333);
     }
 
     #[test]

@@ -1246,6 +1246,19 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             let _ = parse(&String::from_utf8_lossy(&bytes));
         }
+        // Every prefix of every sample file users copy from.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "conf") {
+                let text: Vec<char> = std::fs::read_to_string(&path).unwrap().chars().collect();
+                let (_, errs) = parse(&text.iter().collect::<String>());
+                assert!(errs.is_empty(), "{}: {errs:?}", path.display());
+                for n in 0..text.len() {
+                    let _ = parse(&text[..n].iter().collect::<String>());
+                }
+            }
+        }
         // Mutations of the sample: one character replaced.
         for i in 0..chars.len() {
             let mut c = chars.clone();
