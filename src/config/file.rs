@@ -22,6 +22,44 @@ use crate::protocol::subject::{valid_queue, valid_subject};
 use crate::server::options::{Auth, Cluster, Permissions, SubjectPermission, Tls, User};
 use crate::server::Options;
 
+/// Top-level nats-server 2.9 options natsu does not implement: warned about by name rather
+/// than as unknown, so a user knows the key is right and the feature is what is missing.
+const NATS_SERVER_ONLY: &[&str] = &[
+    "accounts",
+    "client_advertise",
+    "connect_error_reports",
+    "default_js_domain",
+    "disable_sublist_cache",
+    "gateway",
+    "http_base_path",
+    "jetstream",
+    "leaf",
+    "leafnodes",
+    "log_size_limit",
+    "logfile_size_limit",
+    "max_closed_clients",
+    "max_traced_msg_len",
+    "mqtt",
+    "no_auth_user",
+    "no_header_support",
+    "no_sublist_cache",
+    "no_system_account",
+    "operator",
+    "operators",
+    "ports_file_dir",
+    "prof_port",
+    "reconnect_error_reports",
+    "resolver",
+    "resolver_preload",
+    "server_tags",
+    "system",
+    "system_account",
+    "trusted",
+    "trusted_keys",
+    "websocket",
+    "ws",
+];
+
 /// nats-server keeps sizes in 32-bit integers and refuses larger ones.
 const MAX_INT32: i64 = i32::MAX as i64;
 
@@ -65,7 +103,12 @@ impl Loader {
 
     /// A key this block does not know. Entries some `$VAR` used are variables, not options.
     fn unknown(&mut self, e: &Entry) {
-        if !e.used_as_variable {
+        if e.used_as_variable {
+            return;
+        }
+        if NATS_SERVER_ONLY.contains(&e.key.to_ascii_lowercase().as_str()) {
+            self.warn(&e.pos, format_args!("unsupported field {:?}: a nats-server option natsu does not implement, ignored", e.key));
+        } else {
             self.warn(&e.pos, format_args!("unknown field {:?}", e.key));
         }
     }
@@ -789,6 +832,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_warn_and_variables_do_not() {
+        let (_, _, w) = ok("jetstream { store_dir: /tmp }\n");
+        assert_eq!(w, ["t.conf:1:1: unsupported field \"jetstream\": a nats-server option natsu does not implement, ignored"]);
         let (o, _, w) = ok("VAR = 4333\nport: $VAR\nunused_var = 1\nfoo: bar\nauthorization {\n  user: a\n  password: b\n  colour: blue\n}\ntls { cert_file: c, key_file: k, cipher_suites: [] }\n");
         assert_eq!(o.port, 4333);
         assert_eq!(w, ["t.conf:3:1: unknown field \"unused_var\"", "t.conf:4:1: unknown field \"foo\"", "t.conf:8:3: unknown field \"colour\"", "t.conf:10:34: unknown field \"cipher_suites\""]);
