@@ -20,6 +20,7 @@ use std::time::Duration;
 use glommio::net::TcpStream;
 
 use super::auth::ClientPerms;
+use super::monitor::fmt::now_ns;
 use super::shard::{Shard, Subscription};
 use crate::protocol::info::Connect;
 use crate::protocol::{encode, Op, Parser, Role};
@@ -52,6 +53,29 @@ pub enum CloseReason {
     TlsHandshakeError,
     /// Closed in lame duck mode.
     LameDuck,
+}
+
+impl CloseReason {
+    /// nats-server's wording, for /connz `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            CloseReason::ParseError => "Parse Error",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::WriteError => "Write Error",
+            CloseReason::ReadError => "Read Error",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::TlsHandshakeError => "TLS Handshake Failure",
+            // nats-server closes lame-duck clients as a server shutdown.
+            CloseReason::LameDuck => "Server Shutdown",
+        }
+    }
 }
 
 /// Counters for one connection.
@@ -103,6 +127,13 @@ pub struct Client {
     restricted: Cell<bool>,
     /// TLS version and cipher suite when the connection uses TLS.
     pub tls: RefCell<Option<(String, String)>>,
+    /// For /connz: when the connection was accepted and last read from or written to (Unix
+    /// ns, set once per read or write pass), and its round-trip time (ns, 0 until measured).
+    pub start_ns: u64,
+    pub last_activity: Cell<u64>,
+    pub rtt: Cell<u64>,
+    /// When the pinger's PING went out (Unix ns, 0: none outstanding), to time the PONG.
+    pub ping_sent: Cell<u64>,
     fd: RawFd,
 }
 
@@ -134,7 +165,19 @@ impl Client {
             perms: RefCell::new(None),
             restricted: Cell::new(false),
             tls: RefCell::new(None),
+            start_ns: now_ns(),
+            last_activity: Cell::new(0),
+            rtt: Cell::new(0),
+            ping_sent: Cell::new(0),
             fd,
+        }
+    }
+
+    /// A PONG came: if it answers the pinger's PING, that timed the round trip.
+    fn pong_received(&self) {
+        let sent = self.ping_sent.replace(0);
+        if sent != 0 {
+            self.rtt.set(now_ns().saturating_sub(sent).max(1));
         }
     }
 
@@ -342,6 +385,7 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         client.in_flight.set(spare.len());
         let res = stream.write_all(&spare).await;
         client.in_flight.set(0);
+        client.last_activity.set(now_ns());
         client.wake_stalled();
         if spare.capacity() > 1 << 20 {
             spare = Vec::with_capacity(64 * 1024);
@@ -389,6 +433,7 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
             }
             Ok(_) => {}
         }
+        client.last_activity.set(now_ns());
         let mut used_all = 0;
         loop {
             match parser.parse(&buf.pending()[used_all..]) {
@@ -453,8 +498,15 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
             shard.wait_interest_acked(client.need_epoch.get()).await;
             client.send(b"PONG\r\n");
         }
-        Op::Pong => client.pings_out.set(0),
+        Op::Pong => {
+            client.pings_out.set(0);
+            client.pong_received();
+        }
         Op::Connect(json) => {
+            // As nats-server: the first estimate of the round trip is INFO out to CONNECT in.
+            if client.rtt.get() == 0 {
+                client.rtt.set(now_ns().saturating_sub(client.start_ns).max(1));
+            }
             let c: Connect = serde_json::from_slice(json).map_err(|_| CloseReason::ParseError)?;
             if c.protocol > 1 {
                 client.send_err("invalid client protocol");
@@ -521,6 +573,7 @@ async fn pinger(shard: Rc<Shard>, client: Rc<Client>) {
             return;
         }
         client.pings_out.set(client.pings_out.get() + 1);
+        client.ping_sent.set(now_ns());
         client.send(b"PING\r\n");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod monitor;
 pub mod options;
 pub mod router;
 pub mod shard;
@@ -296,6 +297,9 @@ async fn run_shard(
             }
         })
         .detach();
+    }
+    if id == 0 {
+        monitor::spawn(&shard);
     }
     let std_listener = listeners.lock().ok().and_then(|mut v| v.get_mut(id).and_then(Option::take));
     let Some(std_listener) = std_listener else {

@@ -21,6 +21,8 @@ pub enum Mail {
     Interest { subject: Box<[u8]>, queue: Option<Box<[u8]>>, add: bool, epoch: u64 },
     /// The receiving core has applied the sender's interest changes up to `epoch`.
     Ack { epoch: u64 },
+    /// Core zero asks for the receiving core's figures (monitoring); answered at once.
+    Stats(crate::server::monitor::StatsRequest),
 }
 
 /// A range into a batch's data.

@@ -120,6 +120,9 @@ pub struct ShardStats {
     pub cross_received: Cell<u64>,
     /// Queue messages that found no member left anywhere (the group vanished in flight).
     pub queue_dropped: Cell<u64>,
+    /// Subscriptions added to and removed from the index (/subsz `num_inserts`, `num_removes`).
+    pub sub_inserts: Cell<u64>,
+    pub sub_removes: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>, by: u64) {
@@ -163,6 +166,8 @@ pub struct Shard {
     info: RefCell<Info>,
     /// max_pending, read on every delivery.
     max_pending: Cell<usize>,
+    /// Recently closed connections, for /connz.
+    pub monitor: super::monitor::CoreMonitor,
 }
 
 /// Longest a producer waits for one slow consumer, as nats-server bounds its stalls; after
@@ -190,6 +195,7 @@ impl Shard {
             live_generation: Cell::new(shared.control.generation.load(Ordering::Acquire)),
             info: RefCell::new(shared.info.clone()),
             max_pending: Cell::new(0),
+            monitor: Default::default(),
             shared,
         };
         shard.apply_live();
@@ -275,6 +281,7 @@ impl Shard {
 
     /// Forget a closed connection and its subscriptions.
     pub fn unregister(&self, client: &Rc<Client>) {
+        self.monitor.closed(client);
         let subs: Vec<_> = client.subs.borrow().values().cloned().collect();
         for s in subs {
             self.remove_sub(&s);
@@ -336,6 +343,7 @@ impl Shard {
                 return;
             }
             client.subs.borrow_mut().insert(sid.into(), sub);
+            bump(&self.stats.sub_inserts, 1);
             self.interest_changed(subj, queue, true);
             client.need_epoch.set(self.epoch.get());
         }
@@ -365,6 +373,7 @@ impl Shard {
         }
         let _ = self.local.borrow_mut().remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
         sub.client.subs.borrow_mut().remove(&sub.sid);
+        bump(&self.stats.sub_removes, 1);
         self.interest_changed(&sub.subject, sub.queue.as_deref(), false);
     }
 
@@ -631,6 +640,7 @@ impl Shard {
                     w.wake();
                 }
             }
+            Mail::Stats(req) => super::monitor::answer(self, req),
         }
     }
 
@@ -711,5 +721,10 @@ impl Shard {
     /// Subscriptions on this core.
     pub fn subscription_count(&self) -> usize {
         self.local.borrow().count()
+    }
+
+    /// The index's match cache figures: (hits, misses, cached subjects), for /subsz.
+    pub fn sublist_cache_stats(&self) -> (u64, u64, usize) {
+        self.local.borrow().cache_stats()
     }
 }

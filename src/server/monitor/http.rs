@@ -1,0 +1,377 @@
+//! A small HTTP/1.1 server for the monitoring endpoints, on core zero.
+//!
+//! Requests are parsed with httparse; responses are written here with a Content-Length.
+//! Everything a client controls is bounded: the request head (16 KiB, the target 8 KiB),
+//! the time to send it, the time to take a response, and the number of connections at once.
+//! A malformed or oversized request gets a 400 and the connection closes; a request with a
+//! body is answered and then closed rather than read further. Keep-alive and pipelining work
+//! for requests without bodies.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use glommio::net::TcpListener;
+
+use super::connz::{self, ConnzQuery};
+use super::fmt::{http_date, now_ns};
+use super::gather::{gather, CoreQuery, SubsQuery};
+use super::params::Query;
+use super::subsz::{self, SubszQuery};
+use super::{metrics, varz, MonitorState};
+use crate::server::shard::Shard;
+
+/// Longest request head (request line and headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Longest request target (path and query).
+pub const MAX_TARGET: usize = 8 * 1024;
+/// Most headers in a request.
+const MAX_HEADERS: usize = 64;
+/// Time to send a whole request head once the connection is waiting for one; also how long
+/// an idle keep-alive connection stays open.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to take a response.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP connections served at once; more are closed as soon as accepted.
+pub const MAX_CONNS: usize = 128;
+
+/// The endpoints and what the index page calls them.
+const ENDPOINTS: [(&str, &str); 6] = [
+    ("varz", "General"),
+    ("connz", "Connections"),
+    ("subsz", "Subscriptions"),
+    ("routez", "Routes"),
+    ("healthz", "Health Probe"),
+    ("metrics", "Prometheus Metrics"),
+];
+
+/// What the server needs per connection.
+struct Ctx {
+    shard: Rc<Shard>,
+    state: Rc<MonitorState>,
+    open: std::cell::Cell<usize>,
+}
+
+/// Accept HTTP (or HTTPS, with `tls`) connections until the process ends.
+pub async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shard: Rc<Shard>,
+    state: Rc<MonitorState>,
+) {
+    let ctx = Rc::new(Ctx { shard, state, open: std::cell::Cell::new(0) });
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("monitoring: error accepting a connection: {e}");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if ctx.open.get() >= MAX_CONNS {
+            // Dropping the stream closes it: the broker's own work comes first.
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        ctx.open.set(ctx.open.get() + 1);
+        let (ctx2, tls) = (ctx.clone(), tls.clone());
+        glommio::spawn_local(async move {
+            match tls {
+                None => serve(&ctx2, stream).await,
+                Some(config) => {
+                    let timeout = ctx2.shard.opts().tls.as_ref().map_or(HEAD_TIMEOUT, |t| t.timeout);
+                    match crate::server::tls::accept(config, stream, timeout).await {
+                        Ok(t) => serve(&ctx2, t).await,
+                        Err(e) => tracing::debug!("monitoring: TLS handshake failed: {e}"),
+                    }
+                }
+            }
+            ctx2.open.set(ctx2.open.get() - 1);
+        })
+        .detach();
+    }
+}
+
+/// A parsed request: what routing needs.
+struct Request {
+    head_only: bool,
+    target: String,
+    /// Close after answering (HTTP/1.0, `Connection: close`, or a body we do not read).
+    close: bool,
+}
+
+/// What reading a request head gave.
+enum Head {
+    Request(Request),
+    /// A request we refuse with a 400, and why.
+    Bad(&'static str),
+    /// The client went away or took too long: close without a word.
+    Gone,
+}
+
+/// Read until `buf` holds a whole request head; consume it.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Head {
+    let deadline = std::time::Instant::now() + HEAD_TIMEOUT;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let target = req.path.unwrap_or("");
+                    if target.len() > MAX_TARGET {
+                        return Head::Bad("request target too long");
+                    }
+                    let method = req.method.unwrap_or("");
+                    let version = req.version.unwrap_or(0);
+                    let header = |name: &str| {
+                        req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+                    };
+                    let has_body = header("transfer-encoding").is_some()
+                        || header("content-length").is_some_and(|v| std::str::from_utf8(v).map(str::trim) != Ok("0"));
+                    let close = version == 0
+                        || has_body
+                        || header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
+                    let r = Request { head_only: method == "HEAD", target: target.to_string(), close };
+                    buf.drain(..n);
+                    return Head::Request(r);
+                }
+                Ok(httparse::Status::Partial) => {
+                    if buf.len() >= MAX_HEAD {
+                        return Head::Bad("request head too large");
+                    }
+                }
+                Err(httparse::Error::TooManyHeaders) => return Head::Bad("too many headers"),
+                Err(_) => return Head::Bad("malformed request"),
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let room = (MAX_HEAD + 1 - buf.len().min(MAX_HEAD)).min(chunk.len());
+        let read = futures_lite::future::or(async { Some(stream.read(&mut chunk[..room]).await) }, async {
+            glommio::timer::sleep(left).await;
+            None
+        })
+        .await;
+        match read {
+            Some(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return Head::Gone,
+        }
+    }
+}
+
+/// A response before it is written.
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// JSON and JSONP replies carry `Access-Control-Allow-Origin: *`.
+    cors: bool,
+}
+
+impl Response {
+    fn text(status: u16, body: impl Into<String>) -> Response {
+        Response { status, content_type: "text/plain; charset=utf-8", body: body.into().into_bytes(), cors: false }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        _ => "",
+    }
+}
+
+/// Write a response; false if the client did not take it in time.
+async fn write<S: AsyncWrite + Unpin>(stream: &mut S, r: &Response, head_only: bool, close: bool) -> bool {
+    let mut out = format!("HTTP/1.1 {} {}\r\nContent-Type: {}\r\n", r.status, reason_phrase(r.status), r.content_type);
+    if r.cors {
+        out.push_str("Access-Control-Allow-Origin: *\r\n");
+    }
+    if r.status == 404 || r.status == 400 {
+        out.push_str("X-Content-Type-Options: nosniff\r\n");
+    }
+    out.push_str(&format!("Date: {}\r\nContent-Length: {}\r\n", http_date(now_ns()), r.body.len()));
+    if close {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    if !head_only {
+        bytes.extend_from_slice(&r.body);
+    }
+    futures_lite::future::or(
+        async {
+            stream.write_all(&bytes).await.is_ok() && stream.flush().await.is_ok()
+        },
+        async {
+            glommio::timer::sleep(WRITE_TIMEOUT).await;
+            false
+        },
+    )
+    .await
+}
+
+/// Serve requests on one connection until it closes, misbehaves or idles out.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Ctx, mut stream: S) {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let req = match read_head(&mut stream, &mut buf).await {
+            Head::Request(r) => r,
+            Head::Bad(why) => {
+                let _ = write(&mut stream, &Response::text(400, format!("400 Bad Request: {why}")), false, true).await;
+                break;
+            }
+            Head::Gone => break,
+        };
+        let resp = route(ctx, &req.target).await;
+        if !write(&mut stream, &resp, req.head_only, req.close).await || req.close {
+            break;
+        }
+    }
+    let _ = stream.close().await;
+}
+
+/// A JSONP callback name: letters, digits, `_`, `$` and `.` only, so a page cannot be made
+/// to run what a query string says (nats-server takes any text).
+fn valid_callback(cb: &str) -> bool {
+    cb.len() <= 128 && cb.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'.')
+}
+
+/// A JSON reply, or JSONP when the query has `callback=` (as nats-server: `cb(json)` as
+/// `application/javascript`).
+fn json(q: &Query, body: Result<Vec<u8>, serde_json::Error>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Response::text(500, format!("Error marshaling response: {e}")),
+    };
+    match q.get("callback") {
+        None => Response { status: 200, content_type: "application/json", body, cors: true },
+        Some(cb) if valid_callback(cb) => {
+            let mut wrapped = Vec::with_capacity(body.len() + cb.len() + 2);
+            wrapped.extend_from_slice(cb.as_bytes());
+            wrapped.push(b'(');
+            wrapped.extend_from_slice(&body);
+            wrapped.push(b')');
+            Response { status: 200, content_type: "application/javascript", body: wrapped, cors: true }
+        }
+        Some(_) => Response::text(400, "invalid callback: letters, digits, '_', '$' and '.' only"),
+    }
+}
+
+/// Answer one request target.
+async fn route(ctx: &Ctx, target: &str) -> Response {
+    let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
+    let q = Query::parse(raw_query);
+    let server_id = ctx.shard.shared.info.server_id.as_str();
+    let st = &ctx.state;
+    match path {
+        "/" => {
+            st.count("/");
+            index()
+        }
+        "/varz" => {
+            st.count("/varz");
+            let with_cores = match q.boolean("cores") {
+                Ok(b) => b,
+                Err(e) => return Response::text(400, e),
+            };
+            let snaps = gather(&ctx.shard, CoreQuery::default()).await;
+            let v = varz::build(&ctx.shard, st, &snaps, with_cores, now_ns());
+            json(&q, serde_json::to_vec_pretty(&v))
+        }
+        "/connz" => {
+            st.count("/connz");
+            let cq = match ConnzQuery::from_query(&q) {
+                Ok(c) => c,
+                Err(e) => return Response::text(400, e),
+            };
+            let snaps = gather(&ctx.shard, CoreQuery { conns: Some(cq.clone()), ..Default::default() }).await;
+            let total = snaps.iter().map(|s| s.conns_total).sum();
+            let recs = snaps.into_iter().flat_map(|s| s.conns).collect();
+            let page = connz::page(server_id, &cq, recs, total, now_ns());
+            json(&q, serde_json::to_vec_pretty(&page))
+        }
+        "/routez" => {
+            st.count("/routez");
+            match subsz::routez(server_id, &q, now_ns()) {
+                Ok(r) => json(&q, serde_json::to_vec_pretty(&r)),
+                Err(e) => Response::text(400, e),
+            }
+        }
+        "/subsz" | "/subscriptionsz" => {
+            st.count(if path == "/subsz" { "/subsz" } else { "/subscriptionsz" });
+            let sq = match SubszQuery::from_query(&q) {
+                Ok(s) => s,
+                Err(e) => return Response::text(400, e),
+            };
+            let subs = sq.subs.then(|| SubsQuery { test: sq.test.clone() });
+            let snaps = gather(&ctx.shard, CoreQuery { subs, ..Default::default() }).await;
+            json(&q, subsz::reply(server_id, &sq, snaps, now_ns()))
+        }
+        "/healthz" => {
+            st.count("/healthz");
+            json(&q, Ok(br#"{"status":"ok"}"#.to_vec()))
+        }
+        "/metrics" => {
+            st.count("/metrics");
+            let snaps = gather(&ctx.shard, CoreQuery { totals: true, ..Default::default() }).await;
+            let now = now_ns();
+            let mut e = metrics::Exposition::new(server_id);
+            if let Ok(v) = serde_json::to_value(varz::build(&ctx.shard, st, &snaps, false, now)) {
+                metrics::json_gauges(&mut e, "varz", &v, &["server_id", "server_name", "version"]);
+            }
+            metrics::connz(&mut e, &snaps);
+            if let Ok(v) = serde_json::to_value(subsz::SublistStats::sum(&snaps)) {
+                metrics::json_gauges(&mut e, "subsz", &v, &[]);
+            }
+            e.single("gnatsd_routez_num_routes", "num_routes", "gauge", 0.0);
+            metrics::cores(&mut e, &snaps);
+            Response { status: 200, content_type: metrics::CONTENT_TYPE, body: e.finish().into_bytes(), cors: false }
+        }
+        _ => Response::text(404, "404 page not found\n"),
+    }
+}
+
+/// The index page: a link per endpoint, as nats-server's.
+fn index() -> Response {
+    let mut html = String::from(
+        "<html lang=\"en\">\n<head><title>natsu monitoring</title></head>\n<body>\n<h1>natsu</h1>\n",
+    );
+    html.push_str(&format!(
+        "<p>v{} (compatible with nats-server {})</p>\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::protocol::info::COMPAT_VERSION
+    ));
+    for (path, title) in ENDPOINTS {
+        html.push_str(&format!("<a href=./{path}>{title}</a><br/>\n"));
+    }
+    html.push_str("</body>\n</html>\n");
+    Response { status: 200, content_type: "text/html; charset=utf-8", body: html.into_bytes(), cors: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callbacks_are_names_only() {
+        assert!(valid_callback("cb"));
+        assert!(valid_callback("jQuery_123.x$"));
+        assert!(!valid_callback("alert(1)//"));
+        assert!(!valid_callback("a b"));
+    }
+
+    #[test]
+    fn jsonp_wraps_and_json_allows_any_origin() {
+        let r = json(&Query::parse("callback=cb"), Ok(b"{}".to_vec()));
+        assert_eq!((r.content_type, &r.body[..], r.cors), ("application/javascript", &b"cb({})"[..], true));
+        let r = json(&Query::parse(""), Ok(b"{}".to_vec()));
+        assert_eq!((r.content_type, r.cors), ("application/json", true));
+    }
+}

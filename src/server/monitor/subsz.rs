@@ -1,0 +1,157 @@
+//! `/subsz` (the subscription index's figures, and with `subs=1` the subscriptions) and
+//! `/routez` (no routes yet: the reference's shape with an empty list).
+
+use serde::Serialize;
+
+use super::fmt::{go_float, rfc3339_nano};
+use super::gather::{CoreSnapshot, SubDetail};
+use super::params::Query;
+use crate::protocol::subject;
+
+/// nats-server's page size for `subs=1`.
+pub const DEFAULT_LIMIT: usize = 1024;
+
+/// Whether the subscription `pattern` matches the literal `subject`.
+///
+/// ```
+/// use natsu::server::monitor::subsz::matches;
+/// assert!(matches("foo.*", "foo.bar"));
+/// assert!(matches("foo.>", "foo.bar.baz"));
+/// assert!(!matches("foo.>", "foo"));
+/// assert!(!matches("foo.*", "foo.bar.baz"));
+/// ```
+pub fn matches(pattern: &str, subject: &str) -> bool {
+    let mut p = subject::tokens(pattern.as_bytes());
+    let mut s = subject::tokens(subject.as_bytes());
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return true,
+            (Some(b">"), Some(_)) => return true,
+            (Some(b"*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// A parsed `/subsz` query.
+#[derive(Clone, Debug, Default)]
+pub struct SubszQuery {
+    pub subs: bool,
+    pub offset: usize,
+    pub limit: usize,
+    pub test: Option<String>,
+}
+
+impl SubszQuery {
+    /// Read the query with nats-server's errors.
+    ///
+    /// ```
+    /// use natsu::server::monitor::{params::Query, subsz::SubszQuery};
+    /// let e = SubszQuery::from_query(&Query::parse("subs=1&test=foo.*")).unwrap_err();
+    /// assert_eq!(e, "invalid test subject, must be valid publish subject: foo.*");
+    /// ```
+    pub fn from_query(q: &Query) -> Result<SubszQuery, String> {
+        let subs = q.boolean("subs")?;
+        let offset = q.int("offset", 0)?.max(0) as usize;
+        let limit = match q.int("limit", 0)? {
+            l if l <= 0 => DEFAULT_LIMIT,
+            l => l as usize,
+        };
+        let test = q.get("test").map(str::to_string);
+        if let Some(t) = &test {
+            if !subject::valid_literal_subject(t.as_bytes()) {
+                return Err(format!("invalid test subject, must be valid publish subject: {t}"));
+            }
+        }
+        Ok(SubszQuery { subs, offset, limit, test })
+    }
+}
+
+/// The index's figures, summed over the cores (nats-server's `SublistStats`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SublistStats {
+    pub num_subscriptions: u64,
+    pub num_cache: u64,
+    pub num_inserts: u64,
+    pub num_removes: u64,
+    pub num_matches: u64,
+    #[serde(serialize_with = "go_float")]
+    pub cache_hit_rate: f64,
+    /// Not tracked by natsu's index (it would cost a walk of the cache): always 0.
+    pub max_fanout: u64,
+    #[serde(serialize_with = "go_float")]
+    pub avg_fanout: f64,
+}
+
+impl SublistStats {
+    pub fn sum(snaps: &[CoreSnapshot]) -> SublistStats {
+        let mut s = SublistStats::default();
+        let mut hits = 0;
+        for c in snaps.iter().map(|c| &c.stats) {
+            s.num_subscriptions += c.subscriptions;
+            s.num_cache += c.cache_len;
+            s.num_inserts += c.sub_inserts;
+            s.num_removes += c.sub_removes;
+            s.num_matches += c.cache_hits + c.cache_misses;
+            hits += c.cache_hits;
+        }
+        if s.num_matches > 0 {
+            s.cache_hit_rate = hits as f64 / s.num_matches as f64;
+        }
+        s
+    }
+}
+
+/// `/subsz?subs=1` with a non-empty page.
+#[derive(Serialize)]
+struct SubszFull<'a> {
+    server_id: &'a str,
+    now: String,
+    #[serde(flatten)]
+    stats: SublistStats,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    subscriptions_list: Vec<SubDetail>,
+}
+
+/// The `/subsz` reply. Like nats-server 2.9, only the figures unless there is a non-empty
+/// page of subscriptions to show; `total` is the length of that page, as there.
+pub fn reply(server_id: &str, q: &SubszQuery, snaps: Vec<CoreSnapshot>, now: u64) -> Result<Vec<u8>, serde_json::Error> {
+    let stats = SublistStats::sum(&snaps);
+    let mut subs: Vec<SubDetail> = snaps.into_iter().flat_map(|s| s.subs).collect();
+    // Each client's subscriptions come in sid order; keep it within a cid.
+    subs.sort_by_key(|s| s.cid);
+    let page: Vec<SubDetail> = subs.into_iter().skip(q.offset).take(q.limit).collect();
+    if !q.subs || page.is_empty() {
+        return serde_json::to_vec_pretty(&stats);
+    }
+    serde_json::to_vec_pretty(&SubszFull {
+        server_id,
+        now: rfc3339_nano(now),
+        stats,
+        total: page.len(),
+        offset: q.offset,
+        limit: q.limit,
+        subscriptions_list: page,
+    })
+}
+
+/// The `/routez` reply: natsu has no routes yet.
+#[derive(Serialize)]
+pub struct Routez {
+    pub server_id: String,
+    pub now: String,
+    pub num_routes: usize,
+    pub routes: Vec<serde_json::Value>,
+}
+
+/// `/routez`; `subs=` is read (and must be a boolean or `detail`, as there) but there is
+/// nothing to list.
+pub fn routez(server_id: &str, q: &Query, now: u64) -> Result<Routez, String> {
+    if q.get("subs") != Some("detail") {
+        q.boolean("subs")?;
+    }
+    Ok(Routez { server_id: server_id.into(), now: rfc3339_nano(now), num_routes: 0, routes: Vec::new() })
+}
