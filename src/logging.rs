@@ -1,52 +1,95 @@
-//! Log lines in nats-server's shape: `[pid] 2006/01/02 15:04:05.000000 [INF] message`.
+//! Logs as nats-server writes them: `[pid] 2006/01/02 15:04:05.000000 [INF] message`.
 //!
-//! Built on tracing-subscriber with a formatter of our own; `-D` enables debug, `-V` trace,
-//! `-T=false` drops the timestamp, `-l FILE` appends to a file, and `RUST_LOG` still works.
+//! One place at a time gets the lines, in nats-server's order of precedence: a file (`-l`),
+//! else a remote syslog (`-r udp://host:514`, `tcp://...`, `unix:///path`), else the local
+//! syslog (`-s`), else stderr. `-D` turns on debug lines and `-V` trace lines (each alone, as
+//! nats-server: `-V` without `-D` shows no debug), `-T=false` drops the timestamp, and
+//! `RUST_LOG`, when set, overrides the levels with an `EnvFilter`.
+//!
+//! Events about a connection carry fields that become nats-server's prefix:
+//! `cid` (and `rid` for routes), `addr` (a `SocketAddr`, or an `Option` of one) and `client`
+//! (the CONNECT label from [`client_label`]):
+//!
+//! ```text
+//! tracing::debug!(cid, ?addr, "Client connection created");
+//! [1234] 2026/11/23 14:33:33.014694 [DBG] 127.0.0.1:35122 - cid:4 - Client connection created
+//! ```
+//!
+//! Protocol traces for `-V` go through [`trace_in`], [`trace_out`] and [`trace_payload`],
+//! which cost one atomic load when tracing is off. [`reopen`] reopens the log file (SIGUSR1)
+//! and [`reconfigure`] applies changed settings (a config reload).
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::cli::LogOptions;
 
-/// The nats-server-like line format.
-struct NatsFormat {
-    pid: u32,
+/// The environment variable naming the local syslog socket for `-s` instead of nats-server's
+/// `/dev/log`, `/var/run/syslog`, `/var/run/log` (for systems and tests without those).
+pub const SYSLOG_SOCKET_ENV: &str = "NATSU_SYSLOG_SOCKET";
+
+/// `-D`: debug lines from natsu (read on every callsite registration; see [`set_levels`]).
+static DEBUG: AtomicBool = AtomicBool::new(false);
+/// `-V`: trace lines from natsu.
+static TRACE: AtomicBool = AtomicBool::new(false);
+/// Where lines go; `None` until [`init`]. A mutex because executors on every core log, and
+/// [`reopen`] swaps the file from the signal thread.
+static OUT: Mutex<Option<Output>> = Mutex::new(None);
+
+/// The destination and the line settings that go with it.
+struct Output {
+    dest: Dest,
+    /// Timestamps on file and stderr lines (`-T`); syslog lines always carry the syslog one.
     logtime: bool,
+    pid: u32,
 }
 
-/// Collects the message and the other fields of an event (`cid` first, as nats-server puts
-/// the client before the text).
-#[derive(Default)]
-struct Fields {
-    message: String,
-    cid: Option<String>,
-    rest: String,
+enum Dest {
+    Stderr,
+    /// `path` is kept to open it again on [`reopen`].
+    File { path: String, file: std::fs::File },
+    Syslog(Syslog),
 }
 
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "message" => {
-                let _ = write!(self.message, "{value:?}");
-            }
-            "cid" => self.cid = Some(format!("{value:?}")),
-            name => {
-                let _ = write!(self.rest, " {name}={value:?}");
-            }
-        }
-    }
+fn out() -> MutexGuard<'static, Option<Output>> {
+    // A panic while writing a line leaves nothing half-done that matters: keep logging.
+    OUT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Calendar date and time of day in UTC, from the civil-from-days algorithm:
-/// (year, month, day, hour, minute, second, microsecond).
-fn civil(t: SystemTime) -> (i64, i64, i64, i64, i64, i64, u32) {
+// ---------------------------------------------------------------------------------------
+// Time
+// ---------------------------------------------------------------------------------------
+
+/// A broken-down time: year, month (1-12), day, hour, minute, second, microsecond, and the
+/// offset from UTC in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Civil {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    min: i64,
+    sec: i64,
+    micros: u32,
+    offset: i64,
+}
+
+/// Calendar date and time of day in UTC, from the civil-from-days algorithm.
+fn civil(t: SystemTime) -> Civil {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -59,13 +102,48 @@ fn civil(t: SystemTime) -> (i64, i64, i64, i64, i64, i64, u32) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, sod / 3600, (sod / 60) % 60, sod % 60, d.subsec_micros())
+    Civil { year, month, day, hour: sod / 3600, min: (sod / 60) % 60, sec: sod % 60, micros: d.subsec_micros(), offset: 0 }
 }
 
-/// `YYYY/MM/DD hh:mm:ss.uuuuuu` in UTC, as nats-server's log lines.
+/// Local time (the TZ environment variable or /etc/localtime), as nats-server stamps its
+/// lines; UTC if the C library cannot say.
+fn local(t: SystemTime) -> Civil {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as libc::time_t;
+    // SAFETY: tm is plain data that localtime_r fills in; both pointers are valid for the call.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return civil(t);
+        }
+        tm
+    };
+    Civil {
+        year: i64::from(tm.tm_year) + 1900,
+        month: i64::from(tm.tm_mon) + 1,
+        day: i64::from(tm.tm_mday),
+        hour: i64::from(tm.tm_hour),
+        min: i64::from(tm.tm_min),
+        sec: i64::from(tm.tm_sec),
+        micros: d.subsec_micros(),
+        offset: tm.tm_gmtoff,
+    }
+}
+
+/// `YYYY/MM/DD hh:mm:ss.uuuuuu` in UTC.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_micros(1_795_426_530_123_456);
+/// assert_eq!(natsu::logging::timestamp(t), "2026/11/23 09:35:30.123456");
+/// ```
 pub fn timestamp(t: SystemTime) -> String {
-    let (year, month, day, h, m, s, us) = civil(t);
-    format!("{year:04}/{month:02}/{day:02} {h:02}:{m:02}:{s:02}.{us:06}")
+    line_stamp(civil(t))
+}
+
+/// nats-server's line timestamp (Go's `log` with microseconds).
+fn line_stamp(c: Civil) -> String {
+    format!("{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:06}", c.year, c.month, c.day, c.hour, c.min, c.sec, c.micros)
 }
 
 /// RFC 3339 in UTC with microseconds: `2026-11-23T13:05:00.123456Z`.
@@ -76,83 +154,617 @@ pub fn timestamp(t: SystemTime) -> String {
 /// assert_eq!(natsu::logging::rfc3339(t), "2026-11-18T11:06:40.000001Z");
 /// ```
 pub fn rfc3339(t: SystemTime) -> String {
-    let (year, month, day, h, m, s, us) = civil(t);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{us:06}Z")
+    let c = civil(t);
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", c.year, c.month, c.day, c.hour, c.min, c.sec, c.micros)
 }
 
-impl<S, N> FormatEvent<S, N> for NatsFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
-        let level = match *event.metadata().level() {
-            Level::ERROR => "ERR",
-            Level::WARN => "WRN",
-            Level::INFO => "INF",
-            Level::DEBUG => "DBG",
-            Level::TRACE => "TRC",
+/// Go's `time.RFC3339` (whole seconds, `Z` or `+hh:mm`): the stamp of network syslog lines.
+fn rfc3339_secs(c: Civil) -> String {
+    let mut s = format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", c.year, c.month, c.day, c.hour, c.min, c.sec);
+    if c.offset == 0 {
+        s.push('Z');
+    } else {
+        let sign = if c.offset < 0 { '-' } else { '+' };
+        let m = c.offset.abs() / 60;
+        let _ = write!(s, "{sign}{:02}:{:02}", m / 60, m % 60);
+    }
+    s
+}
+
+/// Go's `time.Stamp` (`Jan _2 15:04:05`): the stamp of local syslog lines (RFC 3164).
+fn bsd_stamp(c: Civil) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = MONTHS[(c.month.clamp(1, 12) - 1) as usize];
+    format!("{month} {:>2} {:02}:{:02}:{:02}", c.day, c.hour, c.min, c.sec)
+}
+
+// ---------------------------------------------------------------------------------------
+// Syslog
+// ---------------------------------------------------------------------------------------
+
+/// Where syslog datagrams or stream lines go.
+#[derive(Clone, Debug, PartialEq)]
+enum SyslogTarget {
+    /// `-s`: the first of these sockets that accepts a connection.
+    Local(Vec<PathBuf>),
+    Udp(String),
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+enum Conn {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+    UnixDgram(UnixDatagram),
+    UnixStream(UnixStream),
+}
+
+impl Conn {
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Udp(s) => s.send(frame).map(drop),
+            Conn::UnixDgram(s) => s.send(frame).map(drop),
+            Conn::Tcp(s) => s.write_all(frame),
+            Conn::UnixStream(s) => s.write_all(frame),
+        }
+    }
+}
+
+/// A syslog connection and how its lines are framed, as Go's `log/syslog` frames them for
+/// nats-server.
+struct Syslog {
+    target: SyslogTarget,
+    /// `None` after a failed reconnect; the next line tries again.
+    conn: Option<Conn>,
+    /// nats-server's local logger is `LOG_DAEMON`; its remote one passes `LOG_DEBUG` as the
+    /// priority, so its facility is 0 (kern) and only the severity shows.
+    facility: u8,
+    /// Unix sockets get `<PRI>Jan _2 15:04:05 tag[pid]: msg`; UDP and TCP get
+    /// `<PRI>2006-01-02T15:04:05Z host tag[pid]: msg`.
+    local_format: bool,
+    host: String,
+    /// The program's name, as nats-server tags its lines with its executable's name.
+    tag: String,
+}
+
+/// Parse a `-r` address as nats-server does: `udp://host:port`, `tcp://host:port` or
+/// `unix:///path`. A missing port is syslog's 514.
+fn parse_remote(url: &str) -> Result<SyslogTarget, String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("error invalid network type: {url:?}"))?;
+    let hostport = |rest: &str| -> Result<String, String> {
+        let hp = rest.trim_end_matches('/');
+        if hp.is_empty() {
+            return Err(format!("remote syslog address {url:?} has no host"));
+        }
+        // `host:port`, `[v6]:port`, or a bare host (or `[v6]`) that gets the default port.
+        let has_port = match hp.rfind(']') {
+            Some(i) => hp[i..].contains(':'),
+            None => hp.contains(':'),
         };
+        Ok(if has_port { hp.to_string() } else { format!("{hp}:514") })
+    };
+    match scheme {
+        "udp" => Ok(SyslogTarget::Udp(hostport(rest)?)),
+        "tcp" => Ok(SyslogTarget::Tcp(hostport(rest)?)),
+        "unix" if rest.starts_with('/') => Ok(SyslogTarget::Unix(PathBuf::from(rest))),
+        "unix" => Err(format!("remote syslog address {url:?} needs an absolute path (unix:///path)")),
+        other => Err(format!("error invalid network type: {other:?}")),
+    }
+}
+
+fn connect(target: &SyslogTarget) -> std::io::Result<Conn> {
+    // A unix socket path: datagram first (syslog daemons listen so), then stream (what Go's
+    // "unix" network means, so nats-server's -r unix:// also works here).
+    let unix = |p: &PathBuf| -> std::io::Result<Conn> {
+        let d = UnixDatagram::unbound()?;
+        match d.connect(p) {
+            Ok(()) => Ok(Conn::UnixDgram(d)),
+            Err(_) => UnixStream::connect(p).map(Conn::UnixStream),
+        }
+    };
+    match target {
+        SyslogTarget::Local(paths) => {
+            if let Some(c) = paths.iter().find_map(|p| unix(p).ok()) {
+                return Ok(c);
+            }
+            let tried: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            // Go's words for it, and where natsu looked.
+            Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("Unix syslog delivery error (no syslog socket at {})", tried.join(", "))))
+        }
+        SyslogTarget::Unix(p) => unix(p),
+        SyslogTarget::Udp(hp) => {
+            let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address for {hp}"));
+            for a in hp.to_socket_addrs()? {
+                let local: SocketAddr = if a.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+                match UdpSocket::bind(local).and_then(|s| s.connect(a).map(|()| s)) {
+                    Ok(s) => return Ok(Conn::Udp(s)),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+        SyslogTarget::Tcp(hp) => {
+            let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address for {hp}"));
+            for a in hp.to_socket_addrs()? {
+                match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+                    Ok(s) => {
+                        // A stalled collector must not hold every core's logging for long.
+                        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                        return Ok(Conn::Tcp(s));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+    }
+}
+
+/// The host name for network syslog lines.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if rc != 0 || end == 0 {
+        return "localhost".into();
+    }
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The executable's file name, as nats-server's syslog tag.
+fn program_tag() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| PathBuf::from(a).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "natsu".into())
+}
+
+/// Syslog severity for a level, as nats-server's syslog logger picks them: errors `Err`,
+/// warnings `Warning`, notices `Notice`, debug `Debug`, and traces `Notice` too.
+fn severity(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO | Level::TRACE => 5,
+        Level::DEBUG => 7,
+    }
+}
+
+/// One syslog line (with its newline, as Go's writer adds it).
+fn syslog_frame(s: &Syslog, level: Level, now: Civil, pid: u32, body: &str) -> String {
+    let pri = s.facility | severity(level);
+    if s.local_format {
+        format!("<{pri}>{} {}[{pid}]: {body}\n", bsd_stamp(now), s.tag)
+    } else {
+        format!("<{pri}>{} {} {}[{pid}]: {body}\n", rfc3339_secs(now), s.host, s.tag)
+    }
+}
+
+impl Syslog {
+    fn open(target: SyslogTarget, facility: u8) -> Result<Syslog, String> {
+        let conn = connect(&target).map_err(|e| format!("error connecting to syslog: {e}"))?;
+        let local_format = matches!(target, SyslogTarget::Local(_) | SyslogTarget::Unix(_));
+        Ok(Syslog { target, conn: Some(conn), facility, local_format, host: hostname(), tag: program_tag() })
+    }
+
+    /// Send a line; on a failure reconnect once and retry, as Go's writer does, then give up
+    /// on this line.
+    fn send(&mut self, frame: &[u8]) {
+        if let Some(c) = &mut self.conn {
+            if c.send(frame).is_ok() {
+                return;
+            }
+        }
+        self.conn = connect(&self.target).ok();
+        if let Some(c) = &mut self.conn {
+            if c.send(frame).is_err() {
+                self.conn = None;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Lines
+// ---------------------------------------------------------------------------------------
+
+/// The message and the other fields of an event.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    cid: Option<String>,
+    rid: Option<String>,
+    addr: Option<String>,
+    client: Option<String>,
+    rest: String,
+}
+
+impl Fields {
+    fn set(&mut self, name: &str, value: String) {
+        match name {
+            "message" => self.message = value,
+            "cid" => self.cid = Some(value),
+            "rid" => self.rid = Some(value),
+            "addr" => {
+                // `?addr` on an Option<SocketAddr>.
+                let v = value.strip_prefix("Some(").and_then(|v| v.strip_suffix(')')).map(str::to_string).unwrap_or(value);
+                if v != "None" && !v.is_empty() {
+                    self.addr = Some(v);
+                }
+            }
+            "client" if !value.is_empty() => self.client = Some(value),
+            _ => {}
+        }
+    }
+
+    /// nats-server's text for a connection's line: `addr - cid:N - "label" - message`.
+    fn body(&self) -> String {
+        let mut s = String::with_capacity(self.message.len() + self.rest.len() + 48);
+        if let Some(a) = &self.addr {
+            let _ = write!(s, "{a} - ");
+        }
+        if let Some(c) = &self.cid {
+            let _ = write!(s, "cid:{c} - ");
+        } else if let Some(r) = &self.rid {
+            let _ = write!(s, "rid:{r} - ");
+        }
+        if let Some(l) = &self.client {
+            s.push_str(&go_quote(l.as_bytes()));
+            s.push_str(" - ");
+        }
+        s.push_str(&self.message);
+        s.push_str(&self.rest);
+        s
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            n @ ("message" | "cid" | "rid" | "addr" | "client") => self.set(n, value.to_string()),
+            n => {
+                let _ = write!(self.rest, " {n}={value:?}");
+            }
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            n @ ("message" | "cid" | "rid" | "addr" | "client") => self.set(n, format!("{value:?}")),
+            n => {
+                let _ = write!(self.rest, " {n}={value:?}");
+            }
+        }
+    }
+}
+
+/// Go's `%q` of bytes: a double-quoted string with Go's escapes, as nats-server prints
+/// payloads and client names.
+///
+/// ```
+/// assert_eq!(natsu::logging::go_quote(b"hi \"you\"\r\n\x00\xff"), r#""hi \"you\"\r\n\x00\xff""#);
+/// ```
+pub fn go_quote(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() + 2);
+    s.push('"');
+    // Valid UTF-8 runs, each followed by the bytes that are not (str::Utf8Chunks is newer
+    // than natsu's minimum Rust).
+    let mut rest = b;
+    while !rest.is_empty() {
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(v) => (v, &rest[rest.len()..]),
+            Err(e) => {
+                let (v, after) = rest.split_at(e.valid_up_to());
+                let n = e.error_len().unwrap_or(after.len());
+                // from_utf8 has just checked these bytes: this cannot fail.
+                (std::str::from_utf8(v).unwrap_or_default(), &after[..n])
+            }
+        };
+        rest = &rest[valid.len() + bad.len()..];
+        for c in valid.chars() {
+            match c {
+                '"' => s.push_str("\\\""),
+                '\\' => s.push_str("\\\\"),
+                '\x07' => s.push_str("\\a"),
+                '\x08' => s.push_str("\\b"),
+                '\x0c' => s.push_str("\\f"),
+                '\n' => s.push_str("\\n"),
+                '\r' => s.push_str("\\r"),
+                '\t' => s.push_str("\\t"),
+                '\x0b' => s.push_str("\\v"),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    let _ = write!(s, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = if (c as u32) < 0x10000 { write!(s, "\\u{:04x}", c as u32) } else { write!(s, "\\U{:08x}", c as u32) };
+                }
+                c => s.push(c),
+            }
+        }
+        for &x in bad {
+            let _ = write!(s, "\\x{x:02x}");
+        }
+    }
+    s.push('"');
+    s
+}
+
+fn label(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERR",
+        Level::WARN => "WRN",
+        Level::INFO => "INF",
+        Level::DEBUG => "DBG",
+        Level::TRACE => "TRC",
+    }
+}
+
+/// Write one event's line to the destination.
+fn emit(level: Level, body: &str) {
+    let mut guard = out();
+    let Some(o) = guard.as_mut() else { return };
+    let now = SystemTime::now();
+    match &mut o.dest {
+        Dest::Syslog(s) => {
+            let frame = syslog_frame(s, level, local(now), o.pid, body);
+            s.send(frame.as_bytes());
+        }
+        dest => {
+            let mut line = String::with_capacity(body.len() + 48);
+            let _ = write!(line, "[{}] ", o.pid);
+            if o.logtime {
+                line.push_str(&line_stamp(local(now)));
+                line.push(' ');
+            }
+            let _ = writeln!(line, "[{}] {body}", label(level));
+            // A closed stderr (a supervisor that went away) or a full disk must never take
+            // the broker down: what cannot be written is dropped.
+            let _ = match dest {
+                Dest::File { file, .. } => file.write_all(line.as_bytes()),
+                _ => std::io::stderr().lock().write_all(line.as_bytes()),
+            };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The subscriber
+// ---------------------------------------------------------------------------------------
+
+/// Formats events into nats-server's lines and sends them to [`OUT`]. Without `RUST_LOG`
+/// it is also the filter, from [`DEBUG`] and [`TRACE`].
+struct NatsLayer {
+    /// False when an `EnvFilter` from `RUST_LOG` decides instead.
+    filters: bool,
+}
+
+/// Whether natsu's settings let this callsite log: natsu's own events by `-D`/`-V`, other
+/// crates' warnings and errors only.
+fn allowed(meta: &Metadata<'_>) -> bool {
+    let level = *meta.level();
+    if !meta.target().starts_with("natsu") {
+        return level <= Level::WARN;
+    }
+    match level {
+        Level::TRACE => TRACE.load(Ordering::Relaxed),
+        Level::DEBUG => DEBUG.load(Ordering::Relaxed),
+        _ => true,
+    }
+}
+
+impl<S: Subscriber> Layer<S> for NatsLayer {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if !self.filters || allowed(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        !self.filters || allowed(meta)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        if !self.filters {
+            return None;
+        }
+        Some(if TRACE.load(Ordering::Relaxed) {
+            LevelFilter::TRACE
+        } else if DEBUG.load(Ordering::Relaxed) {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::INFO
+        })
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut f = Fields::default();
         event.record(&mut f);
-        write!(w, "[{}] ", self.pid)?;
-        if self.logtime {
-            write!(w, "{} ", timestamp(SystemTime::now()))?;
-        }
-        write!(w, "[{level}] ")?;
-        if let Some(cid) = f.cid {
-            write!(w, "cid:{cid} - ")?;
-        }
-        writeln!(w, "{}{}", f.message, f.rest)
+        emit(*event.metadata().level(), &f.body());
     }
 }
 
-/// A log writer that drops what it cannot write: a closed stderr (a supervisor that went
-/// away, a test that stopped reading) must never take the broker down.
-struct Lossy<W>(W);
-
-impl<W: std::io::Write> std::io::Write for Lossy<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = self.0.write_all(buf);
-        Ok(buf.len())
+/// Open the destination the options name, in nats-server's order: file, remote syslog,
+/// local syslog, stderr.
+fn open(opts: &LogOptions) -> Result<Dest, String> {
+    if let Some(path) = &opts.log_file {
+        return open_file(path).map(|file| Dest::File { path: path.clone(), file }).map_err(|e| format!("cannot open log file {path}: {e}"));
     }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = self.0.flush();
-        Ok(())
+    if let Some(url) = &opts.remote_syslog {
+        return Syslog::open(parse_remote(url)?, 0).map(Dest::Syslog);
     }
+    if opts.syslog {
+        let paths = match std::env::var_os(SYSLOG_SOCKET_ENV) {
+            Some(p) => vec![PathBuf::from(p)],
+            None => ["/dev/log", "/var/run/syslog", "/var/run/log"].iter().map(PathBuf::from).collect(),
+        };
+        // LOG_DAEMON.
+        return Syslog::open(SyslogTarget::Local(paths), 3 << 3).map(Dest::Syslog);
+    }
+    Ok(Dest::Stderr)
 }
 
-/// Install the global subscriber. Errors (an unwritable log file) are returned, not panicked.
+fn open_file(path: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // nats-server's mode for its log file.
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o660).open(path)
+}
+
+/// Set `-D`/`-V` and make every callsite ask again.
+fn set_levels(opts: &LogOptions) {
+    DEBUG.store(opts.debug, Ordering::Relaxed);
+    TRACE.store(opts.trace, Ordering::Relaxed);
+    tracing::callsite::rebuild_interest_cache();
+}
+
+/// Install the global subscriber. Errors (an unwritable log file, an unreachable syslog, a
+/// bad `-r` address) are returned, not panicked.
 pub fn init(opts: &LogOptions) -> Result<(), String> {
-    let level = if opts.trace {
-        "trace"
-    } else if opts.debug {
-        "debug"
-    } else {
-        "info"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("natsu={level},warn")));
-    let fmt = NatsFormat { pid: std::process::id(), logtime: opts.logtime };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).event_format(fmt);
-    let res = match &opts.log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {path}: {e}"))?;
-            builder.with_writer(std::sync::Mutex::new(file)).try_init()
+    let dest = open(opts)?;
+    *out() = Some(Output { dest, logtime: opts.logtime, pid: std::process::id() });
+    let env = EnvFilter::try_from_default_env().ok();
+    DEBUG.store(opts.debug, Ordering::Relaxed);
+    TRACE.store(opts.trace, Ordering::Relaxed);
+    let layer = NatsLayer { filters: env.is_none() };
+    tracing_subscriber::registry().with(env).with(layer).try_init().map_err(|e| e.to_string())
+}
+
+/// Apply changed logging settings (a config reload): the destination, `-T`, and `-D`/`-V`
+/// (unless `RUST_LOG` rules the levels). On an error the old settings stay.
+///
+/// Call it from any thread; not from a signal handler.
+pub fn reconfigure(opts: &LogOptions) -> Result<(), String> {
+    let dest = open(opts)?;
+    if let Some(o) = out().as_mut() {
+        o.dest = dest;
+        o.logtime = opts.logtime;
+    }
+    set_levels(opts);
+    Ok(())
+}
+
+/// Reopen the log file (`-l`) at its path, for log rotation on SIGUSR1: after
+/// `mv natsu.log natsu.log.1`, lines go to a new `natsu.log`. Logs "File log re-opened" in the
+/// new file, or "File log re-open ignored, not a file logger" when there is no file, as
+/// nats-server does. If the path cannot be opened the old file stays and the error is logged
+/// to it and returned.
+///
+/// Call it from any thread (the signal-waiting thread in `main`); not from a signal handler.
+pub fn reopen() -> std::io::Result<()> {
+    let result = {
+        let mut guard = out();
+        match guard.as_mut().map(|o| &mut o.dest) {
+            Some(Dest::File { path, file }) => match open_file(path) {
+                Ok(new) => {
+                    *file = new;
+                    Ok(true)
+                }
+                Err(e) => Err((path.clone(), e)),
+            },
+            _ => Ok(false),
         }
-        None => builder.with_writer(|| Lossy(std::io::stderr())).try_init(),
     };
-    res.map_err(|e| e.to_string())
+    // Logged after the lock is released: emit() takes it.
+    match result {
+        Ok(true) => {
+            tracing::info!("File log re-opened");
+            Ok(())
+        }
+        Ok(false) => {
+            tracing::info!("File log re-open ignored, not a file logger");
+            Ok(())
+        }
+        Err((path, e)) => {
+            tracing::error!("Could not re-open log file {path}: {e}");
+            Err(e)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol traces (-V)
+// ---------------------------------------------------------------------------------------
+
+/// Whether `-V` (or `RUST_LOG`) lets protocol traces through: one atomic load when off.
+/// Check it before building anything only a trace needs.
+#[inline]
+pub fn trace_enabled() -> bool {
+    tracing::enabled!(Level::TRACE)
+}
+
+/// nats-server's label for a client after CONNECT: `v<version>:<lang>:<name>` from the parts
+/// it sent, empty ones left out (`"v1.2:go"`, `"only-a-name"`, or `""` for none). Compute it
+/// once per CONNECT and pass it to the trace calls.
+///
+/// ```
+/// assert_eq!(natsu::logging::client_label("me", "rust", "0.1"), "v0.1:rust:me");
+/// assert_eq!(natsu::logging::client_label("", "go", "1.2"), "v1.2:go");
+/// assert_eq!(natsu::logging::client_label("", "", ""), "");
+/// ```
+pub fn client_label(name: &str, lang: &str, version: &str) -> String {
+    let mut parts: Vec<String> = Vec::with_capacity(3);
+    if !version.is_empty() {
+        parts.push(format!("v{version}"));
+    }
+    for p in [lang, name] {
+        if !p.is_empty() {
+            parts.push(p.to_string());
+        }
+    }
+    parts.join(":")
+}
+
+/// Trace an operation read from a client: `line` is the control line without its CRLF
+/// (`SUB foo  1`, `CONNECT {...}`, `PING`), logged as nats-server does:
+/// `[TRC] 127.0.0.1:54321 - cid:5 - <<- [SUB foo  1]`. `client` is the [`client_label`]
+/// (or `""`).
+#[inline]
+pub fn trace_in(cid: u64, addr: Option<SocketAddr>, client: &str, line: &[u8]) {
+    if trace_enabled() {
+        trace_op(cid, addr, client, "<<-", line);
+    }
+}
+
+/// Trace an operation sent to a client (`MSG foo 1 5`, `PONG`, `-ERR Unknown Protocol
+/// Operation` — nats-server shows `-ERR` texts here without their quotes):
+/// `[TRC] ... - ->> [MSG foo 1 5]`.
+#[inline]
+pub fn trace_out(cid: u64, addr: Option<SocketAddr>, client: &str, line: &[u8]) {
+    if trace_enabled() {
+        trace_op(cid, addr, client, "->>", line);
+    }
+}
+
+/// Trace a payload read from a client (without its CRLF): `<<- MSG_PAYLOAD: ["hello"]`.
+#[inline]
+pub fn trace_payload(cid: u64, addr: Option<SocketAddr>, client: &str, payload: &[u8]) {
+    if trace_enabled() {
+        let q = go_quote(payload);
+        tracing::trace!(cid, addr = addr.map(tracing::field::display), client, "<<- MSG_PAYLOAD: [{q}]");
+    }
+}
+
+/// Trace something the server does for a client on its own, such as dropping its
+/// subscriptions on close: `<-> [DELSUB 1]`.
+#[inline]
+pub fn trace_internal(cid: u64, addr: Option<SocketAddr>, client: &str, line: &[u8]) {
+    if trace_enabled() {
+        trace_op(cid, addr, client, "<->", line);
+    }
+}
+
+#[cold]
+fn trace_op(cid: u64, addr: Option<SocketAddr>, client: &str, arrow: &str, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    tracing::trace!(cid, addr = addr.map(tracing::field::display), client, "{arrow} [{text}]");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn timestamps_are_civil_utc() {
@@ -160,5 +772,79 @@ mod tests {
         assert_eq!(timestamp(t), "2026/11/23 09:35:30.123456");
         assert_eq!(timestamp(UNIX_EPOCH), "1970/01/01 00:00:00.000000");
         assert_eq!(timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000/02/29 00:00:00.000000");
+    }
+
+    #[test]
+    fn syslog_stamps_are_gos() {
+        let c = Civil { year: 2026, month: 11, day: 3, hour: 9, min: 5, sec: 7, micros: 1, offset: 0 };
+        assert_eq!(bsd_stamp(c), "Nov  3 09:05:07");
+        assert_eq!(bsd_stamp(Civil { day: 23, ..c }), "Nov 23 09:05:07");
+        assert_eq!(rfc3339_secs(c), "2026-11-03T09:05:07Z");
+        assert_eq!(rfc3339_secs(Civil { offset: 3600 + 1800, ..c }), "2026-11-03T09:05:07+01:30");
+        assert_eq!(rfc3339_secs(Civil { offset: -5 * 3600, ..c }), "2026-11-03T09:05:07-05:00");
+    }
+
+    #[test]
+    fn syslog_frames_are_nats_servers() {
+        let c = Civil { year: 2026, month: 11, day: 23, hour: 14, min: 34, sec: 22, micros: 0, offset: 0 };
+        let mut s = Syslog {
+            target: SyslogTarget::Udp("127.0.0.1:514".into()),
+            conn: None,
+            facility: 0,
+            local_format: false,
+            host: "vm".into(),
+            tag: "natsu".into(),
+        };
+        // As nats-server 2.9 sends them with -r udp://...
+        assert_eq!(syslog_frame(&s, Level::INFO, c, 7, "Server is ready"), "<5>2026-11-23T14:34:22Z vm natsu[7]: Server is ready\n");
+        assert_eq!(syslog_frame(&s, Level::DEBUG, c, 7, "x"), "<7>2026-11-23T14:34:22Z vm natsu[7]: x\n");
+        assert_eq!(syslog_frame(&s, Level::ERROR, c, 7, "x"), "<3>2026-11-23T14:34:22Z vm natsu[7]: x\n");
+        assert_eq!(syslog_frame(&s, Level::WARN, c, 7, "x"), "<4>2026-11-23T14:34:22Z vm natsu[7]: x\n");
+        assert_eq!(syslog_frame(&s, Level::TRACE, c, 7, "x"), "<5>2026-11-23T14:34:22Z vm natsu[7]: x\n");
+        // ... with -r unix://..., and with -s (LOG_DAEMON).
+        s.local_format = true;
+        assert_eq!(syslog_frame(&s, Level::INFO, c, 7, "x"), "<5>Nov 23 14:34:22 natsu[7]: x\n");
+        s.facility = 3 << 3;
+        assert_eq!(syslog_frame(&s, Level::INFO, c, 7, "x"), "<29>Nov 23 14:34:22 natsu[7]: x\n");
+        assert_eq!(syslog_frame(&s, Level::ERROR, c, 7, "x"), "<27>Nov 23 14:34:22 natsu[7]: x\n");
+    }
+
+    #[test]
+    fn remote_addresses() {
+        assert_eq!(parse_remote("udp://127.0.0.1:5514"), Ok(SyslogTarget::Udp("127.0.0.1:5514".into())));
+        assert_eq!(parse_remote("udp://localhost"), Ok(SyslogTarget::Udp("localhost:514".into())));
+        assert_eq!(parse_remote("udp://[::1]"), Ok(SyslogTarget::Udp("[::1]:514".into())));
+        assert_eq!(parse_remote("udp://[::1]:9"), Ok(SyslogTarget::Udp("[::1]:9".into())));
+        assert_eq!(parse_remote("tcp://h:1/"), Ok(SyslogTarget::Tcp("h:1".into())));
+        assert_eq!(parse_remote("unix:///dev/log"), Ok(SyslogTarget::Unix("/dev/log".into())));
+        assert!(parse_remote("http://h:1").unwrap_err().contains("invalid network type"));
+        assert!(parse_remote("localhost:514").is_err());
+        assert!(parse_remote("udp://").is_err());
+        assert!(parse_remote("unix://rel/path").is_err());
+    }
+
+    #[test]
+    fn client_prefix_is_nats_servers() {
+        let mut f = Fields { message: "Client connection created".into(), ..Default::default() };
+        assert_eq!(f.body(), "Client connection created");
+        f.set("cid", "4".into());
+        assert_eq!(f.body(), "cid:4 - Client connection created");
+        f.set("addr", "Some(127.0.0.1:35122)".into());
+        assert_eq!(f.body(), "127.0.0.1:35122 - cid:4 - Client connection created");
+        f.set("client", "v0.1:rust:me".into());
+        assert_eq!(f.body(), "127.0.0.1:35122 - cid:4 - \"v0.1:rust:me\" - Client connection created");
+        let mut g = Fields { message: "m".into(), ..Default::default() };
+        g.set("addr", "None".into());
+        g.set("client", String::new());
+        g.set("rid", "2".into());
+        assert_eq!(g.body(), "rid:2 - m");
+    }
+
+    #[test]
+    fn go_quoting() {
+        assert_eq!(go_quote(b"hello"), "\"hello\"");
+        assert_eq!(go_quote(b"a\tb\x07\x1b\x7f"), "\"a\\tb\\a\\x1b\\x7f\"");
+        assert_eq!(go_quote("é\u{85}".as_bytes()), "\"é\\u0085\"");
+        assert_eq!(go_quote(b"\\"), "\"\\\\\"");
     }
 }
