@@ -224,7 +224,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Ctx, mut stream: S) {
         let req = match read_head(&mut stream, &mut buf).await {
             Head::Request(r) => r,
             Head::Bad(why) => {
-                let _ = write(&mut stream, &Response::text(400, format!("400 Bad Request: {why}")), false, true).await;
+                if write(&mut stream, &Response::text(400, format!("400 Bad Request: {why}")), false, true).await {
+                    linger(&mut stream).await;
+                }
                 break;
             }
             Head::Gone => break,
@@ -235,6 +237,29 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Ctx, mut stream: S) {
         }
     }
     let _ = stream.close().await;
+}
+
+/// Before closing on a refused request, read and drop what the client is still sending
+/// (bounded in bytes and time): closing with unread data would reset the connection and
+/// could destroy the 400 before the client reads it.
+async fn linger<S: AsyncRead + Unpin>(stream: &mut S) {
+    const LINGER_BYTES: usize = 1 << 20;
+    const LINGER_TIME: Duration = Duration::from_secs(1);
+    let mut chunk = [0u8; 4096];
+    let mut seen = 0;
+    let deadline = std::time::Instant::now() + LINGER_TIME;
+    while seen < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let read = futures_lite::future::or(async { stream.read(&mut chunk).await.ok() }, async {
+            glommio::timer::sleep(left).await;
+            None
+        })
+        .await;
+        match read {
+            Some(n) if n > 0 => seen += n,
+            _ => return,
+        }
+    }
 }
 
 /// A JSONP callback name: letters, digits, `_`, `$` and `.` only, so a page cannot be made
