@@ -844,48 +844,96 @@ fn hostile_requests_get_400s_and_the_broker_keeps_serving() {
     assert_eq!(m.json("/varz")["connections"], 1);
 }
 
-/// `-ms` serves the same endpoints over TLS with the server's certificate.
-#[test]
-fn https_monitoring_port() {
-    let dir = TempDir::new("mon-tls");
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    let cert: PathBuf = dir.0.join("cert.pem");
-    let key: PathBuf = dir.0.join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    let m = Mon::start_with(
-        Target::Natsu,
-        "-ms",
-        None,
-        &["--tls", "--tlscert", cert.to_str().unwrap(), "--tlskey", key.to_str().unwrap()],
-    );
+/// A TLS client configuration trusting exactly `cert`.
+fn tls_client(cert: &rcgen::Certificate) -> std::sync::Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).unwrap();
+    roots.add(cert.der().clone()).unwrap();
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+fn tls_stream(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    tcp: TcpStream,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", m.http)).unwrap();
+    let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(b"GET /varz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// GET over HTTPS.
+fn https_get(config: &std::sync::Arc<rustls::ClientConfig>, port: u16, target: &str) -> Resp {
+    let mut tls = tls_stream(config, TcpStream::connect(("127.0.0.1", port)).unwrap());
+    tls.write_all(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
     let mut buf = Vec::new();
     let _ = tls.read_to_end(&mut buf);
-    let (r, _) = parse_response(&buf, false).expect("an HTTPS response");
-    assert_eq!(r.status, 200);
-    let v = r.json();
-    assert_eq!(v["https_port"].as_u64(), Some(m.http as u64));
-    assert_eq!(v["http_port"], 0);
-    assert_eq!(v["tls_required"], true);
-    // Plain HTTP on the HTTPS port gets nothing useful.
-    let mut plain = TcpStream::connect(("127.0.0.1", m.http)).unwrap();
-    plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    plain.write_all(b"GET /varz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut got = Vec::new();
-    let _ = plain.read_to_end(&mut got);
-    assert!(!got.starts_with(b"HTTP/1.1 200"));
+    parse_response(&buf, false).expect("an HTTPS response").0
+}
+
+/// `-ms` serves the same endpoints over TLS with the server's certificate, and `/connz`
+/// shows a TLS client's version and cipher suite as the reference does.
+#[test]
+fn https_monitoring_port_and_tls_clients() {
+    let dir = TempDir::new("mon-tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert: PathBuf = dir.0.join("cert.pem");
+    let key: PathBuf = dir.0.join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let config = tls_client(&ck.cert);
+    let mut conns = Vec::new();
+    for target in [Target::Reference, Target::Natsu] {
+        let m = Mon::start_with(
+            target,
+            "-ms",
+            None,
+            &["--tls", "--tlscert", cert.to_str().unwrap(), "--tlskey", key.to_str().unwrap()],
+        );
+        // A NATS client over TLS: INFO in the clear, then the handshake.
+        let mut tcp = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut info = Vec::new();
+        let mut byte = [0u8; 1];
+        while !info.ends_with(b"\r\n") {
+            assert_eq!(tcp.read(&mut byte).unwrap(), 1, "INFO line");
+            info.push(byte[0]);
+        }
+        let mut nats = tls_stream(&config, tcp);
+        nats.write_all(b"CONNECT {\"verbose\":false,\"name\":\"tls-client\"}\r\nPING\r\n").unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"PONG\r\n") {
+            let n = nats.read(&mut byte).unwrap();
+            assert_eq!(n, 1, "{target:?}: PONG over TLS; have {:?}", String::from_utf8_lossy(&got));
+            got.push(byte[0]);
+        }
+        let r = https_get(&config, m.http, "/varz");
+        assert_eq!(r.status, 200, "{target:?}");
+        let v = r.json();
+        // With `-ms -1` the reference says -1; natsu says the port it picked.
+        let want = if target == Target::Natsu { m.http as i64 } else { -1 };
+        assert_eq!(v["https_port"].as_i64(), Some(want), "{target:?}");
+        assert_eq!(v["http_port"], 0);
+        let c = https_get(&config, m.http, "/connz").json();
+        conns.push((target, c["connections"][0].clone()));
+        // Plain HTTP on the HTTPS port gets no answer.
+        let mut plain = TcpStream::connect(("127.0.0.1", m.http)).unwrap();
+        plain.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        plain.write_all(b"GET /varz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let _ = plain.read_to_end(&mut got);
+        assert!(!got.starts_with(b"HTTP/1.1 200"), "{target:?}");
+        drop(nats);
+    }
+    let (r, n) = (&conns[0].1, &conns[1].1);
+    assert_same_shape("/connz connection over TLS", r, n);
+    assert_eq!(n["tls_version"], r["tls_version"]);
+    let suite = n["tls_cipher_suite"].as_str().unwrap();
+    assert!(suite.starts_with("TLS_"), "Go's suite names: {suite}");
+    assert_eq!(n["name"], "tls-client");
 }

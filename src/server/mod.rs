@@ -4,7 +4,8 @@
 //! - [`shard`]: a core's state and message routing;
 //! - [`client`]: a connection's reader, writer and pinger tasks;
 //! - [`router`]: what crosses between cores, batched per peer;
-//! - [`sublist`]: the subscription index.
+//! - [`sublist`]: the subscription index;
+//! - [`monitor`]: the HTTP monitoring port (core zero), figures gathered from every core.
 
 pub mod auth;
 pub mod client;

@@ -237,7 +237,8 @@ fn rtt_text(ns: u64) -> String {
 impl ConnInfo {
     pub fn new(r: ConnRecord, q: &ConnzQuery, now: u64) -> ConnInfo {
         let (tls_version, tls_cipher_suite) = match r.tls.clone() {
-            Some((v, c)) => (Some(v), Some(c)),
+            // Go names TLS 1.3 suites `TLS_AES_128_GCM_SHA256`; rustls says `TLS13_...`.
+            Some((v, c)) => (Some(v), Some(c.strip_prefix("TLS13_").map_or(c.clone(), |s| format!("TLS_{s}")))),
             None => (None, None),
         };
         let (list, detail) = match q.subs {
