@@ -792,7 +792,7 @@ fn hostile_requests_get_400s_and_the_broker_keeps_serving() {
     assert_eq!(m.get("/healthz").status, 200);
     assert_eq!(m.get("/connz").status, 200);
     client.flush();
-    assert!(t.elapsed() < Duration::from_secs(2), "served others promptly");
+    assert!(t.elapsed() < Duration::from_secs(4), "served others promptly, not after the stalled head timed out");
 
     // Oversized and malformed requests.
     let long = format!("/connz?x={}", "a".repeat(100 * 1024));
