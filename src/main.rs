@@ -106,8 +106,10 @@ fn serve_signals(signals: &libc::sigset_t, running: &Arc<server::Running>, args:
         }
         match sig {
             libc::SIGHUP => reload(running, args),
-            // TODO(lead): call natsu::logging::reopen() once the logging work lands it.
-            libc::SIGUSR1 => tracing::warn!("log file reopen is not wired yet"),
+            // reopen() logs the outcome itself, as nats-server words it.
+            libc::SIGUSR1 => {
+                let _ = natsu::logging::reopen();
+            }
             libc::SIGUSR2 if !in_lame_duck => {
                 in_lame_duck = true;
                 let running = running.clone();
@@ -143,11 +145,12 @@ fn reload(running: &server::Running, args: &[OsString]) {
         return;
     }
     let result = match cli::parse(args.to_vec()) {
-        Ok(Invocation::Run(opts, _log, warnings)) => {
+        Ok(Invocation::Run(opts, log, warnings)) => {
             for w in &warnings {
                 tracing::warn!("{w}");
             }
-            running.reload(*opts)
+            // The server's settings first (a bad TLS file refuses the reload), then logging.
+            running.reload(*opts).and_then(|ignored| natsu::logging::reconfigure(&log).map(|()| ignored))
         }
         Ok(_) => Err("the command line no longer asks to run".to_string()),
         Err(e) => Err(e),

@@ -1,5 +1,5 @@
-//! The client library's TLS and credentials against the reference nats-server (natsu's broker
-//! has neither yet), whatever `NATSU_TEST_TARGET` says.
+//! The client library's TLS and credentials against the broker (natsu, or the reference
+//! nats-server with `NATSU_TEST_TARGET=reference`), configured by the same flags and files.
 //!
 //! Certificates are made afresh by each test with rcgen (a CA, a server certificate for
 //! `127.0.0.1` and `localhost`, a client certificate, and a second CA nobody trusts) and
@@ -11,14 +11,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use natsu::client::{Connection, Error, Options};
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
-
+use common::pki::Pki;
 use common::{run_local, Server, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -34,95 +31,13 @@ const TOKEN: &str = "t0k3n-s3cret";
 /// A hash of a test password, not a key.
 const PASS_BCRYPT: &str = "$2a$11$lU/bYFsv6eDQmf2fFwgJY.m8uU1oNRddChZitYgIOXoY98/PWXrue";
 
-/// PEM files of a throw-away PKI, removed with the directory.
-struct Pki {
-    /// Holds the files; removed on drop.
-    dir: TempDir,
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-    /// Signed by `ca`, but for a name the tests never dial.
-    misnamed_cert: PathBuf,
-    misnamed_key: PathBuf,
-    /// A CA that signed nothing the server knows.
-    other_ca: PathBuf,
-    /// A client certificate signed by `other_ca`.
-    rogue_cert: PathBuf,
-    rogue_key: PathBuf,
-}
-
-fn new_ca(name: &str) -> (Certificate, KeyPair) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let key = KeyPair::generate().unwrap();
-    (params.self_signed(&key).unwrap(), key)
-}
-
-fn new_leaf(
-    names: &[&str],
-    eku: ExtendedKeyUsagePurpose,
-    ca: &Certificate,
-    ca_key: &KeyPair,
-) -> (Certificate, KeyPair) {
-    let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, names[0]);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![eku];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().unwrap();
-    (params.signed_by(&key, ca, ca_key).unwrap(), key)
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = TempDir::new("pki");
-        let write = |name: &str, pem: String| {
-            let p = dir.0.join(name);
-            std::fs::write(&p, pem).unwrap();
-            p
-        };
-        let (ca, ca_key) = new_ca("natsu test CA");
-        let (server, server_key) =
-            new_leaf(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, &ca, &ca_key);
-        let (client, client_key) = new_leaf(&["natsu-client"], ExtendedKeyUsagePurpose::ClientAuth, &ca, &ca_key);
-        let (misnamed, misnamed_key) =
-            new_leaf(&["elsewhere.example"], ExtendedKeyUsagePurpose::ServerAuth, &ca, &ca_key);
-        let (other, other_key) = new_ca("untrusted CA");
-        let (rogue, rogue_key) = new_leaf(&["rogue-client"], ExtendedKeyUsagePurpose::ClientAuth, &other, &other_key);
-        Pki {
-            ca: write("ca.pem", ca.pem()),
-            server_cert: write("server.pem", server.pem()),
-            server_key: write("server-key.pem", server_key.serialize_pem()),
-            client_cert: write("client.pem", client.pem()),
-            client_key: write("client-key.pem", client_key.serialize_pem()),
-            misnamed_cert: write("misnamed.pem", misnamed.pem()),
-            misnamed_key: write("misnamed-key.pem", misnamed_key.serialize_pem()),
-            other_ca: write("other-ca.pem", other.pem()),
-            rogue_cert: write("rogue.pem", rogue.pem()),
-            rogue_key: write("rogue-key.pem", rogue_key.serialize_pem()),
-            dir,
-        }
-    }
-
-    /// A file in the scratch directory (for a config file).
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// A nats-server that requires TLS (no client verification), configured by flags.
 fn tls_server(pki: &Pki) -> Server {
-    Server::reference_with(&["-p", "-1", "--tls", "--tlscert", s(&pki.server_cert), "--tlskey", s(&pki.server_key)])
+    Server::target_with(&["-p", "-1", "--tls", "--tlscert", s(&pki.server_cert), "--tlskey", s(&pki.server_key)])
 }
 
 /// Publish/subscribe and request/reply over `nc`, with a second connection `other` as the
@@ -188,7 +103,7 @@ fn tls_block_in_a_config_file_with_credentials_over_it() {
             s(&pki.server_key)
         ),
     );
-    let server = Server::reference_with(&["-p", "-1", "-c", s(&conf)]);
+    let server = Server::target_with(&["-p", "-1", "-c", s(&conf)]);
     let port = server.port;
     let ca = pki.ca.clone();
     run_local(LIMIT, move || async move {
@@ -235,7 +150,7 @@ fn reconnecting_keeps_tls_and_credentials() {
         PASS,
     ]
     .map(String::from);
-    let start = move || Server::reference_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let start = move || Server::target_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let server = start();
     let ca = pki.ca.clone();
     run_local(LIMIT, move || async move {
@@ -267,7 +182,7 @@ fn an_untrusted_server_certificate_is_a_tls_error() {
     let pki = Pki::new();
     let server = tls_server(&pki);
     let port = server.port;
-    let misnamed = Server::reference_with(&[
+    let misnamed = Server::target_with(&[
         "-p",
         "-1",
         "--tls",
@@ -309,7 +224,7 @@ fn an_untrusted_server_certificate_is_a_tls_error() {
 #[test]
 fn client_certificates_when_the_server_verifies_them() {
     let pki = Pki::new();
-    let server = Server::reference_with(&[
+    let server = Server::target_with(&[
         "-p",
         "-1",
         "--tlsverify",
@@ -352,7 +267,7 @@ fn client_certificates_when_the_server_verifies_them() {
 
 #[test]
 fn require_tls_against_a_plain_server_fails_clearly() {
-    let server = Server::reference_with(&["-p", "-1", "--user", USER, "--pass", PASS]);
+    let server = Server::target_with(&["-p", "-1", "--user", USER, "--pass", PASS]);
     let port = server.port;
     run_local(LIMIT, move || async move {
         let by_option = Options::new()
@@ -439,7 +354,7 @@ fn require_tls_never_sends_credentials_in_clear() {
 
 #[test]
 fn user_and_password() {
-    let server = Server::reference_with(&["-p", "-1", "--user", USER, "--pass", PASS]);
+    let server = Server::target_with(&["-p", "-1", "--user", USER, "--pass", PASS]);
     let port = server.port;
     run_local(LIMIT, move || async move {
         let plain = format!("nats://127.0.0.1:{port}");
@@ -480,7 +395,7 @@ fn user_and_password() {
 #[test]
 fn percent_encoded_credentials_in_the_url() {
     let pass = "p@ss/w:rd%";
-    let server = Server::reference_with(&["-p", "-1", "--user", USER, "--pass", pass]);
+    let server = Server::target_with(&["-p", "-1", "--user", USER, "--pass", pass]);
     let port = server.port;
     run_local(LIMIT, move || async move {
         let nc = natsu::client::connect(&format!("nats://{USER}:p%40ss%2Fw%3Ard%25@127.0.0.1:{port}")).await.unwrap();
@@ -492,7 +407,7 @@ fn percent_encoded_credentials_in_the_url() {
 
 #[test]
 fn token() {
-    let server = Server::reference_with(&["-p", "-1", "--auth", TOKEN]);
+    let server = Server::target_with(&["-p", "-1", "--auth", TOKEN]);
     let port = server.port;
     run_local(LIMIT, move || async move {
         let plain = format!("nats://127.0.0.1:{port}");
@@ -516,7 +431,7 @@ fn bcrypt_password_in_a_config_file() {
     let dir = TempDir::new("bcrypt");
     let conf = dir.0.join("auth.conf");
     std::fs::write(&conf, format!("authorization {{\n  user: {USER}\n  password: \"{PASS_BCRYPT}\"\n}}\n")).unwrap();
-    let server = Server::reference_with(&["-p", "-1", "-c", s(&conf)]);
+    let server = Server::target_with(&["-p", "-1", "-c", s(&conf)]);
     let port = server.port;
     run_local(LIMIT, move || async move {
         let plain = format!("nats://127.0.0.1:{port}");
@@ -533,7 +448,7 @@ fn bcrypt_password_in_a_config_file() {
 
 #[test]
 fn credentials_never_appear_in_urls_or_errors() {
-    let server = Server::reference_with(&["-p", "-1", "--user", USER, "--pass", PASS]);
+    let server = Server::target_with(&["-p", "-1", "--user", USER, "--pass", PASS]);
     let port = server.port;
     let clean = |what: &str, text: &str| {
         assert!(

@@ -246,7 +246,6 @@ fn trace_alone_shows_no_debug_lines() {
 }
 
 #[test]
-#[ignore = "until the connection code calls natsu::logging::trace_in/trace_out"]
 fn trace_lines_are_nats_servers() {
     for target in [Reference, Natsu] {
         let mut p = Proc::start(target, &["-V"], &[]);

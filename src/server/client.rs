@@ -127,6 +127,8 @@ pub struct Client {
     restricted: Cell<bool>,
     /// TLS version and cipher suite when the connection uses TLS.
     pub tls: RefCell<Option<(String, String)>>,
+    /// nats-server's `v<version>:<lang>:<name>` label for log lines, set by CONNECT.
+    pub label: RefCell<String>,
     /// For /connz: when the connection was accepted and last read from or written to (Unix
     /// ns, set once per read or write pass), and its round-trip time (ns, 0 until measured).
     pub start_ns: u64,
@@ -165,6 +167,7 @@ impl Client {
             perms: RefCell::new(None),
             restricted: Cell::new(false),
             tls: RefCell::new(None),
+            label: RefCell::new(String::new()),
             start_ns: now_ns(),
             last_activity: Cell::new(0),
             rtt: Cell::new(0),
@@ -215,8 +218,27 @@ impl Client {
         if self.state.get() == State::Closed {
             return;
         }
+        if crate::logging::trace_enabled() && !bytes.starts_with(b"INFO") {
+            self.trace_out(bytes);
+        }
         self.out.borrow_mut().extend_from_slice(bytes);
         self.wake_writer();
+    }
+
+    /// Trace protocol lines going out (-V), as nats-server shows them: without CRLF, and
+    /// an -ERR without its quotes.
+    #[cold]
+    pub fn trace_out(&self, bytes: &[u8]) {
+        let label = self.label.borrow();
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let shown: Vec<u8> = if line.starts_with(b"-ERR '") {
+                line.iter().copied().filter(|&b| b != b'\'').collect()
+            } else {
+                line.to_vec()
+            };
+            crate::logging::trace_out(self.cid, self.addr, &label, &shown);
+        }
     }
 
     /// Queue `-ERR 'text'`.
@@ -438,6 +460,9 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
         loop {
             match parser.parse(&buf.pending()[used_all..]) {
                 Ok(Some((op, used))) => {
+                    if crate::logging::trace_enabled() {
+                        trace_in(client, &buf.pending()[used_all..used_all + used]);
+                    }
                     used_all += used;
                     let connect = matches!(op, Op::Connect(_));
                     // With auth on, nothing but CONNECT may come first (as nats-server).
@@ -472,6 +497,18 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
         // Let the writers and the mailbox run before reading more: a socket with data ready
         // returns at once, and a fast publisher must not starve its subscribers.
         futures_lite::future::yield_now().await;
+    }
+}
+
+/// Trace one operation read from a client (-V): its control line, and a payload if any.
+#[cold]
+fn trace_in(client: &Client, raw: &[u8]) {
+    let end = memchr::memmem::find(raw, b"\r\n").unwrap_or(raw.len());
+    let label = client.label.borrow();
+    crate::logging::trace_in(client.cid, client.addr, &label, &raw[..end]);
+    if raw.starts_with(b"PUB") || raw.starts_with(b"pub") || raw.starts_with(b"HPUB") || raw.starts_with(b"hpub") {
+        let payload = raw.get(end + 2..raw.len().saturating_sub(2)).unwrap_or_default();
+        crate::logging::trace_payload(client.cid, client.addr, &label, payload);
     }
 }
 
@@ -535,6 +572,11 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
             client.verbose.set(c.verbose);
             client.pedantic.set(c.pedantic);
             client.no_responders.set(c.no_responders);
+            *client.label.borrow_mut() = crate::logging::client_label(
+                c.name.as_deref().unwrap_or(""),
+                &c.lang,
+                &c.version,
+            );
             *client.opts.borrow_mut() = c;
             if client.verbose.get() {
                 client.send(b"+OK\r\n");

@@ -582,7 +582,13 @@ impl Shard {
         let (was_empty, queued) = {
             let mut out = c.out.borrow_mut();
             let was_empty = out.is_empty();
+            let start = out.len();
             encode::msg(&mut out, subj, &sub.sid, reply, h, body);
+            if crate::logging::trace_enabled() {
+                let line = &out[start..];
+                let end = memchr::memchr(b'\r', line).unwrap_or(line.len());
+                c.trace_out(&line[..end]);
+            }
             (was_empty, out.len())
         };
         bump(&c.stats.out_msgs, 1);

@@ -2,6 +2,8 @@
 //! reference `nats-server` when `NATSU_TEST_TARGET=reference`), and talk raw protocol to it.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -126,6 +128,25 @@ impl Server {
         let mut cmd = Command::new("nats-server");
         cmd.args(["-a", "127.0.0.1"]).args(args);
         Server::spawn(cmd, None)
+    }
+
+    /// The target server (natsu, or the reference with `NATSU_TEST_TARGET=reference`) with
+    /// these arguments, which must include the port (e.g. `-p -1`): flags both share.
+    pub fn target_with(args: &[&str]) -> Server {
+        let mut cmd = Command::new(if reference() { PathBuf::from("nats-server") } else { natsu_bin() });
+        cmd.args(["-a", "127.0.0.1"]).args(args);
+        Server::spawn(cmd, None)
+    }
+
+    /// The target server with a config file made of `conf` (and `-a 127.0.0.1 -p -1` first,
+    /// so the file need not say where to listen), plus extra arguments.
+    pub fn with_config(conf: &str, extra: &[&str]) -> Server {
+        let d = TempDir::new("conf");
+        let f = d.0.join("server.conf");
+        std::fs::write(&f, conf).unwrap();
+        let mut cmd = Command::new(if reference() { PathBuf::from("nats-server") } else { natsu_bin() });
+        cmd.args(["-a", "127.0.0.1", "-p", "-1", "-c", f.to_str().unwrap()]).args(extra);
+        Server::spawn(cmd, Some(d))
     }
 
     /// The target server on a given port: to restart a server where clients expect it.
