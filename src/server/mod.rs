@@ -368,7 +368,8 @@ async fn control_task(shard: &Rc<Shard>) {
 async fn lame_duck(shard: &Rc<Shard>) {
     let opts = shard.opts();
     let info = shard.ldm_info_line();
-    for c in shard.clients() {
+    // Only clients that take INFO updates (protocol 1) are told, as nats-server does.
+    for c in shard.clients().iter().filter(|c| c.opts.borrow().protocol >= 1) {
         c.send(info.as_bytes());
     }
     glommio::timer::sleep(opts.lame_duck_grace_period).await;
