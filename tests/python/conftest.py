@@ -68,3 +68,46 @@ def server_url():
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def start_broker(tmp_path):
+    """A factory for brokers with arguments and an optional config file.
+
+    `start_broker(args=(), conf=None)` writes `conf` (when given) to a file in `tmp_path`,
+    starts the broker with `-a 127.0.0.1 -p PORT [-c FILE] ARGS`, waits until it listens and
+    returns the port. Flags on the command line win over the file for both servers. The
+    broker's output goes to a log file in `tmp_path` (or to the terminal with
+    `NATSU_TEST_LOG`) and is shown if it fails to start. Every broker is killed by PID at
+    teardown.
+    """
+    procs = []
+
+    def start(args=(), conf=None):
+        n = len(procs)
+        port = _free_port()
+        cmd = [_broker_binary(), "-a", "127.0.0.1", "-p", str(port)]
+        if conf is not None:
+            conf_path = tmp_path / f"broker-{n}.conf"
+            conf_path.write_text(conf)
+            cmd += ["-c", str(conf_path)]
+        cmd += list(args)
+        log_path = tmp_path / f"broker-{n}.log"
+        if os.environ.get("NATSU_TEST_LOG"):
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        else:
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        procs.append(proc)
+        try:
+            _wait_listening(proc, port)
+        except pytest.fail.Exception as e:
+            out = log_path.read_text(errors="replace") if log_path.exists() else ""
+            pytest.fail(f"{e}\ncommand: {cmd}\noutput:\n{out}")
+        return port
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
