@@ -92,7 +92,8 @@ if [ "${NATSU_TEST_REFERENCE:-1}" != "0" ]; then
     # The integration tests that compare natsu with the reference, run against the
     # reference itself: this keeps the tests honest. Same binaries, no rebuild.
     targets=()
-    for t in protocol clients cores client_api client_encoded client_reconnect bench_cli; do
+    for t in protocol clients cores client_api client_encoded client_reconnect bench_cli \
+        client_tls_auth server_auth server_signals real_clients_auth_tls; do
         if [ -f "tests/$t.rs" ]; then
             targets+=(--test "$t")
         fi

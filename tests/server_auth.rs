@@ -206,3 +206,26 @@ authorization {
     let public_q = got.matches("MSG foo.public 1 1").count() + theirs.matches("MSG foo.public 9 1").count();
     assert_eq!(public_q, n);
 }
+
+/// With TLS required, a client that speaks plain text after INFO gets nothing back and is
+/// closed; one that says nothing is closed after the TLS timeout.
+#[test]
+fn tls_refuses_plain_text_and_times_out_silent_clients() {
+    let pki = common::pki::Pki::new();
+    let conf = format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\", timeout: 1 }}\n",
+        pki.server_cert.display(),
+        pki.server_key.display()
+    );
+    let s = Server::with_config(&conf, &[]);
+    let mut r = Raw::connect(s.port);
+    assert!(r.info.contains("\"tls_required\":true"), "{}", r.info);
+    r.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
+    let got = r.expect_closed();
+    assert!(!got.contains("PONG"), "a plain-text client was served: {got:?}");
+    let mut silent = Raw::connect(s.port);
+    let t = Instant::now();
+    silent.expect_closed();
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(6), "{took:?}");
+}
