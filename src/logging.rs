@@ -88,11 +88,8 @@ struct Civil {
     offset: i64,
 }
 
-/// Calendar date and time of day in UTC, from the civil-from-days algorithm.
-fn civil(t: SystemTime) -> Civil {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+/// (year, month, day) of a day counted from 1970-01-01: the civil-from-days algorithm.
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -101,7 +98,15 @@ fn civil(t: SystemTime) -> Civil {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Calendar date and time of day in UTC.
+fn civil(t: SystemTime) -> Civil {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
     Civil { year, month, day, hour: sod / 3600, min: (sod / 60) % 60, sec: sod % 60, micros: d.subsec_micros(), offset: 0 }
 }
 

@@ -8,19 +8,11 @@ pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Calendar date and time of day in UTC from Unix seconds (the civil-from-days algorithm):
+/// Calendar date and time of day in UTC from Unix seconds:
 /// (year, month, day, hour, minute, second, weekday with 0 = Sunday).
 fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::logging::civil_from_days(days);
     // 1970-01-01 was a Thursday.
     let weekday = (days + 4).rem_euclid(7);
     (year, month, day, sod / 3600, (sod / 60) % 60, sod % 60, weekday)
