@@ -229,3 +229,43 @@ fn tls_refuses_plain_text_and_times_out_silent_clients() {
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(6), "{took:?}");
 }
+
+/// With -V, the CONNECT trace hides the password and token (as nats-server's does).
+#[test]
+fn traces_never_show_credentials() {
+    if common::reference() {
+        return; // the log capture below reads natsu's stderr
+    }
+    let mut child = std::process::Command::new(common::natsu_bin())
+        .args(["-a", "127.0.0.1", "-p", "-1", "-V", "--user", "u", "--pass", "pw-visible-XYZ"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a log line");
+    let port = loop {
+        let l = next();
+        if let Some((_, a)) = l.split_once("Listening for client connections on ") {
+            break a.trim().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    let mut r = try_connect(port, r#"{"verbose":false,"user":"u","pass":"pw-visible-XYZ","auth_token":"tok-visible-XYZ"}"#).unwrap();
+    r.flush();
+    let line = loop {
+        let l = next();
+        if l.contains("<<- [CONNECT") {
+            break l;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!line.contains("visible-XYZ"), "{line}");
+    assert!(line.contains("\"pass\":\"[REDACTED]\"") && line.contains("\"user\":\"u\""), "{line}");
+}

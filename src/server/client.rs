@@ -505,11 +505,29 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
 fn trace_in(client: &Client, raw: &[u8]) {
     let end = memchr::memmem::find(raw, b"\r\n").unwrap_or(raw.len());
     let label = client.label.borrow();
-    crate::logging::trace_in(client.cid, client.addr, &label, &raw[..end]);
+    let line = &raw[..end];
+    // As nats-server: a CONNECT's password and token never reach the log.
+    let redacted = (line.len() > 8 && line[..8].eq_ignore_ascii_case(b"CONNECT ")).then(|| redact_connect(line)).flatten();
+    crate::logging::trace_in(client.cid, client.addr, &label, redacted.as_deref().unwrap_or(line));
     if raw.starts_with(b"PUB") || raw.starts_with(b"pub") || raw.starts_with(b"HPUB") || raw.starts_with(b"hpub") {
         let payload = raw.get(end + 2..raw.len().saturating_sub(2)).unwrap_or_default();
         crate::logging::trace_payload(client.cid, client.addr, &label, payload);
     }
+}
+
+/// A CONNECT line with `pass` and `auth_token` replaced by `[REDACTED]`; None when it holds
+/// neither (the line is shown as sent).
+fn redact_connect(line: &[u8]) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(&line[8..]).ok()?;
+    let obj = v.as_object_mut()?;
+    let mut any = false;
+    for key in ["pass", "auth_token"] {
+        if let Some(x) = obj.get_mut(key) {
+            *x = serde_json::Value::String("[REDACTED]".into());
+            any = true;
+        }
+    }
+    any.then(|| [&line[..8], v.to_string().as_bytes()].concat())
 }
 
 /// Refuse a client's credentials (or their absence): tell it and close.
