@@ -733,4 +733,9 @@ impl Shard {
     pub fn sublist_cache_stats(&self) -> (u64, u64, usize) {
         self.local.borrow().cache_stats()
     }
+
+    /// `(largest, sum)` fan-out over this core's cached match results.
+    pub fn sublist_fanout(&self) -> (u64, u64) {
+        self.local.borrow().fanout()
+    }
 }

@@ -529,6 +529,16 @@ impl<T: Clone + PartialEq> Sublist<T> {
         (self.hits, self.misses, self.cache.len())
     }
 
+    /// Fan-out of the cached results, as nats-server's `/subsz` figures it: `(largest,
+    /// sum)` of subscribers plus queue groups per cached subject. A walk of the cache
+    /// (bounded by its size), for monitoring only.
+    pub fn fanout(&self) -> (u64, u64) {
+        self.cache.values().fold((0, 0), |(max, sum), r| {
+            let n = (r.psubs.len() + r.qsubs.len()) as u64;
+            (max.max(n), sum + n)
+        })
+    }
+
     /// Every stored `(subject, queue, item)` entry, in no particular order, for monitoring
     /// (`/subsz?subs=1`). Walks the whole trie and copies every subject: not for the hot path.
     ///
@@ -601,6 +611,20 @@ impl<T> fmt::Debug for Sublist<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fanout_over_cached_results() {
+        let mut sl: Sublist<u8> = Sublist::new();
+        assert_eq!(sl.fanout(), (0, 0));
+        sl.insert(b"foo.*", None, 1).unwrap();
+        sl.insert(b"foo.bar", None, 2).unwrap();
+        sl.insert(b"foo.bar", Some(b"q"), 3).unwrap();
+        sl.insert(b"foo.bar", Some(b"q"), 4).unwrap();
+        sl.match_subject(b"foo.bar"); // 2 plain + 1 queue group
+        sl.match_subject(b"foo.baz"); // 1 plain
+        sl.match_subject(b"nothing"); // 0
+        assert_eq!(sl.fanout(), (3, 4));
+    }
 
     type S = &'static [u8];
     /// A result in comparable form: sorted plain subscribers, sorted `(queue, members)`.

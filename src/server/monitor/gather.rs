@@ -127,6 +127,10 @@ pub struct CoreStats {
     pub cache_misses: u64,
     #[serde(skip)]
     pub cache_len: u64,
+    #[serde(skip)]
+    pub fanout_max: u64,
+    #[serde(skip)]
+    pub fanout_sum: u64,
 }
 
 /// Sums over a core's open connections.
@@ -235,6 +239,7 @@ impl CoreMonitor {
 pub fn snapshot(shard: &Shard, q: &CoreQuery) -> CoreSnapshot {
     let s = &shard.stats;
     let (cache_hits, cache_misses, cache_len) = shard.sublist_cache_stats();
+    let (fanout_max, fanout_sum) = shard.sublist_fanout();
     let mut snap = CoreSnapshot {
         stats: CoreStats {
             core: shard.id,
@@ -252,6 +257,8 @@ pub fn snapshot(shard: &Shard, q: &CoreQuery) -> CoreSnapshot {
             cache_hits,
             cache_misses,
             cache_len: cache_len as u64,
+            fanout_max,
+            fanout_sum,
         },
         ..Default::default()
     };

@@ -78,7 +78,7 @@ pub struct SublistStats {
     pub num_matches: u64,
     #[serde(serialize_with = "go_float")]
     pub cache_hit_rate: f64,
-    /// Not tracked by natsu's index (it would cost a walk of the cache): always 0.
+    /// Over the cached match results of every core's index (each core caches its own).
     pub max_fanout: u64,
     #[serde(serialize_with = "go_float")]
     pub avg_fanout: f64,
@@ -87,7 +87,7 @@ pub struct SublistStats {
 impl SublistStats {
     pub fn sum(snaps: &[CoreSnapshot]) -> SublistStats {
         let mut s = SublistStats::default();
-        let mut hits = 0;
+        let (mut hits, mut fanout_sum) = (0, 0);
         for c in snaps.iter().map(|c| &c.stats) {
             s.num_subscriptions += c.subscriptions;
             s.num_cache += c.cache_len;
@@ -95,6 +95,11 @@ impl SublistStats {
             s.num_removes += c.sub_removes;
             s.num_matches += c.cache_hits + c.cache_misses;
             hits += c.cache_hits;
+            s.max_fanout = s.max_fanout.max(c.fanout_max);
+            fanout_sum += c.fanout_sum;
+        }
+        if s.num_cache > 0 {
+            s.avg_fanout = fanout_sum as f64 / s.num_cache as f64;
         }
         if s.num_matches > 0 {
             s.cache_hit_rate = hits as f64 / s.num_matches as f64;
