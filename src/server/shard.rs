@@ -684,7 +684,10 @@ impl Shard {
                     .iter()
                     .filter(|(n, _)| &n[..] == q)
                     .flat_map(|(_, c)| c.iter().copied())
-                    .filter(|&c| c as usize != from)
+                    // The sender too: its members may be the only ones allowed this
+                    // subject (a member here can be filtered by a deny permission). Hops
+                    // bound the trips.
+                    .filter(|&c| c as usize != self.id)
                     .collect();
                 if cores.is_empty() || m.hops as usize >= self.outboxes.len() {
                     tracing::debug!(core = self.id, from, hops = m.hops, "queue message found no member");
