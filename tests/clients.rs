@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, RequestErrorKind, Subscriber};
 use futures::{FutureExt, StreamExt};
-use tokio::time::Instant;
 
+use common::probe::{barrier, Probe};
 use common::Server;
 
 /// Upper bound on any single wait in these tests.
@@ -65,62 +65,6 @@ fn number(msg: &Message) -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("payload is not a number: {:?}", msg.payload))
-}
-
-/// A responder on one client that answers every request on a fresh inbox subject: the far
-/// end of a [`barrier`] between two connections.
-struct Probe {
-    subject: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Probe {
-    /// Start the probe on `client`, after every subscription the test made on it.
-    async fn start(client: &Client) -> Probe {
-        let subject = client.new_inbox();
-        let mut sub = client
-            .subscribe(subject.clone())
-            .await
-            .expect("probe subscribe");
-        let c = client.clone();
-        let task = tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                if let Some(reply) = m.reply {
-                    let _ = c.publish(reply, "".into()).await;
-                    let _ = c.flush().await;
-                }
-            }
-        });
-        Probe { subject, task }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Request `probe` from `from` until it answers. A server handles each connection's
-/// commands in order and keeps each publisher's order to each subscriber, so afterwards:
-/// every subscription made on the probe's client before the probe started is visible to
-/// `from`'s publishes, and every message `from` published before the barrier has reached the
-/// probe's client. Until the probe's subscription is visible the server answers
-/// no_responders at once, so each retry is a server round trip, not a spin.
-async fn barrier(from: &Client, probe: &Probe) {
-    let deadline = Instant::now() + WAIT;
-    for _ in 0..100_000 {
-        let answer =
-            tokio::time::timeout_at(deadline, from.request(probe.subject.clone(), "".into()))
-                .await
-                .expect("barrier timed out");
-        match answer {
-            Ok(_) => return,
-            Err(e) if e.kind() == RequestErrorKind::NoResponders => continue,
-            Err(e) => panic!("barrier request failed: {e:?}"),
-        }
-    }
-    panic!("the probe never became visible");
 }
 
 #[tokio::test]

@@ -28,11 +28,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_nats::rustls::{AlertDescription, CertificateError};
-use async_nats::{Client, ConnectError, ConnectErrorKind, ConnectOptions, Event, RequestErrorKind, ServerError};
+use async_nats::{Client, ConnectError, ConnectErrorKind, ConnectOptions, Event, ServerError};
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 
 use common::pki::Pki;
+use common::probe::{barrier, Probe};
 use common::Server;
 
 /// Upper bound on one wait.
@@ -220,55 +221,6 @@ async fn next_error(errors: &mut mpsc::UnboundedReceiver<ServerError>) -> Server
 /// The server's -ERR text, as async-nats hands it over (quotes trimmed, case kept).
 fn permissions_error(text: &str) -> ServerError {
     ServerError::Other(text.to_string())
-}
-
-/// A responder on one client that answers every request on a fresh inbox subject: the far
-/// end of a [`barrier`] between two connections (as in tests/clients.rs).
-struct Probe {
-    subject: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Probe {
-    /// Start the probe on `client`, after every subscription the test made on it.
-    async fn start(client: &Client) -> Probe {
-        let subject = client.new_inbox();
-        let mut sub = within("probe subscribe", client.subscribe(subject.clone())).await.expect("probe subscribe");
-        let c = client.clone();
-        let task = tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
-                if let Some(reply) = m.reply {
-                    let _ = c.publish(reply, "".into()).await;
-                    let _ = c.flush().await;
-                }
-            }
-        });
-        Probe { subject, task }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Request `probe` from `from` until it answers: then every subscription made on the
-/// probe's client before the probe is visible to `from`. Until then the server answers
-/// no_responders at once, so each retry is a round trip, not a spin.
-async fn barrier(from: &Client, probe: &Probe) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for _ in 0..100_000 {
-        let answer = tokio::time::timeout_at(deadline, from.request(probe.subject.clone(), "".into()))
-            .await
-            .expect("barrier timed out");
-        match answer {
-            Ok(_) => return,
-            Err(e) if e.kind() == RequestErrorKind::NoResponders => continue,
-            Err(e) => panic!("barrier request failed: {e:?}"),
-        }
-    }
-    panic!("the probe never became visible");
 }
 
 #[test]

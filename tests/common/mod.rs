@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod probe;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

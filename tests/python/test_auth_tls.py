@@ -32,7 +32,8 @@ import types
 import nats
 import nats.errors
 import pytest
-from nats.errors import NoRespondersError
+
+from probe import barrier, start_probe
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -88,31 +89,6 @@ async def round_trip(nc, subject="auth.check"):
     m = await sub.next_msg(timeout=WAIT)
     assert (m.subject, m.data, m.headers) == (subject, b"hello", {"X-Check": "1"})
     await sub.unsubscribe()
-
-
-async def start_probe(nc):
-    """Answer requests on a fresh inbox on `nc`; start it after the test's subscriptions."""
-    subject = nc.new_inbox()
-
-    async def answer(msg):
-        await nc.publish(msg.reply, b"")
-
-    await nc.subscribe(subject, cb=answer)
-    return subject
-
-
-async def barrier(publisher, probe):
-    """Request `probe` from `publisher` until it answers: then every subscription made on
-    the probe's connection before it is visible to `publisher` (see test_nats_py.py)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while (left := deadline - loop.time()) > 0:
-        try:
-            await publisher.request(probe, b"", timeout=left)
-            return
-        except NoRespondersError:
-            continue
-    pytest.fail(f"probe {probe} did not answer within {WAIT}s")
 
 
 # --- bcrypt -------------------------------------------------------------------------------

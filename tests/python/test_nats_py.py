@@ -17,6 +17,8 @@ import nats
 import pytest
 from nats.errors import NoRespondersError
 
+from probe import barrier, start_probe
+
 # Upper bound on one wait for a message, and on a whole test.
 WAIT = 5.0
 TEST_TIMEOUT = 30.0
@@ -30,38 +32,6 @@ def run(coro):
 async def connect(url):
     # No reconnects: a broker that goes away must fail the test, not stall it.
     return await nats.connect(url, allow_reconnect=False, connect_timeout=WAIT)
-
-
-async def start_probe(nc):
-    """Answer requests on a fresh inbox on `nc`; start it after the test's subscriptions."""
-    subject = nc.new_inbox()
-
-    async def answer(msg):
-        await nc.publish(msg.reply, b"")
-
-    await nc.subscribe(subject, cb=answer)
-    return subject
-
-
-async def barrier(publisher, probe):
-    """Request `probe` from `publisher` until it answers.
-
-    The server handles a connection's commands in order, so once the probe (subscribed
-    last) answers, every earlier subscription on its connection is visible to `publisher`.
-    Until then the server answers no_responders at once: each retry is a round trip.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    for _ in range(100_000):
-        left = deadline - loop.time()
-        if left <= 0:
-            break
-        try:
-            await publisher.request(probe, b"", timeout=left)
-            return
-        except NoRespondersError:
-            continue
-    pytest.fail(f"probe {probe} did not answer within {WAIT}s")
 
 
 def test_pub_sub(server_url):
