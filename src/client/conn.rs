@@ -155,7 +155,7 @@ fn check_publish_subject(s: &str) -> Result<()> {
 }
 
 fn parse_sid(b: &[u8]) -> Option<u64> {
-    std::str::from_utf8(b).ok()?.parse().ok()
+    crate::protocol::parser::parse_size(b).map(|n| n as u64)
 }
 
 impl Inner {

@@ -11,7 +11,7 @@
 //! Line ends and argument separators are found with memchr. Errors follow nats-server: see
 //! [`ParseError`].
 
-use memchr::{memchr, memchr2};
+use memchr::memchr;
 
 /// Which side of the protocol this parser reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,8 +325,10 @@ impl Parser {
         let word = &head[..word_end.unwrap_or(head.len())];
         let server = self.role == Role::Server;
         let mut prefix_of_some = false;
+        // Only names that start with the same letter can match: one compare skips the rest.
+        let first = head[0].to_ascii_uppercase();
         for &(name, kind, by_server, by_client) in OPS {
-            if !(if server { by_server } else { by_client }) {
+            if name[0] != first || !(if server { by_server } else { by_client }) {
                 continue;
             }
             if word_end.is_some() {
@@ -345,28 +347,41 @@ impl Parser {
     }
 }
 
+/// Blanks between arguments.
+#[inline]
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
 /// The text after the op name and its separating blanks (CONNECT/INFO JSON, -ERR text).
 fn rest_after_op(line: &[u8]) -> &[u8] {
-    let op_end = memchr2(b' ', b'\t', line).unwrap_or(line.len());
+    let op_end = line.iter().position(|&b| is_blank(b)).unwrap_or(line.len());
     let rest = &line[op_end..];
-    let start = rest.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(rest.len());
+    let start = rest.iter().position(|&b| !is_blank(b)).unwrap_or(rest.len());
     &rest[start..]
 }
 
 /// Split the arguments after the op name on runs of spaces and tabs.
+///
+/// A plain byte loop: arguments are a few bytes to a few dozen, too short for a vectorised
+/// search to pay for its set-up (memchr2 per argument was the parser's largest cost).
 fn split_args<'a>(line: &'a [u8], out: &mut [&'a [u8]; MAX_ARGS]) -> Result<usize, ParseError> {
+    let rest = rest_after_op(line);
     let mut n = 0;
-    let mut rest = rest_after_op(line);
-    while !rest.is_empty() {
-        let end = memchr2(b' ', b'\t', rest).unwrap_or(rest.len());
+    let mut i = 0;
+    while i < rest.len() {
+        let start = i;
+        while i < rest.len() && !is_blank(rest[i]) {
+            i += 1;
+        }
         if n == MAX_ARGS {
             return Err(ParseError::BadArgs);
         }
-        out[n] = &rest[..end];
+        out[n] = &rest[start..i];
         n += 1;
-        rest = &rest[end..];
-        let skip = rest.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(rest.len());
-        rest = &rest[skip..];
+        while i < rest.len() && is_blank(rest[i]) {
+            i += 1;
+        }
     }
     Ok(n)
 }

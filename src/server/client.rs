@@ -409,7 +409,9 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         client.in_flight.set(0);
         client.last_activity.set(now_ns());
         client.wake_stalled();
-        if spare.capacity() > 1 << 20 {
+        // Keep a big buffer while the traffic fills a good part of it (a new one costs page
+        // faults every pass); give it back once the traffic drops.
+        if spare.capacity() > 1 << 20 && spare.len() < spare.capacity() / 4 {
             spare = Vec::with_capacity(64 * 1024);
         } else {
             spare.clear();

@@ -231,6 +231,7 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         connections: AtomicUsize::new(0),
         total_connections: AtomicU64::new(0),
         next_cid: AtomicU64::new(0),
+        batch_pools: (0..cores * cores).map(|_| Default::default()).collect(),
     });
     let shared_for_running = shared.clone();
     let listeners = Arc::new(Mutex::new(listeners.into_iter().map(Some).collect::<Vec<_>>()));

@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
 /// What crosses from one core to another through the mesh.
@@ -143,12 +144,47 @@ impl Batch {
     }
 }
 
+/// Emptied batches on their way back from the core that delivered them to the core that
+/// fills them, one pool per direction. Without it every batch is allocated on one core and
+/// freed on the other, and the allocator pays for that in page faults and TLB shoot-downs.
+#[derive(Debug, Default)]
+pub struct BatchPool(Mutex<Vec<Batch>>);
+
+/// Batches a pool keeps; more are freed.
+const POOL_MAX: usize = 8;
+/// A batch that grew beyond this is freed rather than kept (a burst must not pin memory).
+const POOL_BATCH_MAX: usize = 1 << 20;
+
+impl BatchPool {
+    /// An empty batch, reusing a returned one if there is one.
+    pub fn take(&self) -> Batch {
+        self.0.lock().ok().and_then(|mut v| v.pop()).unwrap_or_default()
+    }
+
+    /// Hand back a batch the receiver is done with.
+    pub fn give(&self, mut b: Batch) {
+        if b.data.capacity() > POOL_BATCH_MAX {
+            return;
+        }
+        b.data.clear();
+        b.entries.clear();
+        b.queues.clear();
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() < POOL_MAX {
+                v.push(b);
+            }
+        }
+    }
+}
+
 /// Above this many bytes waiting for one peer, publishers on this core pause reading.
 pub const OUTBOX_HIGH_WATER: usize = 8 * 1024 * 1024;
 
 /// What this core has to send to one peer, drained by that peer's sender task.
 #[derive(Default)]
 pub struct Outbox {
+    /// Where the peer returns the batches it has delivered.
+    pool: Arc<BatchPool>,
     /// Sealed mails in order.
     mails: RefCell<VecDeque<Mail>>,
     /// The batch still being filled; sealed when the sender task takes it or a control mail
@@ -163,6 +199,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An outbox whose batches come from (and go back to) `pool`.
+    pub fn new(pool: Arc<BatchPool>) -> Outbox {
+        Outbox { pool, ..Default::default() }
+    }
+
     fn wake_sender(&self) {
         if let Some(w) = self.sender.take() {
             w.wake();
@@ -197,7 +238,7 @@ impl Outbox {
     fn seal(&self) {
         let mut open = self.open.borrow_mut();
         if !open.is_empty() {
-            let b = std::mem::take(&mut *open);
+            let b = std::mem::replace(&mut *open, self.pool.take());
             self.mails.borrow_mut().push_back(Mail::Batch(b));
         }
     }
@@ -275,6 +316,30 @@ mod tests {
         assert_eq!(v[1].queues().collect::<Vec<_>>(), vec![&b"q1"[..], b"q2"]);
         assert_eq!(v[1].hops, 1);
         assert_eq!(v[2].reply, Some(&b""[..]));
+    }
+
+    #[test]
+    fn sealed_batches_come_from_the_pool_and_big_ones_are_not_kept() {
+        let pool = Arc::new(BatchPool::default());
+        let mut b = Batch::default();
+        b.push(b"x", None, None, &[7; 1000], std::iter::empty(), 0);
+        let cap = b.data.capacity();
+        pool.give(b);
+        let o = Outbox::new(pool.clone());
+        o.push_msg(b"y", None, None, b"1", std::iter::empty(), 0);
+        // Sealing replaces the open batch with the pooled one: empty, capacity kept.
+        o.seal();
+        assert!(o.open.borrow().is_empty());
+        assert_eq!(o.open.borrow().data.capacity(), cap);
+        assert!(pool.0.lock().unwrap().is_empty());
+        let mut big = Batch::default();
+        big.push(b"z", None, None, &vec![0; POOL_BATCH_MAX + 1], std::iter::empty(), 0);
+        pool.give(big);
+        assert!(pool.0.lock().unwrap().is_empty(), "an oversized batch is freed");
+        for _ in 0..POOL_MAX + 3 {
+            pool.give(Batch::default());
+        }
+        assert_eq!(pool.0.lock().unwrap().len(), POOL_MAX);
     }
 
     #[test]

@@ -246,6 +246,11 @@ pub struct Sublist<T> {
     /// Shared empty result for undeliverable subjects, so garbage subjects neither allocate
     /// nor push useful entries out of the cache.
     empty: Rc<SublistResult<T>>,
+    /// The last subject matched and its result, checked before the cache: a publisher
+    /// usually sends runs of one subject, and a compare is cheaper than hashing it. Any
+    /// change to the index clears it.
+    last_subject: Vec<u8>,
+    last: Option<Rc<SublistResult<T>>>,
 }
 
 impl<T: Clone + PartialEq> Sublist<T> {
@@ -264,6 +269,8 @@ impl<T: Clone + PartialEq> Sublist<T> {
             hits: 0,
             misses: 0,
             empty: Rc::new(SublistResult::empty()),
+            last_subject: Vec::new(),
+            last: None,
         }
     }
 
@@ -429,6 +436,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
     /// Drops the cached results that a change to `pattern` makes stale: the cached subjects
     /// it matches. A literal pattern matches only itself, so that is one hash lookup.
     fn invalidate(&mut self, pattern: &[u8]) {
+        self.last = None;
         if self.cache.is_empty() {
             return;
         }
@@ -456,6 +464,21 @@ impl<T: Clone + PartialEq> Sublist<T> {
     /// assert!(sl.match_subject(b"foo..bar").is_empty());
     /// ```
     pub fn match_subject(&mut self, subject: &[u8]) -> Rc<SublistResult<T>> {
+        if let Some(r) = self.last.as_ref().filter(|_| self.last_subject == subject) {
+            self.hits += 1;
+            return Rc::clone(r);
+        }
+        let r = self.lookup(subject);
+        if !Rc::ptr_eq(&r, &self.empty) {
+            self.last_subject.clear();
+            self.last_subject.extend_from_slice(subject);
+            self.last = Some(Rc::clone(&r));
+        }
+        r
+    }
+
+    /// [`Sublist::match_subject`] without the last-subject shortcut.
+    fn lookup(&mut self, subject: &[u8]) -> Rc<SublistResult<T>> {
         if let Some(r) = self.cache.get(subject) {
             self.hits += 1;
             return Rc::clone(r);
@@ -1053,6 +1076,24 @@ mod tests {
 
         // A result handed out earlier is a snapshot and does not change.
         assert_eq!(norm(&foo_before).0, vec![1, 3]);
+    }
+
+    #[test]
+    fn repeated_subject_sees_every_change() {
+        // The last-subject shortcut must be dropped by any insert or remove.
+        let mut sl = Sublist::new();
+        sl.insert(b"a.b", None, 1u32).unwrap();
+        assert_eq!(sl.match_subject(b"a.b").psubs, vec![1]);
+        assert_eq!(sl.match_subject(b"a.b").psubs, vec![1]);
+        sl.insert(b"a.*", None, 2).unwrap();
+        assert_eq!(sl.match_subject(b"a.b").psubs.len(), 2);
+        sl.remove(b"a.b", None, &1).unwrap();
+        assert_eq!(sl.match_subject(b"a.b").psubs, vec![2]);
+        // Another subject in between, then back.
+        assert!(sl.match_subject(b"c").is_empty());
+        sl.remove(b"a.*", None, &2).unwrap();
+        assert!(sl.match_subject(b"a.b").is_empty());
+        assert!(sl.match_subject(b"a.b").is_empty());
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub struct CoreStats {
     /// Messages handed to other cores, and received from them.
     pub cross_core_sent: u64,
     pub cross_core_received: u64,
+    pub cross_core_batches: u64,
     #[serde(skip)]
     pub sub_inserts: u64,
     #[serde(skip)]
@@ -252,6 +253,7 @@ pub fn snapshot(shard: &Shard, q: &CoreQuery) -> CoreSnapshot {
             slow_consumers: s.slow_consumers.get(),
             cross_core_sent: s.cross_sent.get(),
             cross_core_received: s.cross_received.get(),
+            cross_core_batches: s.cross_batches.get(),
             sub_inserts: s.sub_inserts.get(),
             sub_removes: s.sub_removes.get(),
             cache_hits,

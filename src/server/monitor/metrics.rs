@@ -133,6 +133,13 @@ pub fn cores(e: &mut Exposition, snaps: &[CoreSnapshot]) {
         c,
         |s| s.cross_core_received,
     );
+    e.per_core(
+        "natsu_core_cross_core_batches_total",
+        "Batches of messages the core received from other cores",
+        "counter",
+        c,
+        |s| s.cross_core_batches,
+    );
 }
 
 #[cfg(test)]
