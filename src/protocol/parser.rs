@@ -195,6 +195,14 @@ impl Parser {
         if buf.is_empty() || buf.len() < self.need {
             return Ok(None);
         }
+        if let Some(done) = self.fast_message(buf) {
+            return Ok(Some(done));
+        }
+        self.parse_general(buf)
+    }
+
+    /// [`Parser::parse`] for every op and form (the fast path's fallback).
+    fn parse_general<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(Op<'a>, usize)>, ParseError> {
         let (kind, name_len) = match self.op_kind(buf)? {
             Some(k) => k,
             None => return Ok(None),
@@ -290,7 +298,7 @@ impl Parser {
                     return Ok(None);
                 }
                 self.need = 0;
-                if &buf[end..end + 2] != b"\r\n" {
+                if buf[end] != b'\r' || buf[end + 1] != b'\n' {
                     return Err(ParseError::UnknownOp);
                 }
                 let msg = &buf[body_start..end];
@@ -315,6 +323,73 @@ impl Parser {
             }
         };
         Ok(Some((op, body_start)))
+    }
+
+    /// The common case in one forward pass: a complete `PUB` (server) or `MSG` (client) in
+    /// canonical form: upper case, single spaces, CRLF, payload and its CRLF all in `buf`.
+    /// Anything else (another op, other blanks, an error, a partial message) returns None and
+    /// takes the general path, which gives the same answer for what this accepts.
+    #[inline]
+    fn fast_message<'a>(&mut self, buf: &'a [u8]) -> Option<(Op<'a>, usize)> {
+        let (name, fixed): (&[u8; 4], usize) = match self.role {
+            Role::Server => (b"PUB ", 2),
+            Role::Client => (b"MSG ", 3),
+        };
+        if buf.len() < 8 || buf[..4] != name[..] {
+            return None;
+        }
+        // Arguments: non-empty runs separated by single spaces, up to CR.
+        let mut args: [&'a [u8]; 4] = [&[]; 4];
+        let mut n = 0;
+        let mut start = 4;
+        let mut i = 4;
+        let line_end = loop {
+            let b = *buf.get(i)?;
+            if b == b' ' || b == b'\r' {
+                if i == start || n == args.len() {
+                    return None;
+                }
+                args[n] = &buf[start..i];
+                n += 1;
+                start = i + 1;
+                if b == b'\r' {
+                    break i;
+                }
+            } else if b == b'\t' || b == b'\n' {
+                return None;
+            }
+            i += 1;
+        };
+        if *buf.get(line_end + 1)? != b'\n' || line_end - 4 > self.max_control_line {
+            return None;
+        }
+        let with_reply = match n {
+            x if x == fixed => false,
+            x if x == fixed + 1 => true,
+            _ => return None,
+        };
+        let total = parse_size(args[n - 1])?;
+        if total > self.max_payload && self.role == Role::Server {
+            return None;
+        }
+        let body_start = line_end + 2;
+        let end = body_start + total;
+        if buf.len() < end + 2 || buf[end] != b'\r' || buf[end + 1] != b'\n' {
+            return None;
+        }
+        self.need = 0;
+        let msg = &buf[body_start..end];
+        let op = match self.role {
+            Role::Server => Op::Pub(Publish { subject: args[0], reply: with_reply.then(|| args[1]), header_len: None, msg }),
+            Role::Client => Op::Msg(Delivery {
+                subject: args[0],
+                sid: args[1],
+                reply: with_reply.then(|| args[2]),
+                header_len: None,
+                msg,
+            }),
+        };
+        Some((op, end + 2))
     }
 
     /// Identify the op at the front of `buf`, failing as soon as the bytes cannot begin any op
@@ -475,6 +550,42 @@ sub  bar   3 \r\nPING\n+OK\r\nINFO {}\r\n";
         assert_eq!(op, Op::Sub { subject: b"bar", queue: Some(b"q"), sid: b"3" });
         let (op, _) = p.parse(b"UNSUB 1 x\r\n").unwrap().unwrap();
         assert_eq!(op, Op::Unsub { sid: b"1", max: None });
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_path() {
+        let cases: &[&[u8]] = &[
+            b"PUB foo 5\r\nhello\r\n",
+            b"PUB foo.bar _INBOX.x 0\r\n\r\n",
+            b"PUB a 1\r\nx\r\nPUB b 1\r\ny\r\n",
+            b"PUB a\rb 1\r\nx\r\n",
+            b"PUB a  1\r\nx\r\n",
+            b"PUB a 1 \r\nx\r\n",
+            b"PUB a 1\nx\r\n",
+            b"PUB a b c 1\r\nx\r\n",
+            b"PUB a 1\r\nxy\r\n",
+            b"PUB a 2\r\nx",
+            b"PUB a 1x\r\nx\r\n",
+            b"PUB a 0000000000000000001\r\nx\r\n",
+            b"PUB a 2000000\r\n",
+            b"MSG a 1 2\r\nhi\r\n",
+        ];
+        for role in [Role::Server, Role::Client] {
+            for &c in cases {
+                for cut in 1..=c.len() {
+                    let buf = &c[..cut];
+                    let mut fast = Parser::new(role, MCL, MP);
+                    if let Some((op, used)) = fast.fast_message(buf) {
+                        let mut general = Parser::new(role, MCL, MP);
+                        let want = general.parse_general(buf);
+                        assert_eq!(want, Ok(Some((op, used))), "{role:?} {:?}", String::from_utf8_lossy(buf));
+                    }
+                }
+            }
+        }
+        // It does take the canonical forms.
+        assert!(server().fast_message(b"PUB foo 5\r\nhello\r\n").is_some());
+        assert!(Parser::new(Role::Client, MCL, MP).fast_message(b"MSG a 1 r 2\r\nhi\r\n").is_some());
     }
 
     #[test]

@@ -466,6 +466,16 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
                         trace_in(client, &buf.pending()[used_all..used_all + used]);
                     }
                     used_all += used;
+                    // The hot path: a publish needs no future (handle_op's is built per op).
+                    if let Op::Pub(p) = &op {
+                        if client.authorized.get() {
+                            shard.publish(client, p);
+                            if client.state.get() != State::Open {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
                     let connect = matches!(op, Op::Connect(_));
                     // With auth on, nothing but CONNECT may come first (as nats-server).
                     if !connect && !client.authorized.get() {

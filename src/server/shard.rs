@@ -465,12 +465,10 @@ impl Shard {
         if client.verbose.get() {
             client.send(b"+OK\r\n");
         }
-        // Unlike nats-server, subjects with spaces or control bytes are never delivered.
-        if !subject::deliverable_subject(p.subject) {
-            return;
-        }
+        // Unlike nats-server, subjects with spaces or control bytes are never delivered: the
+        // index matches nothing for them, and nobody is told there are no responders.
         let routed = self.route(client, p.subject, p.reply, p.header_len, p.msg);
-        if !routed {
+        if !routed && subject::deliverable_subject(p.subject) {
             if let Some(reply) = p.reply {
                 if client.no_responders.get() {
                     self.no_responders(client, reply);
