@@ -496,6 +496,10 @@ impl Shard {
         header_len: Option<usize>,
         msg: &[u8],
     ) -> bool {
+        // Nobody subscribed anywhere (a publish-only load): no lookup at all.
+        if self.local.borrow().count() == 0 && self.remote.borrow().count() == 0 {
+            return false;
+        }
         let local = self.local.borrow_mut().match_subject(subj);
         let skip = (!origin.echo.get()).then_some(origin);
         let mut any = false;
