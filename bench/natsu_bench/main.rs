@@ -10,6 +10,7 @@
 //! natsu-bench loopback --duration 3s
 //! ```
 
+mod clock;
 mod compare;
 mod loopback;
 mod report;
