@@ -468,11 +468,9 @@ impl Shard {
         // Unlike nats-server, subjects with spaces or control bytes are never delivered: the
         // index matches nothing for them, and nobody is told there are no responders.
         let routed = self.route(client, p.subject, p.reply, p.header_len, p.msg);
-        if !routed && subject::deliverable_subject(p.subject) {
-            if let Some(reply) = p.reply {
-                if client.no_responders.get() {
-                    self.no_responders(client, reply);
-                }
+        if let Some(reply) = p.reply.filter(|_| !routed && client.no_responders.get()) {
+            if subject::deliverable_subject(p.subject) {
+                self.no_responders(client, reply);
             }
         }
     }
