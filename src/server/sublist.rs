@@ -200,7 +200,7 @@ fn memchr_dot(s: &[u8]) -> Option<usize> {
 /// Whether `pattern` (a valid subscription subject) matches the literal `subject`, with the
 /// same rules as the trie walk: used to find the cached subjects that a changed pattern
 /// affects.
-fn pattern_matches(pattern: &[u8], subject: &[u8]) -> bool {
+pub(crate) fn pattern_matches(pattern: &[u8], subject: &[u8]) -> bool {
     let mut pats = subject::tokens(pattern);
     let mut subs = subject::tokens(subject);
     loop {

@@ -21,17 +21,7 @@ pub const DEFAULT_LIMIT: usize = 1024;
 /// assert!(!matches("foo.*", "foo.bar.baz"));
 /// ```
 pub fn matches(pattern: &str, subject: &str) -> bool {
-    let mut p = subject::tokens(pattern.as_bytes());
-    let mut s = subject::tokens(subject.as_bytes());
-    loop {
-        match (p.next(), s.next()) {
-            (None, None) => return true,
-            (Some(b">"), Some(_)) => return true,
-            (Some(b"*"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
-        }
-    }
+    crate::server::sublist::pattern_matches(pattern.as_bytes(), subject.as_bytes())
 }
 
 /// A parsed `/subsz` query.
