@@ -1,0 +1,75 @@
+//! The cross-executor channel wake-ups natsu changed in its copy of glommio
+//! (`vendor/glommio/NATSU-PATCHES.md`): a full fence instead of `membarrier` before an
+//! executor sleeps, and a receiver that wakes the sending executor only when its pop may have
+//! made room in a full channel. A lost wake-up shows as a channel that stalls, so every
+//! exchange here must finish, in order, well within its time limit.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use glommio::channels::shared_channel;
+use glommio::{LocalExecutorBuilder, Placement};
+
+/// Run `items` through a channel of `capacity` between two executors; the sender pauses every
+/// `send_pause` items, the receiver every `recv_pause` items (0: never), so each side keeps
+/// falling asleep while the other is busy. Returns the items received, in order.
+fn exchange(items: u32, capacity: usize, send_pause: u32, recv_pause: u32) -> Vec<u32> {
+    let (tx, rx) = shared_channel::new_bounded::<u32>(capacity);
+    let producer = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("mesh-test-send")
+        .spawn(move || async move {
+            let tx = tx.connect().await;
+            for i in 0..items {
+                tx.send(i).await.expect("the receiver went away");
+                if send_pause != 0 && i % send_pause == 0 {
+                    glommio::timer::sleep(Duration::from_micros(200)).await;
+                }
+            }
+        })
+        .expect("sender executor");
+    let (done_tx, done_rx) = mpsc::channel();
+    let consumer = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("mesh-test-recv")
+        .spawn(move || async move {
+            let rx = rx.connect().await;
+            let mut got = Vec::with_capacity(items as usize);
+            while let Some(i) = rx.recv().await {
+                got.push(i);
+                if recv_pause != 0 && i % recv_pause == 0 {
+                    glommio::timer::sleep(Duration::from_micros(200)).await;
+                }
+            }
+            let _ = done_tx.send(got);
+        })
+        .expect("receiver executor");
+    let got = done_rx.recv_timeout(Duration::from_secs(60)).expect("the exchange stalled: a wake-up was lost");
+    producer.join().expect("sender");
+    consumer.join().expect("receiver");
+    got
+}
+
+fn assert_in_order(got: &[u32], items: u32) {
+    assert_eq!(got.len(), items as usize, "items were lost");
+    assert!(got.iter().enumerate().all(|(n, &i)| n as u32 == i), "items out of order");
+}
+
+#[test]
+fn a_sender_waiting_for_room_is_woken_by_the_receiver() {
+    // A slow receiver and a tiny channel: the sender finds it full again and again and
+    // sleeps until a pop makes room.
+    let items = 20_000;
+    assert_in_order(&exchange(items, 2, 0, 97), items);
+}
+
+#[test]
+fn a_sleeping_receiver_is_woken_by_each_send() {
+    // A slow sender: the receiver empties the channel and sleeps before every burst.
+    let items = 20_000;
+    assert_in_order(&exchange(items, 64, 89, 0), items);
+}
+
+#[test]
+fn both_sides_sleeping_in_turn() {
+    let items = 100_000;
+    assert_in_order(&exchange(items, 4, 1_009, 997), items);
+}
