@@ -1071,14 +1071,22 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+            //
+            // natsu: submit and wait in one io_uring_enter (upstream makes two calls). The
+            // kernel waits only once everything asked was submitted, and returns the number
+            // submitted even if the wait is interrupted; an error means nothing was.
+            let submitted = match self.ring.submit_sqes_and_wait(1) {
+                Ok(n) => n as usize,
+                Err(e) => {
+                    Err::<usize, io::Error>(e)
+                        .or_else(Reactor::busy_ok)
+                        .or_else(Reactor::again_ok)
+                        .or_else(Reactor::intr_ok)?;
+                    0
+                }
+            };
+            self.in_kernel += submitted;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // Waiting here is unsafe because we could end up waiting much longer than
                 // needed.
@@ -1086,14 +1094,8 @@ impl SleepableRing {
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked, and we slept.
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1222,6 +1224,9 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// natsu: whether `latency_preemption_timeout_src` is the preemption timer (it can also be
+    /// a user timer armed before sleeping, which must not stand in for it).
+    latency_src_is_preempt_timer: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1358,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_src_is_preempt_timer: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1820,61 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // natsu: upstream cancels both preemption timers and arms new ones on every call,
+        // which costs several io_uring_enter calls per turn of the executor's loop (nine per
+        // sleep and wake-up, measured). Here a timer that has not fired stays armed across
+        // calls: it may then preempt a task queue a little early, which only makes it yield.
+        // The latency timer is still cancelled before sleeping, so that it cannot wake an
+        // idle executor.
+        let may_sleep = preempt_timer().is_none();
+        let latency_timer_armed = match self.latency_preemption_timeout_src.take() {
+            Some(src)
+                if !may_sleep && self.latency_src_is_preempt_timer.get() && src.result().is_none() =>
+            {
+                self.latency_preemption_timeout_src.set(Some(src));
+                true
+            }
+            old => {
+                // Cancelled (or already fired): if we sleep it must not wake us, and if we
+                // don't, a new one is armed below.
+                drop(old);
+                false
+            }
+        };
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // Arm the latency ring's next timer now, so that it goes to the kernel in the same
+        // io_uring_enter as the cancellation of the old one: the preemption timer if we won't
+        // sleep, the user timer (if any) if we may.
+        if may_sleep {
+            if let Some(dur) = user_timer {
+                self.latency_src_is_preempt_timer.set(false);
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+            }
+        } else if !latency_timer_armed {
+            if let Some(preempt) = preempt_timer() {
+                self.latency_src_is_preempt_timer.set(true);
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            }
+        }
+
+        // The throughput-based timeout only fires after `ring_depth` completions, so it
+        // cannot wake a sleeper by itself: keep it until it fires.
+        match self.throughput_preemption_timeout_src.take() {
+            Some(src) if src.result().is_none() => {
+                self.throughput_preemption_timeout_src.set(Some(src));
+            }
+            old => {
+                drop(old);
+                self.throughput_preemption_timeout_src.set(Some(
+                    main_ring.prepare_throughput_preemption_timer(
+                        self.ring_depth() as u32,
+                        self.eventfd_src.raw(),
+                    ),
+                ));
+            }
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1850,11 +1895,7 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
+            // (natsu: the user timer, if any, was armed above.)
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
@@ -1880,9 +1921,8 @@ impl Reactor {
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+        if preempt_timer().is_some() {
+            // (natsu: the preemption timer was armed above, or is still armed.)
             flush_rings!(lat_ring, main_ring)?;
         }
 
