@@ -406,6 +406,33 @@ fn interest_is_visible_on_every_core_after_pong() {
 }
 
 #[test]
+fn a_publishers_pong_means_delivered_on_every_core() {
+    // nats-server queues a message to every subscriber's connection while it handles the
+    // PUB, so once the publisher has its PONG, a subscriber that leaves still gets it (the
+    // client's drain relies on this). Across cores the message travels in a batch; the
+    // publisher's PONG must wait until the other core has handled it.
+    const PAIRS: usize = 12;
+    const ROUNDS: usize = 25;
+    let server = start();
+    for p in 0..PAIRS {
+        let subject = format!("flushed.{p}");
+        let mut sub = connect(&server);
+        let mut publisher = connect(&server);
+        for k in 0..ROUNDS {
+            sub.send(&format!("SUB {subject} {k}\r\n"));
+            assert_eq!(sub.flush(), "", "unexpected reply to SUB");
+            publisher.send(&pub_cmd(&subject, &k.to_string()));
+            assert_eq!(publisher.flush(), "", "unexpected reply to PUB");
+            // Leave right after the publisher's PONG: the message must come first.
+            sub.send(&format!("UNSUB {k}\r\n"));
+            let got = sub.flush();
+            let want = format!("MSG {subject} {k} {}\r\n{k}\r\n", k.to_string().len());
+            assert_eq!(got, want, "pair {p}, round {k}: the message published before the UNSUB");
+        }
+    }
+}
+
+#[test]
 fn unsubscribe_is_honoured_on_every_core_after_pong() {
     const ROUNDS: usize = 20;
     let server = start();

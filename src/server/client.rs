@@ -117,6 +117,10 @@ pub struct Client {
     /// Interest epoch this client's subscriptions need acknowledged by every other core
     /// before a PONG may go out (so a flush after SUB means "visible server-wide").
     pub need_epoch: Cell<u64>,
+    /// Messages this client published went to another core since its last PING: the PONG
+    /// then waits until those cores have queued them to their subscribers, so that a flush
+    /// after PUB means "delivered to every subscriber's connection", as on nats-server.
+    pub published_across: Cell<bool>,
     pub stats: ClientStats,
     /// CONNECT passed authentication (always true when no auth is configured).
     pub authorized: Cell<bool>,
@@ -161,6 +165,7 @@ impl Client {
             subs: RefCell::new(HashMap::default()),
             pings_out: Cell::new(0),
             need_epoch: Cell::new(0),
+            published_across: Cell::new(false),
             stats: ClientStats::default(),
             authorized: Cell::new(false),
             user: RefCell::new(None),
@@ -561,8 +566,10 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
             }
         }
         Op::Ping => {
-            // A PONG promises the client that its subscriptions are in place server-wide.
-            shard.wait_interest_acked(client.need_epoch.get()).await;
+            // A PONG promises the client that its subscriptions are in place server-wide, and
+            // that what it published has reached every subscriber's connection.
+            let epoch = if client.published_across.replace(false) { shard.barrier() } else { client.need_epoch.get() };
+            shard.wait_interest_acked(epoch).await;
             client.send(b"PONG\r\n");
         }
         Op::Pong => {

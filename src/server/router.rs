@@ -20,8 +20,11 @@ pub enum Mail {
     Batch(Batch),
     /// The sending core's count for (subject, queue) went 0→1 (`add`) or 1→0.
     Interest { subject: Box<[u8]>, queue: Option<Box<[u8]>>, add: bool, epoch: u64 },
-    /// The receiving core has applied the sender's interest changes up to `epoch`.
+    /// The receiving core has applied the sender's interest changes up to `epoch` (and
+    /// handled every mail before the `Barrier` of that epoch).
     Ack { epoch: u64 },
+    /// Answer with `Ack { epoch }` once every earlier mail from the sender is handled.
+    Barrier { epoch: u64 },
     /// Core zero asks for the receiving core's figures (monitoring); answered at once.
     Stats(crate::server::monitor::StatsRequest),
 }

@@ -430,6 +430,17 @@ impl Shard {
         }
     }
 
+    /// Ask every other core to acknowledge once it has handled everything this core sent it
+    /// so far (mails to a core are handled in order); returns the epoch to wait for.
+    pub fn barrier(&self) -> u64 {
+        let epoch = self.epoch.get() + 1;
+        self.epoch.set(epoch);
+        for o in self.outboxes.iter().flatten() {
+            o.push_control(Mail::Barrier { epoch });
+        }
+        epoch
+    }
+
     /// Wait until every other core has applied this core's interest changes up to `epoch`.
     pub async fn wait_interest_acked(&self, epoch: u64) {
         futures_lite::future::poll_fn(|cx| {
@@ -540,6 +551,7 @@ impl Shard {
         }
         if mask != 0 {
             any = true;
+            origin.published_across.set(true);
             for (core, ob) in self.outboxes.iter().enumerate() {
                 if let Some(ob) = ob.as_ref().filter(|_| mask & (1 << core) != 0) {
                     let qs = picks.iter().filter(|(c, _)| *c as usize == core).map(|(_, n)| &n[..]);
@@ -642,6 +654,11 @@ impl Shard {
                     remote.remove(&subject, queue.as_deref(), &core)
                 };
                 drop(remote);
+                if let Some(o) = self.outbox(from) {
+                    o.push_control(Mail::Ack { epoch });
+                }
+            }
+            Mail::Barrier { epoch } => {
                 if let Some(o) = self.outbox(from) {
                     o.push_control(Mail::Ack { epoch });
                 }
