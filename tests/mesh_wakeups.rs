@@ -73,3 +73,22 @@ fn both_sides_sleeping_in_turn() {
     let items = 100_000;
     assert_in_order(&exchange(items, 4, 1_009, 997), items);
 }
+
+#[test]
+fn short_timers_always_fire() {
+    // An executor with nothing else to do parks until its next timer. A timer due within
+    // microseconds can fire while the executor is still getting ready to sleep; it must still
+    // wake it (a lost one sleeps until something else happens: here, never).
+    let (done_tx, done_rx) = mpsc::channel();
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("timer-test")
+        .spawn(move || async move {
+            for i in 0..20_000u64 {
+                glommio::timer::sleep(Duration::from_micros(i % 40)).await;
+            }
+            let _ = done_tx.send(());
+        })
+        .expect("timer executor");
+    done_rx.recv_timeout(Duration::from_secs(60)).expect("a timer's wake-up was lost");
+    ex.join().expect("timer executor");
+}

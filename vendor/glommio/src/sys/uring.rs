@@ -1885,6 +1885,16 @@ impl Reactor {
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
+        // natsu: a user timer armed above may have fired already, and its completion was just
+        // consumed: it can no longer wake a sleep, so don't sleep (the timer is due).
+        if may_sleep && user_timer.is_some() {
+            let src = self.latency_preemption_timeout_src.take();
+            if src.as_ref().is_some_and(|s| s.result().is_some()) {
+                woke += 1;
+            }
+            self.latency_preemption_timeout_src.set(src);
+        }
+
         // If we generated any event so far, we can't sleep. Need to handle them.
         let should_sleep = preempt_timer().is_none()
             && (woke == 0)
