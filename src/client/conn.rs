@@ -1203,6 +1203,18 @@ async fn reader(conn: Connection, stream: Shared<Transport>, leftover: Vec<u8>) 
     }
 }
 
+/// A subject as text: the ASCII check first (NATS subjects are ASCII in practice, and it is
+/// the cheaper test for a short one), the full UTF-8 check otherwise.
+#[inline]
+fn utf8(b: &[u8]) -> std::result::Result<&str, std::str::Utf8Error> {
+    if b.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b)
+    }
+}
+
 /// Act on one operation from the server.
 fn handle(conn: &Connection, op: Op<'_>) -> Result<()> {
     let inner = &conn.inner;
@@ -1216,7 +1228,7 @@ fn handle(conn: &Connection, op: Op<'_>) -> Result<()> {
             if matches!(sub.sink, Sink::Inline(_)) && sub.max.get().is_none() {
                 // Subjects are ASCII in practice; anything else takes the copying path below
                 // through the view of a lossy copy.
-                if let (Ok(subject), Ok(reply)) = (std::str::from_utf8(d.subject), d.reply.map(std::str::from_utf8).transpose()) {
+                if let (Ok(subject), Ok(reply)) = (utf8(d.subject), d.reply.map(utf8).transpose()) {
                     let (headers, data) = match d.header_len {
                         Some(h) if h <= d.msg.len() => (Some(&d.msg[..h]), &d.msg[h..]),
                         _ => (None, d.msg),
