@@ -117,6 +117,12 @@ def main():
             frac = mbps / float(m.group(1))
             met = "met" if frac >= 0.8 else "NOT met"
             print(f"| pubsub1k | natsu MB/s / loopback TCP {float(m.group(1)):,.0f} MB/s | {fmt(mbps)} | | {frac:.0%} | >= 80%: {met} |")
+    if loop.exists():
+        # The floor under request/reply: a round trip between two threads, no broker.
+        for cpus in ("one CPU", "two CPUs"):
+            m = re.search(rf"round trip, 16 B, {cpus}: p50 ([\d.]+) µs, p99 ([\d.]+) µs", loop.read_text())
+            if m:
+                print(f"| machine | loopback TCP round trip, {cpus}, p50 / p99 µs | {m.group(1)} / {m.group(2)} | | | |")
 
 
 if __name__ == "__main__":

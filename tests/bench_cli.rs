@@ -111,3 +111,22 @@ fn bad_input_is_a_clear_error() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no servers available"), "{}", text(&o));
 }
+
+#[test]
+fn loopback_reports_bandwidth_and_round_trips() {
+    let o = bench(&["loopback", "--duration", "300ms"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let figure = |prefix: &str| -> Option<f64> {
+        let line = t.lines().find(|l| l.starts_with(prefix))?;
+        line[prefix.len()..].trim_start().split(|c: char| c == ' ' || c == ',').next()?.parse().ok()
+    };
+    assert!(figure("loopback TCP:").is_some_and(|mbps| mbps > 0.0), "{t}");
+    let one = figure("loopback TCP round trip, 16 B, one CPU: p50").expect("one-CPU round trip");
+    assert!(one > 0.0 && one < 100_000.0, "{t}");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus >= 2 {
+        let two = figure("loopback TCP round trip, 16 B, two CPUs: p50").expect("two-CPU round trip");
+        assert!(two > 0.0 && two < 100_000.0, "{t}");
+    }
+}

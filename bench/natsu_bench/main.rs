@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+/// Round trips per loopback latency figure.
+const LOOPBACK_ROUND_TRIPS: usize = 5_000;
+
 fn cli() -> Command {
     let size = |s: &str| natsu::config::parse_size(s).map(|v| v as usize);
     let dur = |s: &str| natsu::config::parse_duration(s);
@@ -58,7 +61,7 @@ fn cli() -> Command {
         )
         .subcommand(
             Command::new("loopback")
-                .about("This machine's loopback TCP bandwidth (the ceiling for MB/s figures)")
+                .about("This machine's loopback TCP bandwidth (the ceiling for MB/s figures) and round trip on one CPU and on two (the floor under latency)")
                 .arg(Arg::new("duration").long("duration").value_parser(dur).default_value("3s")),
         )
 }
@@ -121,7 +124,15 @@ fn main() -> ExitCode {
             })
         }
         Some(("loopback", m)) => loopback::measure(*m.get_one::<Duration>("duration").unwrap_or(&Duration::from_secs(3)))
-            .map(|mbps| println!("loopback TCP: {mbps:.0} MB/s")),
+            .map(|mbps| println!("loopback TCP: {mbps:.0} MB/s"))
+            .and_then(|()| {
+                for (two, name) in [(false, "one CPU"), (true, "two CPUs")] {
+                    if let Some((p50, p99)) = loopback::round_trip(two, LOOPBACK_ROUND_TRIPS)? {
+                        println!("loopback TCP round trip, 16 B, {name}: p50 {p50:.1} µs, p99 {p99:.1} µs");
+                    }
+                }
+                Ok(())
+            }),
         _ => Err("unknown command".into()),
     };
     match r {
