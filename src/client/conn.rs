@@ -90,6 +90,9 @@ pub(crate) struct Inner {
     pongs: RefCell<VecDeque<Option<oneshot::Sender<()>>>>,
     pings_out: Cell<u32>,
     subs: RefCell<HashMap<u64, Rc<SubState>, ahash::RandomState>>,
+    /// The subscription the last MSG was for: the next one usually is too, and the reader
+    /// looks here before the map. Cleared whenever a subscription is forgotten.
+    last_sub: RefCell<Option<(u64, Rc<SubState>)>>,
     next_sid: Cell<u64>,
     mux: RefCell<Option<Mux>>,
     info: RefCell<Info>,
@@ -209,6 +212,19 @@ impl Inner {
     /// Stop routing messages to `sid`.
     pub(crate) fn forget_sub(&self, sid: u64) {
         self.subs.borrow_mut().remove(&sid);
+        self.last_sub.borrow_mut().take();
+    }
+
+    /// The subscription for a MSG's sid, if it is still there.
+    fn sub_for(&self, sid: u64) -> Option<Rc<SubState>> {
+        if let Some((s, sub)) = &*self.last_sub.borrow() {
+            if *s == sid {
+                return Some(sub.clone());
+            }
+        }
+        let sub = self.subs.borrow().get(&sid).cloned()?;
+        *self.last_sub.borrow_mut() = Some((sid, sub.clone()));
+        Some(sub)
     }
 
     /// The connection's socket is done (or the user closed it): wake the supervisor.
@@ -276,6 +292,7 @@ impl Connection {
             pongs: RefCell::new(VecDeque::new()),
             pings_out: Cell::new(0),
             subs: RefCell::new(HashMap::default()),
+            last_sub: RefCell::new(None),
             next_sid: Cell::new(1),
             mux: RefCell::new(None),
             info: RefCell::new(Info::default()),
@@ -1099,6 +1116,7 @@ fn finish(conn: &Connection) {
     inner.status.set(Status::Closed);
     inner.pongs.borrow_mut().clear();
     inner.mux.borrow_mut().take();
+    inner.last_sub.borrow_mut().take();
     let subs: Vec<Rc<SubState>> = inner.subs.borrow_mut().drain().map(|(_, s)| s).collect();
     for s in subs {
         s.close(false);
@@ -1224,7 +1242,7 @@ fn handle(conn: &Connection, op: Op<'_>) -> Result<()> {
             inner.stats.in_bytes.set(inner.stats.in_bytes.get() + d.msg.len() as u64);
             let Some(sid) = parse_sid(d.sid) else { return Ok(()) };
             // A message for a subscription already gone (it crossed our UNSUB) is dropped.
-            let Some(sub) = inner.subs.borrow().get(&sid).cloned() else { return Ok(()) };
+            let Some(sub) = inner.sub_for(sid) else { return Ok(()) };
             if matches!(sub.sink, Sink::Inline(_)) && sub.max.get().is_none() {
                 // Subjects are ASCII in practice; anything else takes the copying path below
                 // through the view of a lossy copy.
