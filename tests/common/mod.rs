@@ -271,6 +271,8 @@ impl Raw {
                 self.buf.extend_from_slice(&chunk[..n]);
                 true
             }
+            // A signal to the test process (a child exiting) interrupts the read: not a close.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => true,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
                 panic!("timed out waiting for data; have {:?}", String::from_utf8_lossy(&self.buf))
             }
