@@ -65,6 +65,7 @@ fn main() -> ExitCode {
     tracing::info!("Starting natsu version {}", env!("CARGO_PKG_VERSION"));
     tracing::info!("  Compatible with nats-server {}", natsu::protocol::info::COMPAT_VERSION);
     tracing::info!("  Cores:    {}", opts.cores);
+    tracing::info!("  Spin:     {:?}", opts.spin);
     if let Some(f) = &opts.config_file {
         tracing::info!("Using configuration file: {f}");
     }

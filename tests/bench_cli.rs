@@ -67,22 +67,25 @@ fn queue_and_request_runs_and_compare() {
     assert_eq!(s["workload"]["queue"], true);
 
     let mut dirs = Vec::new();
-    for name in ["first", "second"] {
+    // The second run's client executor polls 200 µs before sleeping.
+    for (name, spin) in [("first", "0"), ("second", "200us")] {
         let d = tmp.0.join(name);
         let o = bench(&[
             "run", "--url", &url, "--pub", "1", "--sub", "1", "--request", "--msgs", "300", "--rate", "3000", "--size", "16B",
-            "--no-progress", "--name", name, "--out", d.to_str().unwrap(),
+            "--spin", spin, "--no-progress", "--name", name, "--out", d.to_str().unwrap(),
         ]);
         let t = text(&o);
         assert!(o.status.success(), "{t}");
         assert!(t.contains("Latency (request-reply, 300 samples"), "{t}");
         dirs.push(d);
     }
+    assert_eq!(summary(&dirs[1])["workload"]["spin_us"], 200);
     let plot = tmp.0.join("plot.svg");
     let o = bench(&["compare", dirs[0].to_str().unwrap(), dirs[1].to_str().unwrap(), "--plot", plot.to_str().unwrap()]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("[1] first") && t.contains("[2] second") && t.contains("p99.99") && t.contains('x'), "{t}");
+    assert!(t.contains("client spin 200 µs vs 0 µs"), "{t}");
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.contains("<svg") && svg.contains("first") && svg.contains("second"));
 }
@@ -96,6 +99,7 @@ fn bad_input_is_a_clear_error() {
         vec!["run", "--bogus"],
         vec!["run", "--pub", "0", "--sub", "0"],
         vec!["run", "--request", "--sub", "0"],
+        vec!["run", "--spin", "soon"],
         vec!["compare", "/nonexistent/run"],
     ] {
         let o = bench(&args);

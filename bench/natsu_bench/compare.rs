@@ -209,14 +209,19 @@ fn describe(w: &Workload) -> String {
         (n, _) => format!("{} msgs", group(n as f64, 0)),
     };
     format!(
-        "{kind}: {} pub, {} sub{}, {amount} of {} B, {}, {} client cores",
+        "{kind}: {} pub, {} sub{}, {amount} of {} B, {}, {} client cores{}",
         w.pubs,
         w.subs,
         if w.queue { " (queue group)" } else { "" },
         w.size,
         rate(w.rate),
-        w.cores
+        w.cores,
+        if w.spin_us > 0 { format!(" spinning {}", spin(w.spin_us)) } else { String::new() }
     )
+}
+
+fn spin(us: u64) -> String {
+    format!("{us} µs")
 }
 
 fn rate(r: u64) -> String {
@@ -247,6 +252,7 @@ fn workload_diff(a: &Workload, b: &Workload) -> Vec<String> {
     let secs = |s: Option<f64>| s.map_or_else(|| "-".to_string(), |s| format!("{s}s"));
     field("duration", secs(a.duration_secs), secs(b.duration_secs));
     field("client cores", a.cores.to_string(), b.cores.to_string());
+    field("client spin", spin(a.spin_us), spin(b.spin_us));
     d
 }
 

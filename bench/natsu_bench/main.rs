@@ -47,6 +47,7 @@ fn cli() -> Command {
                 .arg(Arg::new("queue").long("queue").action(ArgAction::SetTrue).help("subscribers form one queue group"))
                 .arg(Arg::new("request").long("request").action(ArgAction::SetTrue).help("publishers send requests, subscribers answer; measures round trips"))
                 .arg(Arg::new("cores").long("cores").value_parser(clap::value_parser!(usize)).help("client executors (default: every core)"))
+                .arg(Arg::new("spin").long("spin").value_parser(dur).default_value("0s").help("how long an idle client executor polls before it sleeps (e.g. 200us; keeps the generator's own wake-ups out of a latency run)"))
                 .arg(Arg::new("csv").long("csv").value_parser(clap::value_parser!(PathBuf)).help("write per-client rates as CSV"))
                 .arg(Arg::new("no-progress").long("no-progress").action(ArgAction::SetTrue).help("no progress bar"))
                 .arg(Arg::new("server-pid").long("server-pid").value_parser(clap::value_parser!(u32)).help("report this process's CPU seconds during the run"))
@@ -83,6 +84,7 @@ fn config(m: &ArgMatches) -> run::Config {
                 .get_one::<usize>("cores")
                 .copied()
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            spin_us: m.get_one::<Duration>("spin").map_or(0, |d| d.as_micros() as u64),
         },
         progress: !m.get_flag("no-progress"),
         server_pid: m.get_one::<u32>("server-pid").copied(),

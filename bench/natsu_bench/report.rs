@@ -122,7 +122,7 @@ pub fn text(s: &Summary) -> String {
     let what = w.kind();
     let _ = writeln!(
         out,
-        "natsu-bench {what} on {} ({}): {} pubs, {} subs{}, {} msgs of {} B{}, {} client cores",
+        "natsu-bench {what} on {} ({}): {} pubs, {} subs{}, {} msgs of {} B{}, {} client cores{}",
         s.url,
         s.name,
         w.pubs,
@@ -131,7 +131,8 @@ pub fn text(s: &Summary) -> String {
         if w.msgs > 0 { commas(w.msgs as f64) } else { format!("{}s of", w.duration_secs.unwrap_or(0.0)) },
         w.size,
         if w.rate > 0 { format!(" at {} msgs/sec", commas(w.rate as f64)) } else { String::new() },
-        w.cores
+        w.cores,
+        if w.spin_us > 0 { format!(" spinning {} µs", w.spin_us) } else { String::new() }
     );
     if w.pubs > 0 && w.subs > 0 && !w.request {
         let total = s.publishers.msgs + s.subscribers.msgs;

@@ -118,6 +118,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
             .name(&format!("bench-{core}"))
             .io_memory(256 << 10)
             .ring_depth(256)
+            .spin_before_park(std::time::Duration::from_micros(cfg.w.spin_us))
             .spawn(move || async move {
                 let mut tasks = Vec::new();
                 // Clients round-robin over executors: subscribers 0.., then publishers.

@@ -34,6 +34,8 @@ pub struct Workload {
     pub duration_secs: Option<f64>,
     /// Client executors (one per core).
     pub cores: usize,
+    /// How long an idle client executor polled before sleeping, in microseconds.
+    pub spin_us: u64,
 }
 
 impl Workload {

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 
 use clap::{Arg, ArgAction, Command};
 
-use super::{parse_duration, parse_size};
+use super::{parse_duration, parse_size, parse_spin};
 use crate::server::Options;
 
 /// Logging settings from the flags.
@@ -149,6 +149,7 @@ fn command() -> Command {
         .arg(flag("debug", 'D', "debug", "Enable debugging output"))
         .arg(flag("trace", 'V', "trace", "Trace the raw protocol"))
         .arg(val("cores", "cores", "Executors to run, one per core (default: all cores)"))
+        .arg(val("spin", "spin", "How long an idle executor polls before it sleeps (default: 50us; 0 never)"))
         .arg(val("max_payload", "max_payload", "Largest message payload (default: 1MB)"))
         .arg(val("max_control_line", "max_control_line", "Longest protocol line (default: 4KB)"))
         .arg(val("max_connections", "max_connections", "Most client connections (default: 64K)"))
@@ -253,6 +254,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             Ok(n) if (1..=64).contains(&n) => n,
             _ => return Err(format!("invalid --cores {c:?}: a number from 1 to 64")),
         };
+    }
+    if let Some(v) = get("spin") {
+        o.spin = parse_spin(v).map_err(|e| format!("--spin: {e}"))?;
     }
     let size = |id: &str, into: &mut usize| -> Result<(), String> {
         if let Some(v) = get(id) {
@@ -561,6 +565,9 @@ mod tests {
         let (o, _) = run(&["-p", "-1", "--max_payload=2KB", "-max_pending", "1MB", "--ping_interval=500ms", "--cores", "2"]).unwrap();
         assert_eq!((o.port, o.max_payload, o.max_pending, o.cores), (0, 2048, 1 << 20, 2));
         assert_eq!(o.ping_interval, std::time::Duration::from_millis(500));
+        assert_eq!(o.spin, crate::server::options::DEFAULT_SPIN);
+        assert_eq!(run(&["--spin", "200us"]).unwrap().0.spin, std::time::Duration::from_micros(200));
+        assert_eq!(run(&["--spin=0"]).unwrap().0.spin, std::time::Duration::ZERO);
     }
 
     #[test]
@@ -590,6 +597,8 @@ mod tests {
             &["--cores", "0"],
             &["--max_payload", "big"],
             &["--ping_interval", "soon"],
+            &["--spin", "1s"],
+            &["--spin", "soon"],
             &["-T=maybe"],
             &["stray"],
         ] {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::cli::LogOptions;
 use super::conf::{self, Entry, Kind, Map, Pos, Value};
-use super::parse_duration;
+use super::{parse_duration, parse_spin};
 use crate::protocol::subject::{valid_queue, valid_subject};
 use crate::server::options::{Auth, Cluster, Permissions, SubjectPermission, Tls, User};
 use crate::server::Options;
@@ -333,6 +333,15 @@ impl Loader {
                 "lame_duck_grace_period" => o.lame_duck_grace_period = self.duration(k, v).unwrap_or(o.lame_duck_grace_period),
                 // natsu's own: executors, one per core.
                 "cores" => o.cores = self.int_in(k, v, 1, 64).map_or(o.cores, |n| n as usize),
+                // natsu's own: how long an idle executor polls before it sleeps.
+                "spin" => match &v.kind {
+                    Kind::Str(s) => match parse_spin(s) {
+                        Ok(d) => o.spin = d,
+                        Err(e) => self.err(&v.pos, format_args!("error parsing spin: {e}")),
+                    },
+                    Kind::Int(0) => o.spin = Duration::ZERO,
+                    _ => self.wrong_type(k, v, "a duration string such as \"50us\""),
+                },
                 _ => self.unknown(e),
             }
         }
@@ -802,6 +811,13 @@ mod tests {
     }
 
     #[test]
+    fn spin() {
+        assert_eq!(ok("spin: \"200us\"").0.spin, Duration::from_micros(200));
+        assert_eq!(ok("spin: 0").0.spin, Duration::ZERO);
+        assert_eq!(ok("").0.spin, crate::server::options::DEFAULT_SPIN);
+    }
+
+    #[test]
     fn users_and_permissions() {
         let (o, _, w) = ok(r#"
             authorization {
@@ -857,6 +873,8 @@ mod tests {
             ("ping_max: -1", "t.conf:1:11: \"ping_max\" must be from 0 to 4294967295, got -1"),
             ("lame_duck_duration: \"1s\"", "t.conf:1:21: invalid lame_duck_duration of 1s, minimum is 30 seconds"),
             ("cores: 0", "t.conf:1:8: \"cores\" must be from 1 to 64, got 0"),
+            ("spin: \"1s\"", "t.conf:1:7: error parsing spin: spin \"1s\" is longer than 10ms"),
+            ("spin: 5", "t.conf:1:7: \"spin\" must be a duration string such as \"50us\", got integer 5"),
             ("listen: \"127.0.0.1\"", "t.conf:1:9: could not parse address string \"127.0.0.1\""),
             ("listen: \"127.0.0.1:x\"", "t.conf:1:9: invalid port in address \"127.0.0.1:x\""),
             ("http: \"localhost\"", "t.conf:1:7: could not parse address string \"localhost\""),

@@ -48,6 +48,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
 /// assert!(parse_duration("soon").is_err());
 /// ```
+/// natsu's `--spin` / `spin:`: a duration from 0 to [`MAX_SPIN`](crate::server::options::MAX_SPIN).
+pub fn parse_spin(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    let max = crate::server::options::MAX_SPIN;
+    if d > max {
+        return Err(format!("spin {s:?} is longer than {}ms", max.as_millis()));
+    }
+    Ok(d)
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<u64>() {

@@ -238,13 +238,15 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
     let mesh: MeshBuilder<Mail, _> = MeshBuilder::full(cores, MESH_CHANNEL_SIZE);
     // One executor pinned per CPU; asked for more executors than CPUs, let them float.
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let placement = if cores <= cpus {
-        PoolPlacement::MaxSpread(cores, None)
+    // Only pinned executors spin: more executors than CPUs would spin against each other.
+    let (placement, spin) = if cores <= cpus {
+        (PoolPlacement::MaxSpread(cores, None), shared.opts.spin)
     } else {
-        tracing::warn!("{cores} executors on {cpus} CPUs: executors are not pinned");
-        PoolPlacement::Unbound(cores)
+        tracing::warn!("{cores} executors on {cpus} CPUs: executors are not pinned and do not spin");
+        (PoolPlacement::Unbound(cores), Duration::ZERO)
     };
     let handles = LocalExecutorPoolBuilder::new(placement)
+        .spin_before_park(spin)
         .name("natsu")
         // Network I/O needs no registered DMA buffers; keep locked memory small.
         .io_memory(256 << 10)

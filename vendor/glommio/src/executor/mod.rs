@@ -1154,7 +1154,10 @@ impl LocalExecutor {
         // https://www.kernel.org/doc/html/latest/admin-guide/mm/numa_memory_policy.html
         match cpu_binding {
             Some(cpu_set) => bind_to_cpu_set(cpu_set)?,
-            None => config.spin_before_park = None,
+            // natsu: an unbound executor spins too if asked (natsu-bench's client executors
+            // float over the CPUs they share with the server they measure); upstream drops
+            // the setting here.
+            None => {}
         }
         let p = parking::Parker::new();
         let queues = ExecutorQueues::new(config.preempt_timer, config.spin_before_park);
@@ -1501,6 +1504,10 @@ impl LocalExecutor {
                                     .expect("Failed to park! This is actually pretty bad!");
                                 break;
                             }
+                            // natsu: a spinning executor lets any other thread that is
+                            // ready on its CPU run first (on a machine whose cores are
+                            // shared with clients, spinning must not hold them off).
+                            unsafe { libc::sched_yield(); }
                         }
                         // reset the timer for deduct spin loop time
                         pre_time = Instant::now();
