@@ -2,7 +2,8 @@
 //! (`vendor/glommio/NATSU-PATCHES.md`): a full fence instead of `membarrier` before an
 //! executor sleeps, and a receiver that wakes the sending executor only when its pop may have
 //! made room in a full channel. A lost wake-up shows as a channel that stalls, so every
-//! exchange here must finish, in order, well within its time limit.
+//! exchange here must finish, in order, well within its time limit. The last test covers the
+//! main ring's cooperative completions (IORING_SETUP_COOP_TASKRUN).
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -91,4 +92,65 @@ fn short_timers_always_fire() {
         .expect("timer executor");
     done_rx.recv_timeout(Duration::from_secs(60)).expect("a timer's wake-up was lost");
     ex.join().expect("timer executor");
+}
+
+/// A peer that connects to a fresh listener and, after `delay`, writes "hello".
+fn delayed_hello(delay: Duration) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let addr = listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut s, _) = listener.accept().expect("the executor connects");
+        std::thread::sleep(delay);
+        s.write_all(b"hello").expect("write to the executor");
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    (addr, peer)
+}
+
+/// The main ring takes network completions cooperatively (IORING_SETUP_COOP_TASKRUN): the
+/// kernel does not interrupt a running executor for them, they are posted at its next system
+/// call. An executor kept busy by a task that computes and yields without a system call, or
+/// one spinning before it parks, must still see a read complete.
+#[test]
+fn busy_and_spinning_executors_see_network_completions() {
+    for spin in [None, Some(Duration::from_secs(5))] {
+        let (addr, peer) = delayed_hello(Duration::from_millis(50));
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut builder = LocalExecutorBuilder::new(Placement::Unbound).name("coop-test");
+        if let Some(spin) = spin {
+            builder = builder.spin_before_park(spin);
+        }
+        let ex = builder
+            .spawn(move || async move {
+                use futures_lite::AsyncReadExt;
+                let done = std::rc::Rc::new(std::cell::Cell::new(false));
+                // Without a spin, a task that keeps the executor busy: compute, yield, again.
+                let busy = spin.is_none().then(|| {
+                    let done = done.clone();
+                    glommio::spawn_local(async move {
+                        while !done.get() {
+                            let t = std::time::Instant::now();
+                            while t.elapsed() < Duration::from_micros(500) {
+                                std::hint::spin_loop();
+                            }
+                            glommio::executor().yield_now().await;
+                        }
+                    })
+                });
+                let mut s = glommio::net::TcpStream::connect(addr).await.expect("connect");
+                let mut buf = [0u8; 5];
+                s.read_exact(&mut buf).await.expect("read hello");
+                done.set(true);
+                if let Some(busy) = busy {
+                    busy.await;
+                }
+                let _ = done_tx.send(buf);
+            })
+            .expect("executor");
+        let got = done_rx.recv_timeout(Duration::from_secs(20)).expect("the read never completed");
+        assert_eq!(&got, b"hello", "spin {spin:?}");
+        ex.join().expect("executor");
+        peer.join().expect("peer");
+    }
 }

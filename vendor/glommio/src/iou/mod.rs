@@ -92,6 +92,9 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        // natsu: Linux 5.19+: completions for a task that is running are not signalled with
+        // an interprocessor interrupt; they are posted when it next enters the kernel.
+        const COOP_TASKRUN = 1 << 8;
     }
 }
 

@@ -903,8 +903,23 @@ impl SleepableRing {
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        // natsu: the main ring (network I/O) takes its completions cooperatively: the kernel
+        // does not interrupt the executor's CPU for each one while the executor runs, and
+        // the executor picks them up at its next system call (each turn of a spin yields,
+        // a sleep waits in the kernel). The latency ring keeps interrupting: its preemption
+        // timer must reach a busy executor. Kernels before 5.19 refuse the flag.
+        let ring = match name {
+            "main" => {
+                let coop = iou::SetupFlags::COOP_TASKRUN;
+                match iou::IoUring::new_with_flags(size as _, coop, iou::SetupFeatures::empty()) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => iou::IoUring::new(size as _)?,
+                    r => r?,
+                }
+            }
+            _ => iou::IoUring::new(size as _)?,
+        };
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
