@@ -410,6 +410,36 @@ fn connect_failures() {
     });
 }
 
+/// `MsgRef::read` counts the socket reads a connection's messages came in with: it never
+/// goes down, and a message sent only after the previous one was handled comes in a later read.
+#[test]
+fn inline_handlers_know_which_read_a_message_came_in() {
+    let server = Server::start();
+    let url = server.url();
+    run_local(LIMIT, move || async move {
+        let (sc, pc) = (connect(&url).await, connect(&url).await);
+        let reads = Rc::new(RefCell::new(Vec::new()));
+        let r = reads.clone();
+        let _sub = sc.subscribe_inline("reads", move |m| r.borrow_mut().push(m.read)).unwrap();
+        sc.flush().await.unwrap();
+        for n in 1..=3 {
+            pc.publish("reads", "x").await.unwrap();
+            pc.flush().await.unwrap();
+            until("the message", || reads.borrow().len() == n).await;
+        }
+        for _ in 0..500 {
+            pc.publish("reads", "burst").await.unwrap();
+        }
+        pc.flush().await.unwrap();
+        until("the burst", || reads.borrow().len() == 503).await;
+        let reads = reads.borrow();
+        assert!(reads[0] < reads[1] && reads[1] < reads[2], "one read each: {:?}", &reads[..3]);
+        assert!(reads.windows(2).all(|w| w[0] <= w[1]), "reads counted down");
+        sc.close().await;
+        pc.close().await;
+    });
+}
+
 #[test]
 fn inline_handlers_see_messages_without_copies() {
     let server = Server::start();

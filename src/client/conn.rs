@@ -93,6 +93,9 @@ pub(crate) struct Inner {
     /// The subscription the last MSG was for: the next one usually is too, and the reader
     /// looks here before the map. Cleared whenever a subscription is forgotten.
     last_sub: RefCell<Option<(u64, Rc<SubState>)>>,
+    /// Socket reads completed on this connection (over reconnects): a message's
+    /// [`MsgRef::read`](crate::client::MsgRef::read).
+    pub(crate) reads: Cell<u64>,
     next_sid: Cell<u64>,
     mux: RefCell<Option<Mux>>,
     info: RefCell<Info>,
@@ -293,6 +296,7 @@ impl Connection {
             pings_out: Cell::new(0),
             subs: RefCell::new(HashMap::default()),
             last_sub: RefCell::new(None),
+            reads: Cell::new(0),
             next_sid: Cell::new(1),
             mux: RefCell::new(None),
             info: RefCell::new(Info::default()),
@@ -1210,7 +1214,7 @@ async fn reader(conn: Connection, stream: Shared<Transport>, leftover: Vec<u8>) 
                 inner.fail(Error::io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection closed by the server")));
                 return;
             }
-            Ok(_) => {}
+            Ok(_) => inner.reads.set(inner.reads.get() + 1),
             Err(e) => {
                 inner.fail(Error::io(e));
                 return;
@@ -1252,7 +1256,7 @@ fn handle(conn: &Connection, op: Op<'_>) -> Result<()> {
                         _ => (None, d.msg),
                     };
                     sub.received.set(sub.received.get() + 1);
-                    sub.deliver_inline(&MsgRef { subject, reply, headers, data });
+                    sub.deliver_inline(&MsgRef { subject, reply, headers, data, read: inner.reads.get() });
                     return Ok(());
                 }
             }

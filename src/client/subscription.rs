@@ -40,6 +40,10 @@ pub struct MsgRef<'a> {
     /// The raw header block (`NATS/1.0…`), when the message has one.
     pub headers: Option<&'a [u8]>,
     pub data: &'a [u8],
+    /// Which socket read on its connection this message came in with (a count of reads):
+    /// messages with the same number arrived together, so a handler that timestamps
+    /// arrivals can read the clock once per read.
+    pub read: u64,
 }
 
 /// A subscription's state, shared by the connection's reader and the user's handle.
@@ -134,6 +138,7 @@ impl SubState {
                     reply: msg.reply.as_deref(),
                     headers: block.as_deref(),
                     data: &msg.data,
+                    read: conn.inner.reads.get(),
                 };
                 self.delivered.set(self.delivered.get() + 1);
                 (h.borrow_mut())(&view);
