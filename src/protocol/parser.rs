@@ -342,23 +342,40 @@ impl Parser {
         let mut args: [&'a [u8]; 4] = [&[]; 4];
         let mut n = 0;
         let mut start = 4;
-        let mut i = 4;
-        let line_end = loop {
-            let b = *buf.get(i)?;
-            if b == b' ' || b == b'\r' {
-                if i == start || n == args.len() {
-                    return None;
+        // At the blank or CR at `j`: an argument ends. Some(true) when the line does, None
+        // when the line is not in canonical form.
+        let mut blank_at = |j: usize| -> Option<bool> {
+            match buf[j] {
+                b' ' | b'\r' if j != start && n < args.len() => {
+                    args[n] = &buf[start..j];
+                    n += 1;
+                    start = j + 1;
+                    Some(buf[j] == b'\r')
                 }
-                args[n] = &buf[start..i];
-                n += 1;
-                start = i + 1;
-                if b == b'\r' {
-                    break i;
-                }
-            } else if b == b'\t' || b == b'\n' {
-                return None;
+                _ => None,
             }
-            i += 1;
+        };
+        // Eight bytes at a time while they last (a subject is usually longer than that), then
+        // byte by byte.
+        let mut i = 4;
+        let line_end = 'line: loop {
+            if let Some(chunk) = buf.get(i..i + 8) {
+                let v = u64::from_le_bytes(chunk.try_into().unwrap());
+                let mut found = bytes_equal(v, b' ') | bytes_equal(v, b'\r') | bytes_equal(v, b'\t') | bytes_equal(v, b'\n');
+                while found != 0 {
+                    let j = i + (found.trailing_zeros() / 8) as usize;
+                    found &= found - 1;
+                    if blank_at(j)? {
+                        break 'line j;
+                    }
+                }
+                i += 8;
+            } else {
+                if matches!(*buf.get(i)?, b' ' | b'\r' | b'\t' | b'\n') && blank_at(i)? {
+                    break 'line i;
+                }
+                i += 1;
+            }
         };
         if *buf.get(line_end + 1)? != b'\n' || line_end - 4 > self.max_control_line {
             return None;
@@ -424,6 +441,15 @@ impl Parser {
 
 /// Blanks between arguments.
 #[inline]
+/// The bytes of `v` (eight of a buffer, little-endian) that equal `c`: 0x80 in each of them
+/// and 0 elsewhere. Exact: the sum never carries from one byte into the next.
+#[inline(always)]
+fn bytes_equal(v: u64, c: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = v ^ (u64::from(c) * 0x0101_0101_0101_0101);
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
 fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
@@ -553,6 +579,23 @@ sub  bar   3 \r\nPING\n+OK\r\nINFO {}\r\n";
     }
 
     #[test]
+    fn bytes_equal_marks_exactly_the_equal_bytes() {
+        for c in [b' ', b'\r', b'\t', b'\n'] {
+            for b in 0..=255u8 {
+                for pos in 0..8 {
+                    // `b` at `pos`, `c` and its neighbours elsewhere (the values a carry or
+                    // borrow between bytes would confuse).
+                    let mut bytes = [c ^ 1, c, c.wrapping_add(1), c ^ 0x80, 0, 0xff, c, 0x7f];
+                    bytes[pos] = b;
+                    let got = bytes_equal(u64::from_le_bytes(bytes), c);
+                    let want = bytes.iter().enumerate().fold(0u64, |m, (k, &x)| if x == c { m | 0x80 << (8 * k) } else { m });
+                    assert_eq!(got, want, "{c:#x} in {bytes:x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fast_path_agrees_with_the_general_path() {
         let cases: &[&[u8]] = &[
             b"PUB foo 5\r\nhello\r\n",
@@ -569,6 +612,18 @@ sub  bar   3 \r\nPING\n+OK\r\nINFO {}\r\n";
             b"PUB a 0000000000000000001\r\nx\r\n",
             b"PUB a 2000000\r\n",
             b"MSG a 1 2\r\nhi\r\n",
+            // Blanks and line ends at every offset of the eight-byte scan.
+            b"PUB some.longer.subject 5\r\nhello\r\n",
+            b"PUB some.longer.subject _INBOX.abcdefgh.ijkl 5\r\nhello\r\n",
+            b"PUB some.lon\tger.subject 5\r\nhello\r\n",
+            b"PUB some.longer.sub\nject 5\r\nhello\r\n",
+            b"PUB some.longer.subject  5\r\nhello\r\n",
+            b"PUB some.longer.subject\t5\r\nhello\r\n",
+            b"PUB !a !b!c 1\r\nx\r\n",
+            b"PUB a\x0c\x0b\x08\x21b 1\r\nx\r\n",
+            b"PUB a.\xa0\x8d\x89\x8a.b 1\r\nx\r\n",
+            b"MSG natsu.bench 1 16\r\n0123456789abcdef\r\n",
+            b"MSG natsu.bench 12345 _INBOX.0123456789abcdef.x 2\r\nhi\r\n",
         ];
         for role in [Role::Server, Role::Client] {
             for &c in cases {
@@ -586,6 +641,10 @@ sub  bar   3 \r\nPING\n+OK\r\nINFO {}\r\n";
         // It does take the canonical forms.
         assert!(server().fast_message(b"PUB foo 5\r\nhello\r\n").is_some());
         assert!(Parser::new(Role::Client, MCL, MP).fast_message(b"MSG a 1 r 2\r\nhi\r\n").is_some());
+        assert!(server().fast_message(b"PUB some.longer.subject _INBOX.abcdefgh.ijkl 5\r\nhello\r\n").is_some());
+        // A '!' (a blank's value plus one) right after a blank is an ordinary byte.
+        let (op, _) = server().fast_message(b"PUB !a !b!c 1\r\nx\r\n").unwrap();
+        assert_eq!(op, Op::Pub(Publish { subject: b"!a", reply: Some(b"!b!c"), header_len: None, msg: b"x" }));
     }
 
     #[test]
