@@ -439,8 +439,6 @@ impl Parser {
     }
 }
 
-/// Blanks between arguments.
-#[inline]
 /// The bytes of `v` (eight of a buffer, little-endian) that equal `c`: 0x80 in each of them
 /// and 0 elsewhere. Exact: the sum never carries from one byte into the next.
 #[inline(always)]
@@ -450,6 +448,8 @@ fn bytes_equal(v: u64, c: u8) -> u64 {
     !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
+/// Blanks between arguments.
+#[inline]
 fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
