@@ -109,3 +109,71 @@ fn a_spinning_executor_polls_after_work_then_sleeps() {
     let (ticks3, _) = cpu_and_switches(server.pid());
     assert!(ticks3 - ticks2 <= 16, "an idle broker with --spin 10ms used {} CPU ticks in 2 s", ticks3 - ticks2);
 }
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the broker's /proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// A subscriber that stops reading makes the broker queue its messages (here ~40 MB, under
+/// max_pending). The write buffers that grew for that backlog are kept while it lasts and
+/// given back once it has drained and the connection has been quiet for a second.
+#[test]
+fn a_drained_backlogs_buffers_are_given_back() {
+    use std::io::{Read, Write};
+    if common::reference() {
+        return;
+    }
+    let server = Server::with(&Limits::default(), &["--cores", "1"]);
+    let connect = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n").unwrap();
+        s
+    };
+    // Read until what has arrived satisfies `done` (given at least the last 64 bytes).
+    fn read_until(s: &mut std::net::TcpStream, mut done: impl FnMut(&[u8]) -> bool) {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut tail = Vec::new();
+        loop {
+            let n = s.read(&mut buf).expect("read from the broker");
+            assert!(n > 0, "the broker closed the connection");
+            tail.extend_from_slice(&buf[..n]);
+            if done(&tail) {
+                return;
+            }
+            // Keep only what a marker split across reads needs.
+            if tail.len() > 64 {
+                tail.drain(..tail.len() - 64);
+            }
+        }
+    }
+    let mut sub = connect();
+    sub.write_all(b"SUB big 1\r\nPING\r\n").unwrap();
+    read_until(&mut sub, |t| t.ends_with(b"PONG\r\n"));
+    let before = rss(server.pid());
+    let mut publ = connect();
+    let payload = vec![b'x'; 1024];
+    let mut frame = b"PUB big 1024\r\n".to_vec();
+    frame.extend_from_slice(&payload);
+    frame.extend_from_slice(b"\r\n");
+    for _ in 0..40_000 {
+        publ.write_all(&frame).unwrap();
+    }
+    publ.write_all(b"PING\r\n").unwrap();
+    read_until(&mut publ, |t| t.ends_with(b"PONG\r\n"));
+    let queued = rss(server.pid());
+    assert!(queued > before + (20 << 20), "the backlog did not show: {before} -> {queued} bytes resident");
+    // Drain: every message, then the PONG queued after them (payloads are all 'x').
+    sub.write_all(b"PING\r\n").unwrap();
+    read_until(&mut sub, |t| t.ends_with(b"PONG\r\n"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = rss(server.pid());
+    assert!(after < before + (8 << 20), "resident memory {before} before the backlog, {queued} with it, {after} after it drained");
+}
