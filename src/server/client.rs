@@ -393,7 +393,7 @@ const BIG_WRITE_BUF_KEEP: Duration = Duration::from_secs(1);
 /// Send what is queued, a whole buffer per pass, until the connection closes.
 async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
     let mut spare: Vec<u8> = Vec::new();
-    // When a pass last filled a quarter of a big buffer.
+    // When a pass last filled at least a quarter of its buffer (now_ns).
     let mut last_big_pass = 0u64;
     loop {
         // Park until there is something to send or the connection is done.
