@@ -2,8 +2,9 @@
 //! (`vendor/glommio/NATSU-PATCHES.md`): a full fence instead of `membarrier` before an
 //! executor sleeps, and a receiver that wakes the sending executor only when its pop may have
 //! made room in a full channel. A lost wake-up shows as a channel that stalls, so every
-//! exchange here must finish, in order, well within its time limit. The last test covers the
-//! main ring's cooperative completions (IORING_SETUP_COOP_TASKRUN).
+//! exchange here must finish, in order, well within its time limit. The last tests cover the
+//! main ring's cooperative completions (IORING_SETUP_COOP_TASKRUN) and the preemption of a
+//! busy executor once its main ring has many completions (IORING_OP_MSG_RING).
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -154,4 +155,78 @@ fn busy_and_spinning_executors_see_network_completions() {
         ex.join().expect("executor");
         peer.join().expect("peer");
     }
+}
+
+/// glommio preempts a busy executor's tasks (to reap its rings) when the time slice ends or
+/// when the main ring has had `ring_depth` completions since the last check. The second goes
+/// through a count timeout on the main ring linked with an IORING_OP_MSG_RING that posts a CQE
+/// to the latency ring (natsu's change: upstream links a write to an eventfd, which the kernel
+/// hands to a worker thread). With a time slice of a minute, only that path can let 300
+/// readers see their data while a task keeps the executor busy; a message that went astray
+/// would leave them waiting for the minute and fail here.
+#[test]
+fn many_completions_preempt_a_busy_executor() {
+    const READERS: usize = 300;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let addr = listener.local_addr().unwrap();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let peer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut conns: Vec<_> = (0..READERS).map(|_| listener.accept().expect("the executor connects").0).collect();
+        go_rx.recv_timeout(Duration::from_secs(20)).expect("the executor is ready");
+        std::thread::sleep(Duration::from_millis(50));
+        for c in &mut conns {
+            c.write_all(b"hello").expect("write to the executor");
+        }
+        // Keep the sockets open until the executor has read (it closes its ends).
+        let _ = go_rx.recv_timeout(Duration::from_secs(30));
+    });
+    let (done_tx, done_rx) = mpsc::channel();
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("throughput-preempt-test")
+        .ring_depth(128)
+        .preempt_timer(Duration::from_secs(60))
+        .spawn(move || async move {
+            use futures_lite::AsyncReadExt;
+            let mut streams = Vec::new();
+            for _ in 0..READERS {
+                streams.push(glommio::net::TcpStream::connect(addr).await.expect("connect"));
+            }
+            let left = std::rc::Rc::new(std::cell::Cell::new(READERS));
+            let readers: Vec<_> = streams
+                .into_iter()
+                .map(|mut s| {
+                    let left = left.clone();
+                    glommio::spawn_local(async move {
+                        let mut buf = [0u8; 5];
+                        s.read_exact(&mut buf).await.expect("read hello");
+                        assert_eq!(&buf, b"hello");
+                        left.set(left.get() - 1);
+                    })
+                })
+                .collect();
+            // Let every reader arm its poll, then keep the executor busy. Each turn makes a
+            // system call, which is when the kernel posts the cooperative completions.
+            glommio::executor().yield_now().await;
+            go_tx.send(()).expect("the peer waits");
+            let busy_until = std::time::Instant::now() + Duration::from_secs(20);
+            while left.get() > 0 && std::time::Instant::now() < busy_until {
+                // SAFETY: getppid has no preconditions.
+                unsafe { libc::getppid() };
+                glommio::executor().yield_now().await;
+            }
+            let finished = left.get() == 0;
+            if finished {
+                for r in readers {
+                    r.await;
+                }
+            }
+            let _ = go_tx.send(());
+            let _ = done_tx.send(finished);
+        })
+        .expect("executor");
+    let finished = done_rx.recv_timeout(Duration::from_secs(40)).expect("the executor finished");
+    assert!(finished, "the readers never saw their data while a task kept the executor busy");
+    ex.join().expect("executor");
+    peer.join().expect("peer");
 }
