@@ -149,7 +149,7 @@ fn command() -> Command {
         .arg(flag("debug", 'D', "debug", "Enable debugging output"))
         .arg(flag("trace", 'V', "trace", "Trace the raw protocol"))
         .arg(val("cores", "cores", "Executors to run, one per core (default: all cores)"))
-        .arg(val("spin", "spin", "How long an idle executor polls before it sleeps (default: 50us; 0 never)"))
+        .arg(val("spin", "spin", "How long an idle executor polls before it sleeps (default: 50us, adapting up to 4x while wake-ups come soon after it sleeps; 0 never)"))
         .arg(val("max_payload", "max_payload", "Largest message payload (default: 1MB)"))
         .arg(val("max_control_line", "max_control_line", "Longest protocol line (default: 4KB)"))
         .arg(val("max_connections", "max_connections", "Most client connections (default: 64K)"))

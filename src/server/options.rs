@@ -14,6 +14,8 @@ pub struct Options {
     /// How long an executor that ran out of work keeps polling before it sleeps (natsu's
     /// own `--spin`). A message that arrives meanwhile is taken without a wake-up, which on
     /// a VM costs tens of microseconds; the spin yields its CPU to any other ready thread.
+    /// It adapts between this and four times this (glommio's `SPIN_GROWTH_MAX`, natsu's
+    /// change): a sleep cut short soon doubles it, a long one halves it back.
     /// Only executors pinned to a CPU spin.
     pub spin: Duration,
     /// Name reported in INFO; defaults to the server id.

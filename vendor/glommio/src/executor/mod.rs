@@ -73,6 +73,9 @@ pub(crate) const DEFAULT_EXECUTOR_NAME: &str = "unnamed";
 pub(crate) const DEFAULT_PREEMPT_TIMER: Duration = Duration::from_millis(100);
 pub(crate) const DEFAULT_IO_MEMORY: usize = 10 << 20;
 pub(crate) const DEFAULT_RING_SUBMISSION_DEPTH: usize = 128;
+/// natsu: how far an executor's spin before parking may grow over the configured one while
+/// wake-ups keep coming soon after it parks (see `LocalExecutor::run`).
+pub const SPIN_GROWTH_MAX: u32 = 4;
 
 /// Result type alias that removes the need to specify a type parameter
 /// that's only valid in the channel variants of the error. Otherwise, it
@@ -1455,7 +1458,14 @@ impl LocalExecutor {
             let waker = dummy_waker();
             let cx = &mut Context::from_waker(&waker);
 
-            let spin_before_park = self.spin_before_park().unwrap_or_default();
+            // natsu: the spin adapts, as Linux's cpuidle-haltpoll does for a guest's idle loop.
+            // A sleep that ends within `max_spin` means spinning a little longer would have
+            // caught the work without a wake-up: double the spin (up to `max_spin`). A longer
+            // sleep means the work comes further apart than spinning can bridge: halve it
+            // (down to the configured spin).
+            let base_spin = self.spin_before_park().unwrap_or_default();
+            let max_spin = base_spin * SPIN_GROWTH_MAX;
+            let mut spin_before_park = base_spin;
 
             let future = this
                 .spawn_into(future, TaskQueueHandle::default())
@@ -1499,9 +1509,17 @@ impl LocalExecutor {
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {
+                                let parked_at = Instant::now();
                                 this.parker
                                     .park()
                                     .expect("Failed to park! This is actually pretty bad!");
+                                if !base_spin.is_zero() {
+                                    spin_before_park = if parked_at.elapsed() < max_spin {
+                                        (spin_before_park * 2).min(max_spin)
+                                    } else {
+                                        (spin_before_park / 2).max(base_spin)
+                                    };
+                                }
                                 break;
                             }
                             // natsu: a spinning executor lets any other thread that is
