@@ -204,9 +204,10 @@ fn many_completions_preempt_a_busy_executor() {
                     })
                 })
                 .collect();
-            // Let every reader arm its poll, and the executor hand the polls to the kernel
-            // (it does when it runs out of tasks: here, while this task sleeps).
-            glommio::timer::sleep(Duration::from_millis(20)).await;
+            // Let every reader arm its poll, and the executor hand the polls to the kernel. It
+            // does that whenever it runs out of tasks, before it can sleep: waiting on any
+            // timer, however short, guarantees it (this is not a wait for time to pass).
+            glommio::timer::sleep(Duration::from_millis(1)).await;
             go_tx.send(()).expect("the peer waits");
             // Keep the executor busy until a reader has its data. Each turn makes a system
             // call, which is when the kernel posts the cooperative completions. (Readers

@@ -78,9 +78,9 @@ enum UringOpDescriptor {
     SockRecv(usize, i32),
     SockRecvMsg(usize, i32),
     Nop,
-    // natsu: IORING_OP_MSG_RING with IORING_MSG_DATA: post a CQE (user_data, res 0) to the
-    // ring whose fd is the descriptor's fd.
-    MsgRingData(u64),
+    // natsu: IORING_OP_MSG_RING with IORING_MSG_DATA: post a CQE with no user data (which
+    // glommio skips) to the ring whose fd is the descriptor's fd.
+    MsgRing,
 }
 
 #[derive(Debug)]
@@ -450,14 +450,13 @@ fn fill_sqe<F>(
                 });
             }
             UringOpDescriptor::Nop => sqe.prep_nop(),
-            UringOpDescriptor::MsgRingData(target_user_data) => {
-                // natsu: liburing's io_uring_prep_msg_ring(sqe, fd, 0, target_user_data, 0):
-                // every other field zero (the kernel refuses stray ones).
+            UringOpDescriptor::MsgRing => {
+                // natsu: liburing's io_uring_prep_msg_ring(sqe, fd, 0, 0, 0): every other
+                // field zero (the kernel refuses stray ones).
                 let raw = sqe.raw_mut();
                 *raw = std::mem::zeroed();
                 raw.opcode = IORING_OP_MSG_RING;
                 raw.fd = op.fd;
-                raw.off_addr2.off = target_user_data;
             }
         }
         sqe.set_user_data(user_data);
@@ -1021,21 +1020,12 @@ impl SleepableRing {
         );
 
         const EVENTFD_WAKEUP: &[u64; 1] = &[1u64; 1];
-        let write_op = if *MSG_RING_SUPPORTED {
-            UringDescriptor {
-                fd: latency_ring_fd,
-                flags: SubmissionFlags::empty(),
-                user_data: 0,
-                args: UringOpDescriptor::MsgRingData(0),
-            }
+        let (fd, args) = if *MSG_RING_SUPPORTED {
+            (latency_ring_fd, UringOpDescriptor::MsgRing)
         } else {
-            UringDescriptor {
-                fd: event_fd,
-                flags: SubmissionFlags::empty(),
-                user_data: 0,
-                args: UringOpDescriptor::Write(EVENTFD_WAKEUP as *const u64 as _, 8, 0),
-            }
+            (event_fd, UringOpDescriptor::Write(EVENTFD_WAKEUP as *const u64 as _, 8, 0))
         };
+        let write_op = UringDescriptor { fd, flags: SubmissionFlags::empty(), user_data: 0, args };
 
         let op = match &*timer_source.source_type() {
             SourceType::Timeout(ts, events) => {
