@@ -30,6 +30,11 @@ impl Probe {
     pub fn supports(&self, op: uring_sys::IoRingOp) -> bool {
         unsafe { uring_sys::io_uring_opcode_supported(self.probe.as_ptr(), op as _) != 0 }
     }
+
+    /// natsu: the same for an opcode newer than `IoRingOp`'s list.
+    pub fn supports_opcode(&self, op: u8) -> bool {
+        unsafe { uring_sys::io_uring_opcode_supported(self.probe.as_ptr(), op as _) != 0 }
+    }
 }
 
 impl Drop for Probe {

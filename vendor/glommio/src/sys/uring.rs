@@ -208,16 +208,8 @@ const IORING_OP_MSG_RING: u8 = 40;
 
 lazy_static! {
     /// natsu: whether this kernel has `IORING_OP_MSG_RING`.
-    static ref MSG_RING_SUPPORTED: bool = unsafe {
-        let probe = uring_sys::io_uring_get_probe();
-        if probe.is_null() {
-            false
-        } else {
-            let sup = uring_sys::io_uring_opcode_supported(probe, IORING_OP_MSG_RING as libc::c_int) > 0;
-            uring_sys::io_uring_free_probe(probe);
-            sup
-        }
-    };
+    static ref MSG_RING_SUPPORTED: bool =
+        iou::Probe::new().is_ok_and(|probe| probe.supports_opcode(IORING_OP_MSG_RING));
 }
 
 fn check_supported_operations(ops: &[uring_sys::IoRingOp]) -> bool {
