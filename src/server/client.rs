@@ -78,6 +78,16 @@ impl CloseReason {
     }
 }
 
+/// Where a connection's queued bytes stand against its max_pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    Low,
+    /// Over half: whoever produced the bytes should wait for the writer.
+    High,
+    /// Over the limit: the connection was cut off.
+    Over,
+}
+
 /// Counters for one connection.
 #[derive(Default, Debug)]
 pub struct ClientStats {
@@ -98,8 +108,15 @@ pub struct Client {
     /// against max_pending.
     pub in_flight: Cell<usize>,
     writer: Cell<Option<Waker>>,
-    /// Producers stalled until this client's pending bytes go down.
+    /// Producers stalled until this client's pending bytes go down, and this client's reader
+    /// when another core asked it to stall (`remote_stalls`).
     stalled: RefCell<Vec<Waker>>,
+    /// Consumers on other cores this client's messages made fall behind: its reader waits
+    /// (for a bounded time) at the end of a pass while this is not 0.
+    pub remote_stalls: Cell<u32>,
+    /// Publishers on other cores (core, cid) told to stall for this consumer, released when
+    /// it catches up or closes.
+    pub remote_producers: RefCell<Vec<(u16, u64)>>,
     pub state: Cell<State>,
     pub close_reason: Cell<Option<CloseReason>>,
     /// CONNECT options (defaults until the client sends CONNECT).
@@ -140,11 +157,14 @@ pub struct Client {
     pub rtt: Cell<u64>,
     /// When the pinger's PING went out (Unix ns, 0: none outstanding), to time the PONG.
     pub ping_sent: Cell<u64>,
+    /// Bytes this connection may have queued before it is a slow consumer (the setting when
+    /// it connected: a reload applies to new connections).
+    max_pending: usize,
     fd: RawFd,
 }
 
 impl Client {
-    fn new(cid: u64, fd: RawFd, addr: Option<SocketAddr>) -> Client {
+    fn new(cid: u64, fd: RawFd, addr: Option<SocketAddr>, max_pending: usize) -> Client {
         let defaults = Connect::default();
         Client {
             cid,
@@ -154,6 +174,8 @@ impl Client {
             in_flight: Cell::new(0),
             writer: Cell::new(None),
             stalled: RefCell::new(Vec::new()),
+            remote_stalls: Cell::new(0),
+            remote_producers: RefCell::new(Vec::new()),
             state: Cell::new(State::Open),
             close_reason: Cell::new(None),
             echo: Cell::new(defaults.echo),
@@ -177,6 +199,7 @@ impl Client {
             last_activity: Cell::new(0),
             rtt: Cell::new(0),
             ping_sent: Cell::new(0),
+            max_pending,
             fd,
         }
     }
@@ -226,8 +249,35 @@ impl Client {
         if crate::logging::trace_enabled() && !bytes.starts_with(b"INFO") {
             self.trace_out(bytes);
         }
-        self.out.borrow_mut().extend_from_slice(bytes);
-        self.wake_writer();
+        let (was_empty, queued) = {
+            let mut out = self.out.borrow_mut();
+            let was_empty = out.is_empty();
+            out.extend_from_slice(bytes);
+            (was_empty, out.len())
+        };
+        self.queued(was_empty, queued);
+    }
+
+    /// The one check every byte queued for this connection passes (messages, PONG, +OK,
+    /// -ERR alike): over max_pending it is a slow consumer and is cut off, so a client that
+    /// floods PINGs or verbose PUBs and never reads cannot grow the broker's memory.
+    /// Returns how the pending bytes stand.
+    #[inline]
+    pub fn queued(&self, was_empty: bool, queued: usize) -> Pending {
+        let pending = queued + self.in_flight.get();
+        if pending > self.max_pending {
+            tracing::info!(cid = self.cid, "Slow Consumer Detected: MaxPending of {} exceeded", self.max_pending);
+            self.abort(CloseReason::SlowConsumerPendingBytes);
+            return Pending::Over;
+        }
+        if was_empty {
+            self.wake_writer();
+        }
+        if pending > self.max_pending / 2 {
+            Pending::High
+        } else {
+            Pending::Low
+        }
     }
 
     /// Trace protocol lines going out (-V), as nats-server shows them: without CRLF, and
@@ -273,8 +323,25 @@ impl Client {
         .await
     }
 
+    /// Resolves once no other core asks this client's reader to stall, or it is closed.
+    pub async fn wait_unstalled(&self) {
+        futures_lite::future::poll_fn(|cx| {
+            if self.remote_stalls.get() == 0 || self.state.get() == State::Closed {
+                return Poll::Ready(());
+            }
+            self.stalled.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// This connection's max_pending.
+    pub fn max_pending(&self) -> usize {
+        self.max_pending
+    }
+
     /// The writer made progress (or the connection ended): let stalled producers look again.
-    fn wake_stalled(&self) {
+    pub fn wake_stalled(&self) {
         if !self.stalled.borrow().is_empty() {
             for w in self.stalled.borrow_mut().drain(..) {
                 w.wake();
@@ -324,7 +391,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(opts.write_deadline));
     let cid = shard.next_cid();
-    let client = Rc::new(Client::new(cid, fd, addr));
+    let client = Rc::new(Client::new(cid, fd, addr, opts.max_pending));
     let tls = shard.tls();
     let auth_required = opts.auth.required();
     client.authorized.set(!auth_required);
@@ -339,7 +406,8 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
         return;
     }
     tracing::debug!(cid, ?addr, "Client connection created");
-    // The INFO goes out in plain text; with TLS on, the handshake follows at once.
+    // The INFO goes out in plain text; with TLS on, the handshake follows at once, or with
+    // `allow_non_tls` once the client's first byte says it is starting one.
     let stream = match tls {
         None => {
             client.send(info.as_bytes());
@@ -349,7 +417,12 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
             let mut tcp = tcp;
             let sent = futures_lite::io::AsyncWriteExt::write_all(&mut tcp, info.as_bytes()).await;
             let timeout = opts.tls.as_ref().map_or(Duration::from_secs(2), |t| t.timeout);
+            let handshake = match &sent {
+                Ok(()) if opts.allow_non_tls => super::tls::client_starts_tls(&tcp, timeout).await,
+                _ => true,
+            };
             let upgraded = match sent {
+                Ok(()) if !handshake => Ok(Transport::Plain(tcp)),
                 Ok(()) => super::tls::accept(config, tcp, timeout).await,
                 Err(e) => Err(e.to_string()),
             };
@@ -393,6 +466,7 @@ const BIG_WRITE_BUF_KEEP: Duration = Duration::from_secs(1);
 /// Send what is queued, a whole buffer per pass, until the connection closes.
 async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
     let mut spare: Vec<u8> = Vec::new();
+    let deadline = shard.opts().write_deadline;
     // When a pass last filled at least a quarter of its buffer (now_ns).
     let mut last_big_pass = 0u64;
     loop {
@@ -440,10 +514,28 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         }
         std::mem::swap(&mut *client.out.borrow_mut(), &mut spare);
         client.in_flight.set(spare.len());
-        let res = stream.write_all(&spare).await;
+        // write_deadline bounds the whole flush, as nats-server's deadline on its writev
+        // does: a consumer that takes a few bytes at a time must not stretch it forever.
+        // The usual write completes at its first poll and needs no timer.
+        let res = {
+            let mut write = std::pin::pin!(stream.write_all(&spare));
+            match futures_lite::future::poll_once(&mut write).await {
+                Some(res) => res,
+                None => {
+                    futures_lite::future::or(write, async {
+                        glommio::timer::sleep(deadline).await;
+                        Err(std::io::ErrorKind::TimedOut.into())
+                    })
+                    .await
+                }
+            }
+        };
         client.in_flight.set(0);
         client.last_activity.set(now_ns());
         client.wake_stalled();
+        if client.pending() <= client.max_pending / 2 {
+            shard.release_producers(client);
+        }
         let now = client.last_activity.get();
         if spare.len() >= spare.capacity() / 4 {
             last_big_pass = now;
@@ -456,7 +548,6 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         if let Err(e) = res {
             if client.state.get() != State::Closed {
                 let reason = if e.kind() == std::io::ErrorKind::TimedOut {
-                    shard.count_slow_consumer();
                     tracing::info!(cid = client.cid, "Slow Consumer Detected: WriteDeadline exceeded");
                     CloseReason::SlowConsumerWriteDeadline
                 } else {
@@ -542,7 +633,7 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
             }
         }
         buf.consume(used_all);
-        shard.end_of_pass().await;
+        shard.end_of_pass(client).await;
         // Let the writers and the mailbox run before reading more: a socket with data ready
         // returns at once, and a fast publisher must not starve its subscribers.
         futures_lite::future::yield_now().await;
@@ -622,18 +713,29 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
                 client.send_err("no responders requires headers support");
                 return Err(CloseReason::ProtocolViolation);
             }
+            // The server binds a client to its account from its credentials; a client that
+            // names one (`account`, `new_account`) is refused whatever its credentials, as
+            // nats-server 2.9 does.
+            if crate::protocol::info::asks_for_account(json).map_err(|_| CloseReason::ParseError)? {
+                auth_violation(client);
+                return Err(CloseReason::AuthenticationViolation);
+            }
             if !client.authorized.get() {
-                let auth = shard.opts();
-                match super::auth::authenticate(&auth.auth, &c).await {
-                    Some(id) => {
+                let opts = shard.opts();
+                // A bcrypt check may wait behind others: give it up once the client has hung
+                // up or been closed (auth timeout), so dead connections cost no check.
+                let gone = || client.state.get() != State::Open || super::auth::peer_hung_up(client.fd);
+                match super::auth::authenticate_client(&opts, &c, gone).await {
+                    super::auth::Verdict::Pass(id) => {
                         *client.user.borrow_mut() = id.user;
                         client.set_perms(id.perms);
                         client.authorized.set(true);
                     }
-                    None => {
+                    super::auth::Verdict::Refuse => {
                         auth_violation(client);
                         return Err(CloseReason::AuthenticationViolation);
                     }
+                    super::auth::Verdict::Gone => return Err(CloseReason::ClientClosed),
                 }
             }
             client.echo.set(c.echo);

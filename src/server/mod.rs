@@ -1,5 +1,5 @@
 //! The broker: boot one glommio executor per core, each serving its own share of the
-//! connections through its own listening socket (SO_REUSEPORT lets the kernel spread them).
+//! connections, accepted from one listening socket the executors share ([`listener`]).
 //!
 //! - [`shard`]: a core's state and message routing;
 //! - [`client`]: a connection's reader, writer and pinger tasks;
@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod listener;
 pub mod monitor;
 pub mod options;
 pub mod router;
@@ -16,12 +17,12 @@ pub mod shard;
 pub mod sublist;
 pub mod tls;
 
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::unix::io::{FromRawFd, IntoRawFd};
+use std::net::SocketAddr;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
@@ -42,6 +43,8 @@ pub struct Running {
     pub server_id: String,
     handles: glommio::PoolThreadHandles<()>,
     shared: Arc<Shared>,
+    /// The client port's listening socket, shut from here when the server stops accepting.
+    listen_fd: RawFd,
 }
 
 impl Running {
@@ -92,6 +95,9 @@ impl Running {
         let c = &self.shared.control;
         c.cores_done.store(0, Ordering::Release);
         c.mode.store(mode as u8, Ordering::Release);
+        // As nats-server: new connections are refused from this moment, not from the next
+        // time the cores look at the control plane.
+        listener::shut(self.listen_fd);
         let deadline = Instant::now() + within;
         let cores = self.shared.opts.cores;
         while c.cores_done.load(Ordering::Acquire) < cores {
@@ -154,59 +160,13 @@ fn new_server_id() -> String {
     std::iter::once('N').chain(seed[1..].iter().map(|b| ALPHABET[(*b as usize) % 32] as char)).collect()
 }
 
-/// One listening socket per core on the same address, so each executor accepts for itself.
-fn bind_listeners(opts: &Options) -> Result<(Vec<std::net::TcpListener>, SocketAddr), StartError> {
-    let host = opts.host.trim_start_matches('[').trim_end_matches(']');
-    let mut addr = (host, opts.port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| StartError::Resolve(opts.host.clone()))?;
-    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
-    if addr.port() != 0 {
-        // SO_REUSEPORT would let a second natsu share a port already in use (the kernel
-        // splitting clients between them); nats-server refuses to start, and so do we: a
-        // socket without SO_REUSEPORT cannot bind where anyone listens.
-        // A listener of a process that just exited can linger for a moment (io_uring tears
-        // its requests down asynchronously), so "in use" is asked again for up to a second.
-        let probe = || {
-            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
-                .and_then(|s| s.set_reuse_address(true).map(|()| s))
-                .and_then(|s| s.bind(&addr.into()))
-        };
-        let mut tries = 0;
-        while let Err(e) = probe() {
-            tries += 1;
-            if e.kind() != std::io::ErrorKind::AddrInUse || tries >= 20 {
-                return Err(StartError::Bind(addr, e));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-    let mut out = Vec::with_capacity(opts.cores);
-    for _ in 0..opts.cores.max(1) {
-        let bind = || -> std::io::Result<std::net::TcpListener> {
-            let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-            s.set_reuse_address(true)?;
-            s.set_reuse_port(true)?;
-            s.bind(&addr.into())?;
-            s.listen(1024)?;
-            Ok(s.into())
-        };
-        let l = bind().map_err(|e| StartError::Bind(addr, e))?;
-        // A requested port of 0 becomes the one the first socket got, for all the others.
-        addr = l.local_addr().map_err(|e| StartError::Bind(addr, e))?;
-        out.push(l);
-    }
-    Ok((out, addr))
-}
-
 /// Start serving on `opts.cores` executors; returns once the sockets listen.
 pub fn start(opts: Options) -> Result<Running, StartError> {
     let cores = opts.cores.clamp(1, 64);
     // Certificates are read before binding: a bad TLS setup must not leave a port open.
     let tls = opts.tls.as_ref().map(tls::server_config).transpose().map_err(StartError::Tls)?;
-    let (listeners, addr) = bind_listeners(&Options { cores, ..opts.clone() })?;
+    let (listener, addr) = listener::bind(&opts.host, opts.port)?;
+    let listen_fd = listener.as_raw_fd();
     let server_id = new_server_id();
     let info = Info {
         server_id: server_id.clone(),
@@ -234,7 +194,6 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         batch_pools: (0..cores * cores).map(|_| Default::default()).collect(),
     });
     let shared_for_running = shared.clone();
-    let listeners = Arc::new(Mutex::new(listeners.into_iter().map(Some).collect::<Vec<_>>()));
     let mesh: MeshBuilder<Mail, _> = MeshBuilder::full(cores, MESH_CHANNEL_SIZE);
     // One executor pinned per CPU; asked for more executors than CPUs, let them float.
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -251,16 +210,19 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         // Network I/O needs no registered DMA buffers; keep locked memory small.
         .io_memory(256 << 10)
         .ring_depth(256)
-        .on_all_shards(move || async move { run_shard(shared, mesh, listeners).await })
+        // One blocking thread waits in accept(2) for good (see `listener`); the others do
+        // what blocking work there is (bcrypt checks).
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(3))
+        .on_all_shards(move || async move { run_shard(shared, mesh, listener).await })
         .map_err(|e| StartError::Executors(e.to_string()))?;
-    Ok(Running { addr, server_id, handles, shared: shared_for_running })
+    Ok(Running { addr, server_id, handles, shared: shared_for_running, listen_fd })
 }
 
 /// The life of one executor: join the mesh, start the cross-core tasks, accept connections.
 async fn run_shard(
     shared: Arc<Shared>,
     mesh: MeshBuilder<Mail, glommio::channels::channel_mesh::Full>,
-    listeners: Arc<Mutex<Vec<Option<std::net::TcpListener>>>>,
+    listener: Arc<std::net::TcpListener>,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(x) => x,
@@ -280,9 +242,11 @@ async fn run_shard(
     for (peer, rx) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
+            // The mailbox never waits for a slow consumer: everything else the peer sends
+            // (other subscribers' messages, interest, acknowledgements) would wait behind
+            // it. The publisher that feeds it is stalled on its own core instead.
             while let Some(mail) = rx.recv().await {
                 shard.handle_mail(peer, mail);
-                shard.wait_for_slow_consumer().await;
             }
         })
         .detach();
@@ -292,12 +256,11 @@ async fn run_shard(
         glommio::spawn_local(async move {
             let Some(ob) = shard.outbox(peer) else { return };
             loop {
+                // The outbox counts a batch's bytes until the peer credits them back.
                 let mail = ob.next().await;
-                let bytes = mail.bytes();
                 if senders.send_to(peer, mail).await.is_err() {
                     return;
                 }
-                ob.sent(bytes);
             }
         })
         .detach();
@@ -305,40 +268,29 @@ async fn run_shard(
     if id == 0 {
         monitor::spawn(&shard);
     }
-    let std_listener = listeners.lock().ok().and_then(|mut v| v.get_mut(id).and_then(Option::take));
-    let Some(std_listener) = std_listener else {
-        tracing::error!("no listener for core {id}");
-        return;
-    };
-    // SAFETY: the fd comes from a listening socket we own; ownership moves to glommio.
-    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(std_listener.into_raw_fd()) };
     let accepting = glommio::spawn_local({
         let shard = shard.clone();
-        async move {
-            loop {
-                match listener.accept().await {
-                    Ok(stream) => {
-                        glommio::spawn_local(client::serve(shard.clone(), stream)).detach();
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: say so and retry shortly.
-                        tracing::error!("Error accepting client connection: {e}");
-                        glommio::timer::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }
+        let running = {
+            let shared = shard.shared.clone();
+            move || shared.control.mode() == Mode::Running
+        };
+        listener::accept_loop(listener, running, move |stream| {
+            glommio::spawn_local(client::serve(shard.clone(), stream)).detach();
+        })
     });
     control_task(&shard).await;
-    drop(accepting);
+    // The control thread shut the listener when the mode changed, so the loop has ended or
+    // ends at once; awaiting it (not cancelling) keeps the socket open until no blocking
+    // accept can use its number.
+    accepting.await;
 }
 
 /// How often a core looks at the control plane. Reloads and signals are human-scale events;
 /// four looks a second cost nothing measurable and keep an idle server idle.
 const CONTROL_TICK: Duration = Duration::from_millis(250);
 
-/// Follow the control plane: take reloaded settings, and on lame duck or stop, stop
-/// accepting (the caller drops the accept task when this returns) and close the clients.
+/// Follow the control plane: take reloaded settings, and on lame duck or stop close the
+/// clients (accepting stopped already: the control thread shut the listener).
 async fn control_task(shard: &Rc<Shard>) {
     let control = &shard.shared.control;
     let mode = loop {

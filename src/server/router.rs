@@ -27,6 +27,16 @@ pub enum Mail {
     Barrier { epoch: u64 },
     /// Core zero asks for the receiving core's figures (monitoring); answered at once.
     Stats(crate::server::monitor::StatsRequest),
+    /// The receiving core's client `cid` published messages that made a consumer on the
+    /// sending core fall behind: its reader should wait (for a bounded time) until `Unstall`.
+    Stall { cid: u64 },
+    Unstall { cid: u64 },
+    /// The sending core has delivered this many message bytes of the receiver's batches:
+    /// the outbox's bound counts bytes until the peer has handled them, not mails.
+    Credit { bytes: usize },
+    /// The answer to a probe message (see [`BatchMsg::probe`]): whether the sending core
+    /// delivered it to anyone.
+    ProbeAck { token: u32, delivered: bool },
 }
 
 /// A range into a batch's data.
@@ -48,6 +58,10 @@ struct Entry {
     queues: (u32, u32),
     /// How many times this message has been forwarded between cores (queue re-routing).
     hops: u8,
+    /// A probe (not 0): see [`BatchMsg::probe`].
+    probe: u32,
+    /// The publishing client's cid (0: none), for cross-core back-pressure.
+    origin: u64,
 }
 
 /// Messages bound for one core, in publish order, in one buffer.
@@ -68,6 +82,11 @@ pub struct BatchMsg<'a> {
     queues: &'a [Span],
     data: &'a [u8],
     pub hops: u8,
+    /// Not 0: the publishing core knew of no interest anywhere for a request whose
+    /// publisher wants no_responders; the receiver delivers it if it has local interest
+    /// (which the publishing core may not have learned yet) and answers `ProbeAck`.
+    pub probe: u32,
+    pub origin: u64,
 }
 
 impl BatchMsg<'_> {
@@ -85,6 +104,7 @@ impl Batch {
     }
 
     /// Append a message with the queue groups the receiver should deliver it to.
+    #[allow(clippy::too_many_arguments)]
     pub fn push<'q>(
         &mut self,
         subject: &[u8],
@@ -93,6 +113,8 @@ impl Batch {
         msg: &[u8],
         queues: impl Iterator<Item = &'q [u8]>,
         hops: u8,
+        origin: u64,
+        probe: u32,
     ) {
         let subject = self.put(subject);
         let reply = match reply {
@@ -113,6 +135,8 @@ impl Batch {
             msg,
             queues: (q0, q1),
             hops,
+            probe,
+            origin,
         });
     }
 
@@ -143,6 +167,8 @@ impl Batch {
             queues: &self.queues[e.queues.0 as usize..e.queues.1 as usize],
             data: d,
             hops: e.hops,
+            probe: e.probe,
+            origin: e.origin,
         })
     }
 }
@@ -193,8 +219,12 @@ pub struct Outbox {
     /// The batch still being filled; sealed when the sender task takes it or a control mail
     /// must follow it.
     open: RefCell<Batch>,
-    /// Bytes in `open` and in sealed batches not yet handed to the mesh.
+    /// Bytes in `open`, in sealed batches, and in batches handed to the mesh that the peer
+    /// has not reported delivered (`Mail::Credit`): the bound is on bytes, whatever the count
+    /// of mails in the mesh's channel.
     pending: Cell<usize>,
+    /// Bytes of the peer's batches this core has delivered and not yet told the peer.
+    credit: Cell<usize>,
     /// The sender task, parked while there is nothing to send.
     sender: Cell<Option<Waker>>,
     /// Publishers parked until `pending` drops below the high-water mark.
@@ -214,6 +244,7 @@ impl Outbox {
     }
 
     /// Queue a message for the peer.
+    #[allow(clippy::too_many_arguments)]
     pub fn push_msg<'q>(
         &self,
         subject: &[u8],
@@ -222,10 +253,12 @@ impl Outbox {
         msg: &[u8],
         queues: impl Iterator<Item = &'q [u8]>,
         hops: u8,
+        origin: u64,
+        probe: u32,
     ) {
         let mut open = self.open.borrow_mut();
         let before = open.bytes();
-        open.push(subject, reply, header_len, msg, queues, hops);
+        open.push(subject, reply, header_len, msg, queues, hops, origin, probe);
         self.pending.set(self.pending.get() + open.bytes() - before);
         drop(open);
         self.wake_sender();
@@ -246,9 +279,19 @@ impl Outbox {
         }
     }
 
+    /// This core delivered `bytes` of the peer's batches: tell it with the next mail.
+    pub fn give_credit(&self, bytes: usize) {
+        self.credit.set(self.credit.get() + bytes);
+        self.wake_sender();
+    }
+
     /// The next mail to hand to the mesh, parking the sender task while there is none.
     pub async fn next(&self) -> Mail {
         futures_lite::future::poll_fn(|cx| {
+            let credit = self.credit.replace(0);
+            if credit > 0 {
+                return Poll::Ready(Mail::Credit { bytes: credit });
+            }
             self.seal();
             match self.mails.borrow_mut().pop_front() {
                 Some(m) => Poll::Ready(m),
@@ -261,8 +304,8 @@ impl Outbox {
         .await
     }
 
-    /// The sender handed a mail of `bytes` message bytes to the mesh.
-    pub fn sent(&self, bytes: usize) {
+    /// The peer delivered `bytes` message bytes of this core's batches.
+    pub fn credited(&self, bytes: usize) {
         let left = self.pending.get().saturating_sub(bytes);
         self.pending.set(left);
         if left < OUTBOX_HIGH_WATER {
@@ -291,16 +334,6 @@ impl Outbox {
     }
 }
 
-impl Mail {
-    /// Message bytes carried, for the outbox's accounting.
-    pub fn bytes(&self) -> usize {
-        match self {
-            Mail::Batch(b) => b.bytes(),
-            _ => 0,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,9 +341,9 @@ mod tests {
     #[test]
     fn batch_round_trip_keeps_order_and_fields() {
         let mut b = Batch::default();
-        b.push(b"a.b", None, None, b"one", std::iter::empty(), 0);
-        b.push(b"c", Some(b"_INBOX.1"), Some(4), b"hdrsbody", [&b"q1"[..], b"q2"].into_iter(), 1);
-        b.push(b"d", Some(b""), None, b"", std::iter::empty(), 0);
+        b.push(b"a.b", None, None, b"one", std::iter::empty(), 0, 0, 0);
+        b.push(b"c", Some(b"_INBOX.1"), Some(4), b"hdrsbody", [&b"q1"[..], b"q2"].into_iter(), 1, 0, 0);
+        b.push(b"d", Some(b""), None, b"", std::iter::empty(), 0, 0, 0);
         let v: Vec<_> = b.iter().collect();
         assert_eq!(v.len(), 3);
         assert_eq!((v[0].subject, v[0].reply, v[0].header_len, v[0].msg), (&b"a.b"[..], None, None, &b"one"[..]));
@@ -325,18 +358,18 @@ mod tests {
     fn sealed_batches_come_from_the_pool_and_big_ones_are_not_kept() {
         let pool = Arc::new(BatchPool::default());
         let mut b = Batch::default();
-        b.push(b"x", None, None, &[7; 1000], std::iter::empty(), 0);
+        b.push(b"x", None, None, &[7; 1000], std::iter::empty(), 0, 0, 0);
         let cap = b.data.capacity();
         pool.give(b);
         let o = Outbox::new(pool.clone());
-        o.push_msg(b"y", None, None, b"1", std::iter::empty(), 0);
+        o.push_msg(b"y", None, None, b"1", std::iter::empty(), 0, 0, 0);
         // Sealing replaces the open batch with the pooled one: empty, capacity kept.
         o.seal();
         assert!(o.open.borrow().is_empty());
         assert_eq!(o.open.borrow().data.capacity(), cap);
         assert!(pool.0.lock().unwrap().is_empty());
         let mut big = Batch::default();
-        big.push(b"z", None, None, &vec![0; POOL_BATCH_MAX + 1], std::iter::empty(), 0);
+        big.push(b"z", None, None, &vec![0; POOL_BATCH_MAX + 1], std::iter::empty(), 0, 0, 0);
         pool.give(big);
         assert!(pool.0.lock().unwrap().is_empty(), "an oversized batch is freed");
         for _ in 0..POOL_MAX + 3 {
@@ -348,9 +381,9 @@ mod tests {
     #[test]
     fn control_mails_follow_the_messages_queued_before_them() {
         let o = Outbox::default();
-        o.push_msg(b"x", None, None, b"1", std::iter::empty(), 0);
+        o.push_msg(b"x", None, None, b"1", std::iter::empty(), 0, 0, 0);
         o.push_control(Mail::Ack { epoch: 7 });
-        o.push_msg(b"y", None, None, b"2", std::iter::empty(), 0);
+        o.push_msg(b"y", None, None, b"2", std::iter::empty(), 0, 0, 0);
         let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
         ex.run(async {
             assert!(matches!(o.next().await, Mail::Batch(b) if b.len() == 1));

@@ -16,7 +16,7 @@ use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 
-use super::client::{Client, CloseReason, State};
+use super::client::{Client, CloseReason, Pending, State};
 use super::router::{Batch, BatchPool, Mail, Outbox};
 use super::sublist::{Sublist, SublistResult};
 use super::Options;
@@ -169,10 +169,21 @@ pub struct Shard {
     live_generation: Cell<u64>,
     /// The INFO template for new connections (auth_required, tls_required follow reloads).
     info: RefCell<Info>,
-    /// max_pending, read on every delivery.
-    max_pending: Cell<usize>,
     /// Recently closed connections, for /connz.
     pub monitor: super::monitor::CoreMonitor,
+    /// Requests sent to the other cores as probes (see [`Shard::probe`]), by token.
+    probes: RefCell<HashMap<u32, Probe, ahash::RandomState>>,
+    next_probe: Cell<u32>,
+}
+
+/// A request that matched no interest this core knows of, asked of every other core before
+/// the requester is told there are no responders.
+struct Probe {
+    client: Rc<Client>,
+    reply: Box<[u8]>,
+    /// Cores that have not answered yet.
+    waiting: usize,
+    delivered: bool,
 }
 
 /// Longest a producer waits for one slow consumer, as nats-server bounds its stalls; after
@@ -201,8 +212,9 @@ impl Shard {
             live: RefCell::new(shared.control.live()),
             live_generation: Cell::new(shared.control.generation.load(Ordering::Acquire)),
             info: RefCell::new(shared.info.clone()),
-            max_pending: Cell::new(0),
             monitor: Default::default(),
+            probes: RefCell::new(HashMap::default()),
+            next_probe: Cell::new(0),
             shared,
         };
         shard.apply_live();
@@ -234,11 +246,19 @@ impl Shard {
     fn apply_live(&self) {
         let live = self.live.borrow();
         let o = &live.opts;
-        self.max_pending.set(o.max_pending);
         let mut info = self.info.borrow_mut();
         info.auth_required = o.auth.required();
-        info.tls_required = live.tls.is_some();
+        // As nats-server: with `allow_non_tls` TLS is offered (`tls_available`), not required;
+        // `tls_verify` says client certificates are checked either way.
+        let tls = live.tls.is_some();
+        info.tls_required = tls && !o.allow_non_tls;
+        info.tls_available = tls && o.allow_non_tls;
+        info.tls_verify = tls && o.tls.as_ref().is_some_and(|t| t.verify);
         info.max_payload = o.max_payload as i64;
+        // nats-server names the cluster in INFO as soon as a `cluster` block is configured; an
+        // unnamed one gets a made-up name there, here one derived from the server id so every
+        // core says the same.
+        info.cluster = o.cluster.as_ref().map(|c| c.name.clone().unwrap_or_else(|| info.server_id.chars().take(22).collect()));
     }
 
     /// Every client on this core.
@@ -288,6 +308,13 @@ impl Shard {
 
     /// Forget a closed connection and its subscriptions.
     pub fn unregister(&self, client: &Rc<Client>) {
+        if matches!(
+            client.close_reason.get(),
+            Some(CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline)
+        ) {
+            self.count_slow_consumer();
+        }
+        self.release_producers(client);
         self.monitor.closed(client);
         let subs: Vec<_> = client.subs.borrow().values().cloned().collect();
         for s in subs {
@@ -467,9 +494,14 @@ impl Shard {
             client.send_err(&format!("Permissions Violation for Publish to \"{subj}\""));
             return;
         }
-        // Like nats-server, a pedantic client is told off for a wildcard publish subject but
-        // the message is still delivered.
-        if client.pedantic.get() && subject::tokens(p.subject).any(|t| t == b"*" || t == b">") {
+        // Like nats-server, a pedantic client is told off for any subject that is not a valid
+        // literal one (a wildcard token, or an empty token as in `foo.`, `.foo`, `foo..bar`),
+        // and the connection stays open. What happens to the message does not change: a
+        // wildcard subject is still delivered (taken literally), one with an empty token
+        // reaches nobody, as there. Unlike nats-server, a control byte in the subject is
+        // refused here too: natsu never delivers such a subject (see `subject`), and a
+        // pedantic client is told rather than left to guess.
+        if client.pedantic.get() && !subject::valid_literal_subject(p.subject) {
             client.send_err("Invalid Publish Subject");
         }
         // The +OK goes before any MSG the publisher itself receives, as nats-server orders it.
@@ -481,7 +513,45 @@ impl Shard {
         let routed = self.route(client, p.subject, p.reply, p.header_len, p.msg);
         if let Some(reply) = p.reply.filter(|_| !routed && client.no_responders.get()) {
             if subject::deliverable_subject(p.subject) {
-                self.no_responders(client, reply);
+                if self.outboxes.len() > 1 {
+                    self.probe(client, p.subject, reply, p.header_len, p.msg);
+                } else {
+                    self.no_responders(client, reply);
+                }
+            }
+        }
+    }
+
+    /// A request found no interest this core knows of. Another core may have gained a
+    /// subscriber whose interest is still on its way here, so the request goes to every
+    /// other core as a probe: a core with local interest delivers it, and each answers. Only
+    /// when none delivered is the requester told there are no responders. The extra hop
+    /// costs only requests that really have no responder.
+    fn probe(&self, client: &Rc<Client>, subj: &[u8], reply: &[u8], header_len: Option<usize>, msg: &[u8]) {
+        let token = self.next_probe.get().wrapping_add(1).max(1);
+        self.next_probe.set(token);
+        let probe = Probe { client: client.clone(), reply: reply.into(), waiting: self.outboxes.len() - 1, delivered: false };
+        self.probes.borrow_mut().insert(token, probe);
+        // A PONG after this must wait until the other cores have handled it, like any
+        // message that crossed.
+        client.published_across.set(true);
+        for ob in self.outboxes.iter().flatten() {
+            ob.push_msg(subj, Some(reply), header_len, msg, std::iter::empty(), 0, client.cid, token);
+        }
+    }
+
+    /// A core answered a probe.
+    fn probe_answered(&self, token: u32, delivered: bool) {
+        let mut probes = self.probes.borrow_mut();
+        let Some(p) = probes.get_mut(&token) else { return };
+        p.delivered |= delivered;
+        p.waiting -= 1;
+        if p.waiting == 0 {
+            if let Some(p) = probes.remove(&token) {
+                drop(probes);
+                if !p.delivered && p.client.state.get() == State::Open {
+                    self.no_responders(&p.client, &p.reply);
+                }
             }
         }
     }
@@ -555,7 +625,7 @@ impl Shard {
             for (core, ob) in self.outboxes.iter().enumerate() {
                 if let Some(ob) = ob.as_ref().filter(|_| mask & (1 << core) != 0) {
                     let qs = picks.iter().filter(|(c, _)| *c as usize == core).map(|(_, n)| &n[..]);
-                    ob.push_msg(subj, reply, header_len, msg, qs, 0);
+                    ob.push_msg(subj, reply, header_len, msg, qs, 0, origin.cid, 0);
                     bump(&self.stats.cross_sent, 1);
                 }
             }
@@ -614,21 +684,10 @@ impl Shard {
         bump(&c.stats.out_bytes, body.len() as u64);
         bump(&self.stats.out_msgs, 1);
         bump(&self.stats.out_bytes, body.len() as u64);
-        let pending = queued + c.in_flight.get();
-        let max = self.max_pending.get();
-        if pending > max {
-            self.count_slow_consumer();
-            tracing::info!(cid = c.cid, "Slow Consumer Detected: MaxPending of {} exceeded", max);
-            c.abort(CloseReason::SlowConsumerPendingBytes);
-        } else {
-            if pending > max / 2 {
-                // As nats-server: the producer waits for a consumer falling behind, instead
-                // of filling its buffer until it has to be cut off.
-                *self.stall.borrow_mut() = Some(c.clone());
-            }
-            if was_empty {
-                c.wake_writer();
-            }
+        if c.queued(was_empty, queued) == Pending::High {
+            // As nats-server: the producer waits for a consumer falling behind, instead of
+            // filling its buffer until it has to be cut off.
+            *self.stall.borrow_mut() = Some(c.clone());
         }
         let d = sub.delivered.get() + 1;
         sub.delivered.set(d);
@@ -643,8 +702,28 @@ impl Shard {
         match mail {
             Mail::Batch(b) => {
                 self.deliver_batch(from, &b);
+                if let Some(o) = self.outbox(from) {
+                    o.give_credit(b.bytes());
+                }
                 self.shared.batch_pools[from * self.outboxes.len() + self.id].give(b);
             }
+            Mail::Credit { bytes } => {
+                if let Some(o) = self.outbox(from) {
+                    o.credited(bytes);
+                }
+            }
+            Mail::Stall { cid } => {
+                if let Some(c) = self.clients.borrow().get(&cid) {
+                    c.remote_stalls.set(c.remote_stalls.get() + 1);
+                }
+            }
+            Mail::Unstall { cid } => {
+                if let Some(c) = self.clients.borrow().get(&cid) {
+                    c.remote_stalls.set(c.remote_stalls.get().saturating_sub(1));
+                    c.wake_stalled();
+                }
+            }
+            Mail::ProbeAck { token, delivered } => self.probe_answered(token, delivered),
             Mail::Interest { subject, queue, add, epoch } => {
                 let mut remote = self.remote.borrow_mut();
                 let core = from as u16;
@@ -692,6 +771,23 @@ impl Shard {
                     r
                 }
             };
+            if m.probe != 0 {
+                // Deliver as the publishing core would have, had it known of the interest.
+                let mut delivered = false;
+                for s in &r.psubs {
+                    delivered |= self.deliver(&s.0, m.subject, m.reply, m.header_len, m.msg);
+                }
+                for (_, members) in &r.qsubs {
+                    if let Pick::Local(s) = self.pick(m.subject, None, members, &[]) {
+                        delivered |= self.deliver(&s.0, m.subject, m.reply, m.header_len, m.msg);
+                    }
+                }
+                if let Some(o) = self.outbox(from) {
+                    o.push_control(Mail::ProbeAck { token: m.probe, delivered });
+                }
+                self.stall_origin(from, m.origin);
+                continue;
+            }
             // A forwarded message (hops > 0) is only for its queue groups.
             if m.hops == 0 {
                 for s in &r.psubs {
@@ -724,30 +820,73 @@ impl Shard {
                 }
                 let c = cores[self.random(cores.len())] as usize;
                 if let Some(ob) = self.outbox(c) {
-                    ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::once(q), m.hops + 1);
+                    ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::once(q), m.hops + 1, m.origin, 0);
                 }
+            }
+            self.stall_origin(from, m.origin);
+        }
+    }
+
+    /// A message from core `from`, published by its client `origin`, made a consumer here
+    /// fall behind. The mailbox never waits (everything else that core sends would wait
+    /// behind it); instead the publisher alone is told to stall until the consumer catches
+    /// up, which its own core bounds in time (see [`Shard::end_of_pass`]).
+    fn stall_origin(&self, from: usize, origin: u64) {
+        let Some(c) = self.stall.borrow_mut().take() else { return };
+        if origin == 0 || c.state.get() != State::Open {
+            return;
+        }
+        let producer = (from as u16, origin);
+        let mut producers = c.remote_producers.borrow_mut();
+        if !producers.contains(&producer) {
+            producers.push(producer);
+            if let Some(o) = self.outbox(from) {
+                o.push_control(Mail::Stall { cid: origin });
+            }
+        }
+    }
+
+    /// A consumer caught up (or closed): release the publishers on other cores it stalled.
+    pub fn release_producers(&self, consumer: &Client) {
+        if consumer.remote_producers.borrow().is_empty() {
+            return;
+        }
+        for (core, cid) in consumer.remote_producers.borrow_mut().drain(..) {
+            if let Some(o) = self.outbox(core as usize) {
+                o.push_control(Mail::Unstall { cid });
             }
         }
     }
 
     /// After a reader's parse pass: if another core is not keeping up, wait for it rather than
     /// queue without bound.
-    pub async fn end_of_pass(&self) {
+    pub async fn end_of_pass(&self, client: &Client) {
         for ob in self.outboxes.iter().flatten() {
             if ob.is_full() {
                 ob.wait_drained().await;
             }
         }
         self.wait_for_slow_consumer().await;
+        if client.remote_stalls.get() > 0 {
+            let unstalled = futures_lite::future::or(async { Some(client.wait_unstalled().await) }, async {
+                glommio::timer::sleep(STALL_MAX).await;
+                None
+            })
+            .await;
+            if unstalled.is_none() {
+                // Bounded: go on; the consumer is cut off if it goes over max_pending.
+                client.remote_stalls.set(0);
+            }
+        }
     }
 
     /// If a local consumer went over half its max_pending while this producer (a client's
     /// reader, or the mailbox from another core) delivered to it, wait until it is back under
     /// or STALL_MAX has passed. A stalled mailbox lets the other core's outbox fill, which in
     /// turn stalls the publisher over there.
-    pub async fn wait_for_slow_consumer(&self) {
+    async fn wait_for_slow_consumer(&self) {
         let Some(c) = self.stall.borrow_mut().take() else { return };
-        let below = self.opts().max_pending / 2;
+        let below = c.max_pending() / 2;
         let _ = futures_lite::future::or(async { Some(c.wait_pending_below(below).await) }, async {
             glommio::timer::sleep(STALL_MAX).await;
             None

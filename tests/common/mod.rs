@@ -221,9 +221,10 @@ impl Drop for Server {
     }
 }
 
-/// Path of the natsu binary built with the tests.
+/// Path of the natsu binary built with the tests, or `NATSU_TEST_BIN` (to run the suite
+/// against another build, e.g. an older commit's, to see a test fail where it should).
 pub fn natsu_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_natsu"))
+    std::env::var_os("NATSU_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_natsu")))
 }
 
 /// A raw protocol connection with send/expect helpers.
