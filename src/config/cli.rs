@@ -29,7 +29,7 @@ pub struct LogOptions {
 #[derive(Debug)]
 pub enum Invocation {
     /// Serve with these options; the strings are warnings to log once logging is up
-    /// (unknown config keys, as nats-server warns).
+    /// (durations written as bare numbers, as nats-server warns).
     Run(Box<Options>, LogOptions, Vec<String>),
     /// `--signal CMD[=PID]`: send a signal to a running natsu and exit. The command is one of
     /// stop, quit, term, reopen, reload, ldm; the PID part is a pid or a pid file.
@@ -83,6 +83,9 @@ pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 }
 
 fn takes_value(name: &str) -> bool {
+    if let Some((_, value)) = NOT_SERVED_FLAGS.iter().find(|(n, _)| *n == name) {
+        return *value;
+    }
     !matches!(
         name,
         "D" | "V"
@@ -103,8 +106,40 @@ fn takes_value(name: &str) -> bool {
             | "tls"
             | "tlsverify"
             | "help_tls"
-            | "no_advertise"
     )
+}
+
+/// nats-server 2.9 flags natsu does not serve yet, and whether each takes a value. Given, they
+/// are refused by name rather than ignored or called unknown: the flag is right, the feature
+/// is what is missing. The cluster ones are still read and checked ([`cluster_flags`]) so
+/// the cluster work only has to lift the refusal.
+const NOT_SERVED_FLAGS: &[(&str, bool)] = &[
+    ("cluster", true),
+    ("cluster_listen", true),
+    ("cluster_advertise", true),
+    ("cluster_name", true),
+    ("routes", true),
+    ("no_advertise", false),
+    ("connect_retries", true),
+    ("client_advertise", true),
+    ("ports_file_dir", true),
+    ("log_size_limit", true),
+    ("profile", true),
+    ("max_traced_msg_len", true),
+    ("js", false),
+    ("jetstream", false),
+    ("sd", true),
+    ("store_dir", true),
+];
+
+/// Every not-served flag given, one line each, as one error.
+fn refuse_not_served(m: &clap::ArgMatches) -> Result<(), String> {
+    let given: Vec<String> = NOT_SERVED_FLAGS.iter().filter(|(id, _)| m.contains_id(id)).map(|(id, _)| format!("--{id} is not supported by natsu yet")).collect();
+    if given.is_empty() {
+        Ok(())
+    } else {
+        Err(given.join("\n"))
+    }
 }
 
 fn command() -> Command {
@@ -166,14 +201,27 @@ fn command() -> Command {
         .arg(val("tlskey", "tlskey", "Private key for server certificate"))
         .arg(gobool("tlsverify", "tlsverify", "Enable TLS, verify client certificates"))
         .arg(val("tlscacert", "tlscacert", "Client certificate CA for verification"))
-        .arg(val("routes", "routes", "Routes to solicit and connect (comma-separated URLs)"))
-        .arg(val("cluster", "cluster", "Cluster URL for solicited routes (nats://host:port)"))
-        .arg(val("cluster_name", "cluster_name", "Cluster name"))
-        .arg(gobool("no_advertise", "no_advertise", "Do not advertise known cluster information to clients"))
-        .arg(val("connect_retries", "connect_retries", "For implicit routes, number of connect retries"))
         .arg(flag("help", 'h', "help", "Show this message"))
         .arg(flag("version", 'v', "version", "Show version"))
         .arg(gobool("help_tls", "help_tls", "TLS help"))
+        .args(NOT_SERVED_FLAGS.iter().map(|&(id, value)| (if value { val(id, id, "") } else { gobool(id, id, "") }).hide(true)))
+        .after_help(not_served_help())
+}
+
+/// The refused flags for `--help`, wrapped to the width of the rest of it.
+fn not_served_help() -> String {
+    let mut out = String::from("Not supported by natsu yet, and refused: nats-server's");
+    let mut width = out.len();
+    for (i, (id, _)) in NOT_SERVED_FLAGS.iter().enumerate() {
+        let word = format!(" --{id}{}", if i + 1 == NOT_SERVED_FLAGS.len() { "." } else { "," });
+        if width + word.len() > 90 {
+            out.push('\n');
+            width = 0;
+        }
+        width += word.len();
+        out.push_str(&word);
+    }
+    out
 }
 
 /// Parse the command line (including the program name). With `-c FILE` the file is read
@@ -215,6 +263,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
         };
         return Ok(Invocation::Signal(cmd.to_string(), pid));
     }
+    refuse_not_served(&m)?;
     let test = gobool("test")?;
     let config = get("config");
     let (mut o, mut log, warnings) = match config {
@@ -480,8 +529,9 @@ natsu speaks TLS 1.2 and 1.3 with these cipher suites, best first:
 {suites}
 and these key exchange groups:
 {groups}
-nats-server's cipher_suites, curve_preferences and verify_and_map keys are not read:
-natsu warns about them and uses the lists above.
+nats-server's cipher_suites, curve_preferences, pinned_certs, verify_and_map,
+verify_cert_and_check_known_urls, insecure and connection_rate_limit keys are not
+supported by natsu yet: a file that sets one is refused.
 "
     )
 }
@@ -636,14 +686,14 @@ mod tests {
 
     #[test]
     fn config_file_then_flags_override() {
-        let f = Conf::new("port: 1\nhost: 127.0.0.1\nmax_payload: 2KB\ndebug: true\nlogtime: false\nserver_name: file\nhttp: 8222\nunknown_key: 1\n");
+        let f = Conf::new("port: 1\nhost: 127.0.0.1\nmax_payload: 2KB\ndebug: true\nlogtime: false\nserver_name: file\nhttp: 8222\nping_interval: 60\n");
         let v = std::iter::once("natsu").chain(["-c", f.path()]).map(OsString::from);
         let Ok(Invocation::Run(o, l, w)) = parse(v) else { panic!() };
         assert_eq!((o.port, o.host.as_str(), o.max_payload, o.server_name.as_deref(), o.http_port), (1, "127.0.0.1", 2048, Some("file"), Some(8222)));
         assert!(l.debug && !l.logtime);
         assert_eq!(o.config_file.as_deref(), Some(f.path()));
         assert_eq!(w.len(), 1);
-        assert!(w[0].ends_with(":8:1: unknown field \"unknown_key\""), "{w:?}");
+        assert!(w[0].ends_with(":8:16: invalid use of field \"ping_interval\": ping_interval should be converted to a duration"), "{w:?}");
         // Flags given override the file; the rest of the file stays.
         let (o, l) = run(&["--config", f.path(), "-p", "-1", "-n", "flag", "-m", "9222", "-T=true", "--max_payload=4KB", "-a", "127.0.0.2"]).unwrap();
         assert_eq!((o.port, o.server_name.as_deref(), o.http_port, o.max_payload), (0, Some("flag"), Some(9222), 4096));
@@ -666,10 +716,13 @@ mod tests {
 
     #[test]
     fn test_flag() {
-        let f = Conf::new("port: 4333\nfoo: 1\n");
+        let f = Conf::new("port: 4333\nping_interval: 60\n");
         let out = printed(&["-c", f.path(), "-t"]).unwrap();
         assert!(out.ends_with(&format!("natsu: configuration file {} is valid", f.path())), "{out}");
-        assert!(out.starts_with("natsu: warning: ") && out.contains("unknown field \"foo\""), "{out}");
+        assert!(out.starts_with("natsu: warning: ") && out.contains("ping_interval should be converted to a duration"), "{out}");
+        // An unknown key, or one natsu does not serve, fails the check.
+        let unknown = Conf::new("port: 4333\nfoo: 1\naccounts {}\n");
+        assert_eq!(printed(&["-c", unknown.path(), "-t"]).unwrap_err(), format!("{0}:2:1: unknown field \"foo\"\n{0}:3:1: \"accounts\" is not supported by natsu yet", unknown.path()));
         assert_eq!(printed(&["-t"]).unwrap_err(), "must specify [-c, --config] option to check configuration file syntax");
         let bad = Conf::new("port: [\n");
         assert!(printed(&["-t", "-c", bad.path()]).is_err());
@@ -728,25 +781,52 @@ mod tests {
         assert!(l.syslog && o.port == 4333);
     }
 
+    /// nats-server's flags natsu does not serve are refused by name, all of them at once,
+    /// whatever else is right; a config file's cluster block is refused too.
     #[test]
-    fn cluster_flags() {
-        let (o, _) = run(&["--cluster", "nats://127.0.0.1:6222", "--routes", "nats://127.0.0.1:6223, nats://127.0.0.1:6224", "--cluster_name", "c1", "--no_advertise", "--connect_retries", "3"]).unwrap();
+    fn flags_not_served_yet_are_errors() {
+        let table: &[(&[&str], &str)] = &[
+            (&["--routes", "nats://127.0.0.1:6223"], "--routes is not supported by natsu yet"),
+            (&["-routes=nats://a:1"], "--routes is not supported by natsu yet"),
+            (&["--cluster", "nats://127.0.0.1:6222"], "--cluster is not supported by natsu yet"),
+            (&["-cluster_listen", "nats://127.0.0.1:6222"], "--cluster_listen is not supported by natsu yet"),
+            (&["--cluster_name", "c1", "-p", "4333"], "--cluster_name is not supported by natsu yet"),
+            (&["--cluster", "nats://h:1", "--routes", "nats://h:2", "--no_advertise"], "--cluster is not supported by natsu yet\n--routes is not supported by natsu yet\n--no_advertise is not supported by natsu yet"),
+            (&["--connect_retries", "3"], "--connect_retries is not supported by natsu yet"),
+            (&["-js", "-p", "4333"], "--js is not supported by natsu yet"),
+            (&["--store_dir", "/tmp/js"], "--store_dir is not supported by natsu yet"),
+        ];
+        for (args, want) in table {
+            assert_eq!(run(args).unwrap_err(), *want, "{args:?}");
+        }
+        let f = Conf::new("port: 4333\ncluster { port: 6222 }\n");
+        assert_eq!(run(&["-c", f.path()]).unwrap_err(), format!("{}:2:1: \"cluster\" is not supported by natsu yet", f.path()));
+        let help = printed(&["--help"]).unwrap();
+        assert!(help.contains("Not supported by natsu yet, and refused:") && help.contains(" --routes,") && help.contains(" --store_dir."), "{help}");
+    }
+
+    /// The cluster flags as read and checked, kept for the cluster work to lift the refusal.
+    #[test]
+    fn cluster_flags_are_checked() {
+        let apply = |args: &[&str], o: &mut Options| {
+            let m = command().try_get_matches_from(normalize(std::iter::once("natsu").chain(args.iter().copied()).map(OsString::from))).unwrap();
+            cluster_flags(&m, o)
+        };
+        let mut o = Options::default();
+        apply(&["--cluster", "nats://127.0.0.1:6222", "--routes", "nats://127.0.0.1:6223, nats://127.0.0.1:6224", "--cluster_name", "c1", "--no_advertise", "--connect_retries", "3"], &mut o).unwrap();
         let c = o.cluster.unwrap();
         assert_eq!((c.host.as_str(), c.port, c.name.as_deref(), c.no_advertise, c.connect_retries), ("127.0.0.1", 6222, Some("c1"), true, 3));
         assert_eq!(c.routes, ["nats://127.0.0.1:6223", "nats://127.0.0.1:6224"]);
-        let (o, _) = run(&["-cluster", "nats://ru:rp@0.0.0.0:-1"]).unwrap();
+        let mut o = Options::default();
+        apply(&["-cluster", "nats://ru:rp@0.0.0.0:-1"], &mut o).unwrap();
         let c = o.cluster.unwrap();
         assert_eq!((c.port, c.user.as_deref(), c.password.as_deref()), (0, Some("ru"), Some("rp")));
-        assert_eq!(run(&["--routes", "nats://a:1"]).unwrap_err(), "solicited routes require cluster capabilities, e.g. --cluster");
-        assert!(run(&["--cluster_name", "x"]).unwrap_err().contains("needs a cluster"));
-        assert!(run(&["--cluster", "127.0.0.1:6222"]).is_err());
-        assert!(run(&["--cluster", "nats://h:1", "--routes", "h:2"]).is_err());
-        assert!(run(&["--cluster", "nats://h:1", "--cluster_name", "a b"]).is_err());
-        // The file's cluster, with flags over it.
-        let f = Conf::new("cluster { name: filename, port: 6222, routes: [\"nats://a:1\"] }\n");
-        let (o, _) = run(&["-c", f.path(), "--cluster_name", "flagname", "--routes", "nats://b:2"]).unwrap();
-        let c = o.cluster.unwrap();
-        assert_eq!((c.name.as_deref(), c.port, c.routes.as_slice()), (Some("flagname"), 6222, &["nats://b:2".to_string()][..]));
+        let err = |args: &[&str]| apply(args, &mut Options::default()).unwrap_err();
+        assert_eq!(err(&["--routes", "nats://a:1"]), "solicited routes require cluster capabilities, e.g. --cluster");
+        assert!(err(&["--cluster_name", "x"]).contains("needs a cluster"));
+        assert!(err(&["--cluster", "127.0.0.1:6222"]).contains("invalid --cluster URL"));
+        assert!(err(&["--cluster", "nats://h:1", "--routes", "h:2"]).contains("error parsing route url"));
+        assert!(err(&["--cluster", "nats://h:1", "--cluster_name", "a b"]).contains("must be non-empty"));
     }
 
     #[test]

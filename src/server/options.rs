@@ -40,6 +40,9 @@ pub struct Options {
     pub auth: Auth,
     /// TLS for client connections (`--tls…` flags or the `tls` block).
     pub tls: Option<Tls>,
+    /// With `tls` set, still let clients connect without TLS (nats-server's `allow_non_tls`):
+    /// INFO then offers TLS instead of requiring it.
+    pub allow_non_tls: bool,
     /// Lame duck mode: how long to spread closing clients over, and the wait before the first.
     pub lame_duck_duration: Duration,
     pub lame_duck_grace_period: Duration,
@@ -77,6 +80,7 @@ impl Default for Options {
             https_port: None,
             auth: Auth::default(),
             tls: None,
+            allow_non_tls: false,
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
             cluster: None,
