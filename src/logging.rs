@@ -18,15 +18,18 @@
 //! Protocol traces for `-V` go through [`trace_in`], [`trace_out`] and [`trace_payload`],
 //! which cost one atomic load when tracing is off. [`reopen`] reopens the log file (SIGUSR1)
 //! and [`reconfigure`] applies changed settings (a config reload).
+//!
+//! Logging never blocks the thread that logs: an event's text is queued for one writer
+//! thread (`writer.rs`), which does every write; when the destination stalls and the queue
+//! fills, lines are dropped and counted ([`dropped_lines`]). [`flush`] waits for the queue
+//! to be written, as the process does by itself when it exits.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -38,6 +41,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::cli::LogOptions;
 
+mod syslog;
+mod writer;
+
+use syslog::{parse_remote, Syslog, SyslogTarget};
+pub use writer::{dropped_lines, flush};
+use writer::{Dest, Output};
+
 /// The environment variable naming the local syslog socket for `-s` instead of nats-server's
 /// `/dev/log`, `/var/run/syslog`, `/var/run/log` (for systems and tests without those).
 pub const SYSLOG_SOCKET_ENV: &str = "NATSU_SYSLOG_SOCKET";
@@ -46,28 +56,13 @@ pub const SYSLOG_SOCKET_ENV: &str = "NATSU_SYSLOG_SOCKET";
 static DEBUG: AtomicBool = AtomicBool::new(false);
 /// `-V`: trace lines from natsu.
 static TRACE: AtomicBool = AtomicBool::new(false);
-/// Where lines go; `None` until [`init`]. A mutex because executors on every core log, and
-/// [`reopen`] swaps the file from the signal thread.
-static OUT: Mutex<Option<Output>> = Mutex::new(None);
+/// The log file's path (`-l`), to open it again on [`reopen`]; `None` for other
+/// destinations. Only [`init`], [`reconfigure`] and [`reopen`] use it (the main thread).
+static LOG_FILE: Mutex<Option<String>> = Mutex::new(None);
 
-/// The destination and the line settings that go with it.
-struct Output {
-    dest: Dest,
-    /// Timestamps on file and stderr lines (`-T`); syslog lines always carry the syslog one.
-    logtime: bool,
-    pid: u32,
-}
-
-enum Dest {
-    Stderr,
-    /// `path` is kept to open it again on [`reopen`].
-    File { path: String, file: std::fs::File },
-    Syslog(Syslog),
-}
-
-fn out() -> MutexGuard<'static, Option<Output>> {
-    // A panic while writing a line leaves nothing half-done that matters: keep logging.
-    OUT.lock().unwrap_or_else(|e| e.into_inner())
+fn log_file() -> MutexGuard<'static, Option<String>> {
+    // Nothing is left half-done by a panic while it is held: keep going.
+    LOG_FILE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -181,194 +176,6 @@ fn bsd_stamp(c: Civil) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let month = MONTHS[(c.month.clamp(1, 12) - 1) as usize];
     format!("{month} {:>2} {:02}:{:02}:{:02}", c.day, c.hour, c.min, c.sec)
-}
-
-// ---------------------------------------------------------------------------------------
-// Syslog
-// ---------------------------------------------------------------------------------------
-
-/// Where syslog datagrams or stream lines go.
-#[derive(Clone, Debug, PartialEq)]
-enum SyslogTarget {
-    /// `-s`: the first of these sockets that accepts a connection.
-    Local(Vec<PathBuf>),
-    Udp(String),
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-enum Conn {
-    Udp(UdpSocket),
-    Tcp(TcpStream),
-    UnixDgram(UnixDatagram),
-    UnixStream(UnixStream),
-}
-
-impl Conn {
-    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Udp(s) => s.send(frame).map(drop),
-            Conn::UnixDgram(s) => s.send(frame).map(drop),
-            Conn::Tcp(s) => s.write_all(frame),
-            Conn::UnixStream(s) => s.write_all(frame),
-        }
-    }
-}
-
-/// A syslog connection and how its lines are framed, as Go's `log/syslog` frames them for
-/// nats-server.
-struct Syslog {
-    target: SyslogTarget,
-    /// `None` after a failed reconnect; the next line tries again.
-    conn: Option<Conn>,
-    /// nats-server's local logger is `LOG_DAEMON`; its remote one passes `LOG_DEBUG` as the
-    /// priority, so its facility is 0 (kern) and only the severity shows.
-    facility: u8,
-    /// Unix sockets get `<PRI>Jan _2 15:04:05 tag[pid]: msg`; UDP and TCP get
-    /// `<PRI>2006-01-02T15:04:05Z host tag[pid]: msg`.
-    local_format: bool,
-    host: String,
-    /// The program's name, as nats-server tags its lines with its executable's name.
-    tag: String,
-}
-
-/// Parse a `-r` address as nats-server does: `udp://host:port`, `tcp://host:port` or
-/// `unix:///path`. A missing port is syslog's 514.
-fn parse_remote(url: &str) -> Result<SyslogTarget, String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("error invalid network type: {url:?}"))?;
-    let hostport = |rest: &str| -> Result<String, String> {
-        let hp = rest.trim_end_matches('/');
-        if hp.is_empty() {
-            return Err(format!("remote syslog address {url:?} has no host"));
-        }
-        // `host:port`, `[v6]:port`, or a bare host (or `[v6]`) that gets the default port.
-        let has_port = match hp.rfind(']') {
-            Some(i) => hp[i..].contains(':'),
-            None => hp.contains(':'),
-        };
-        Ok(if has_port { hp.to_string() } else { format!("{hp}:514") })
-    };
-    match scheme {
-        "udp" => Ok(SyslogTarget::Udp(hostport(rest)?)),
-        "tcp" => Ok(SyslogTarget::Tcp(hostport(rest)?)),
-        "unix" if rest.starts_with('/') => Ok(SyslogTarget::Unix(PathBuf::from(rest))),
-        "unix" => Err(format!("remote syslog address {url:?} needs an absolute path (unix:///path)")),
-        other => Err(format!("error invalid network type: {other:?}")),
-    }
-}
-
-fn connect(target: &SyslogTarget) -> std::io::Result<Conn> {
-    // A unix socket path: datagram first (syslog daemons listen so), then stream (what Go's
-    // "unix" network means, so nats-server's -r unix:// also works here).
-    let unix = |p: &PathBuf| -> std::io::Result<Conn> {
-        let d = UnixDatagram::unbound()?;
-        match d.connect(p) {
-            Ok(()) => Ok(Conn::UnixDgram(d)),
-            Err(_) => UnixStream::connect(p).map(Conn::UnixStream),
-        }
-    };
-    match target {
-        SyslogTarget::Local(paths) => {
-            if let Some(c) = paths.iter().find_map(|p| unix(p).ok()) {
-                return Ok(c);
-            }
-            let tried: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            // Go's words for it, and where natsu looked.
-            Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("Unix syslog delivery error (no syslog socket at {})", tried.join(", "))))
-        }
-        SyslogTarget::Unix(p) => unix(p),
-        SyslogTarget::Udp(hp) => {
-            let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address for {hp}"));
-            for a in hp.to_socket_addrs()? {
-                let local: SocketAddr = if a.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-                match UdpSocket::bind(local).and_then(|s| s.connect(a).map(|()| s)) {
-                    Ok(s) => return Ok(Conn::Udp(s)),
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        }
-        SyslogTarget::Tcp(hp) => {
-            let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, format!("no address for {hp}"));
-            for a in hp.to_socket_addrs()? {
-                match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
-                    Ok(s) => {
-                        // A stalled collector must not hold every core's logging for long.
-                        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
-                        return Ok(Conn::Tcp(s));
-                    }
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        }
-    }
-}
-
-/// The host name for network syslog lines.
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    if rc != 0 || end == 0 {
-        return "localhost".into();
-    }
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// The executable's file name, as nats-server's syslog tag.
-fn program_tag() -> String {
-    std::env::args_os()
-        .next()
-        .and_then(|a| PathBuf::from(a).file_name().map(|f| f.to_string_lossy().into_owned()))
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "natsu".into())
-}
-
-/// Syslog severity for a level, as nats-server's syslog logger picks them: errors `Err`,
-/// warnings `Warning`, notices `Notice`, debug `Debug`, and traces `Notice` too.
-fn severity(level: Level) -> u8 {
-    match level {
-        Level::ERROR => 3,
-        Level::WARN => 4,
-        Level::INFO | Level::TRACE => 5,
-        Level::DEBUG => 7,
-    }
-}
-
-/// One syslog line (with its newline, as Go's writer adds it).
-fn syslog_frame(s: &Syslog, level: Level, now: Civil, pid: u32, body: &str) -> String {
-    let pri = s.facility | severity(level);
-    if s.local_format {
-        format!("<{pri}>{} {}[{pid}]: {body}\n", bsd_stamp(now), s.tag)
-    } else {
-        format!("<{pri}>{} {} {}[{pid}]: {body}\n", rfc3339_secs(now), s.host, s.tag)
-    }
-}
-
-impl Syslog {
-    fn open(target: SyslogTarget, facility: u8) -> Result<Syslog, String> {
-        let conn = connect(&target).map_err(|e| format!("error connecting to syslog: {e}"))?;
-        let local_format = matches!(target, SyslogTarget::Local(_) | SyslogTarget::Unix(_));
-        Ok(Syslog { target, conn: Some(conn), facility, local_format, host: hostname(), tag: program_tag() })
-    }
-
-    /// Send a line; on a failure reconnect once and retry, as Go's writer does, then give up
-    /// on this line.
-    fn send(&mut self, frame: &[u8]) {
-        if let Some(c) = &mut self.conn {
-            if c.send(frame).is_ok() {
-                return;
-            }
-        }
-        self.conn = connect(&self.target).ok();
-        if let Some(c) = &mut self.conn {
-            if c.send(frame).is_err() {
-                self.conn = None;
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -506,34 +313,6 @@ fn label(level: Level) -> &'static str {
     }
 }
 
-/// Write one event's line to the destination.
-fn emit(level: Level, body: &str) {
-    let mut guard = out();
-    let Some(o) = guard.as_mut() else { return };
-    let now = SystemTime::now();
-    match &mut o.dest {
-        Dest::Syslog(s) => {
-            let frame = syslog_frame(s, level, local(now), o.pid, body);
-            s.send(frame.as_bytes());
-        }
-        dest => {
-            let mut line = String::with_capacity(body.len() + 48);
-            let _ = write!(line, "[{}] ", o.pid);
-            if o.logtime {
-                line.push_str(&line_stamp(local(now)));
-                line.push(' ');
-            }
-            let _ = writeln!(line, "[{}] {body}", label(level));
-            // A closed stderr (a supervisor that went away) or a full disk must never take
-            // the broker down: what cannot be written is dropped.
-            let _ = match dest {
-                Dest::File { file, .. } => file.write_all(line.as_bytes()),
-                _ => std::io::stderr().lock().write_all(line.as_bytes()),
-            };
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The subscriber
 // ---------------------------------------------------------------------------------------
@@ -588,7 +367,7 @@ impl<S: Subscriber> Layer<S> for NatsLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut f = Fields::default();
         event.record(&mut f);
-        emit(*event.metadata().level(), &f.body());
+        writer::enqueue(*event.metadata().level(), f.body());
     }
 }
 
@@ -596,7 +375,7 @@ impl<S: Subscriber> Layer<S> for NatsLayer {
 /// local syslog, stderr.
 fn open(opts: &LogOptions) -> Result<Dest, String> {
     if let Some(path) = &opts.log_file {
-        return open_file(path).map(|file| Dest::File { path: path.clone(), file }).map_err(|e| format!("cannot open log file {path}: {e}"));
+        return open_file(path).map(Dest::File).map_err(|e| format!("cannot open log file {path}: {e}"));
     }
     if let Some(url) = &opts.remote_syslog {
         return Syslog::open(parse_remote(url)?, 0).map(Dest::Syslog);
@@ -625,11 +404,12 @@ fn set_levels(opts: &LogOptions) {
     tracing::callsite::rebuild_interest_cache();
 }
 
-/// Install the global subscriber. Errors (an unwritable log file, an unreachable syslog, a
-/// bad `-r` address) are returned, not panicked.
+/// Install the global subscriber and start the writer thread. Errors (an unwritable log
+/// file, an unreachable syslog, a bad `-r` address) are returned, not panicked.
 pub fn init(opts: &LogOptions) -> Result<(), String> {
     let dest = open(opts)?;
-    *out() = Some(Output { dest, logtime: opts.logtime, pid: std::process::id() });
+    writer::start(Output { dest, logtime: opts.logtime, pid: std::process::id() })?;
+    *log_file() = opts.log_file.clone();
     let env = EnvFilter::try_from_default_env().ok();
     DEBUG.store(opts.debug, Ordering::Relaxed);
     TRACE.store(opts.trace, Ordering::Relaxed);
@@ -638,51 +418,39 @@ pub fn init(opts: &LogOptions) -> Result<(), String> {
 }
 
 /// Apply changed logging settings (a config reload): the destination, `-T`, and `-D`/`-V`
-/// (unless `RUST_LOG` rules the levels). On an error the old settings stay.
+/// (unless `RUST_LOG` rules the levels). On an error the old settings stay. Lines logged
+/// before the call go to the old destination.
 ///
 /// Call it from any thread; not from a signal handler.
 pub fn reconfigure(opts: &LogOptions) -> Result<(), String> {
     let dest = open(opts)?;
-    if let Some(o) = out().as_mut() {
-        o.dest = dest;
-        o.logtime = opts.logtime;
-    }
+    writer::set_output(Output { dest, logtime: opts.logtime, pid: std::process::id() });
+    *log_file() = opts.log_file.clone();
     set_levels(opts);
     Ok(())
 }
 
 /// Reopen the log file (`-l`) at its path, for log rotation on SIGUSR1: after
-/// `mv natsu.log natsu.log.1`, lines go to a new `natsu.log`. Logs "File log re-opened" in the
-/// new file, or "File log re-open ignored, not a file logger" when there is no file, as
-/// nats-server does. If the path cannot be opened the old file stays and the error is logged
-/// to it and returned.
+/// `mv natsu.log natsu.log.1`, lines go to a new `natsu.log` (those logged before the call
+/// still go to the old one). Logs "File log re-opened" in the new file, or "File log re-open
+/// ignored, not a file logger" when there is no file, as nats-server does. If the path
+/// cannot be opened the old file stays and the error is logged to it and returned.
 ///
-/// Call it from any thread (the signal-waiting thread in `main`); not from a signal handler.
+/// It opens the file itself and never waits for the writer thread, so a stalled
+/// destination cannot hold the caller. Call it from any thread (the signal-waiting thread
+/// in `main`); not from a signal handler.
 pub fn reopen() -> std::io::Result<()> {
-    let result = {
-        let mut guard = out();
-        match guard.as_mut().map(|o| &mut o.dest) {
-            Some(Dest::File { path, file }) => match open_file(path) {
-                Ok(new) => {
-                    *file = new;
-                    Ok(true)
-                }
-                Err(e) => Err((path.clone(), e)),
-            },
-            _ => Ok(false),
-        }
+    let Some(path) = log_file().clone() else {
+        tracing::info!("File log re-open ignored, not a file logger");
+        return Ok(());
     };
-    // Logged after the lock is released: emit() takes it.
-    match result {
-        Ok(true) => {
+    match open_file(&path) {
+        Ok(file) => {
+            writer::reopen_file(file);
             tracing::info!("File log re-opened");
             Ok(())
         }
-        Ok(false) => {
-            tracing::info!("File log re-open ignored, not a file logger");
-            Ok(())
-        }
-        Err((path, e)) => {
+        Err(e) => {
             tracing::error!("Could not re-open log file {path}: {e}");
             Err(e)
         }
@@ -770,6 +538,7 @@ fn trace_op(cid: u64, addr: Option<SocketAddr>, client: &str, arrow: &str, line:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn timestamps_are_civil_utc() {
@@ -787,45 +556,6 @@ mod tests {
         assert_eq!(rfc3339_secs(c), "2026-11-03T09:05:07Z");
         assert_eq!(rfc3339_secs(Civil { offset: 3600 + 1800, ..c }), "2026-11-03T09:05:07+01:30");
         assert_eq!(rfc3339_secs(Civil { offset: -5 * 3600, ..c }), "2026-11-03T09:05:07-05:00");
-    }
-
-    #[test]
-    fn syslog_frames_are_nats_servers() {
-        let c = Civil { year: 2026, month: 11, day: 23, hour: 14, min: 34, sec: 22, micros: 0, offset: 0 };
-        let mut s = Syslog {
-            target: SyslogTarget::Udp("127.0.0.1:514".into()),
-            conn: None,
-            facility: 0,
-            local_format: false,
-            host: "vm".into(),
-            tag: "natsu".into(),
-        };
-        // As nats-server 2.9 sends them with -r udp://...
-        assert_eq!(syslog_frame(&s, Level::INFO, c, 7, "Server is ready"), "<5>2026-11-23T14:34:22Z vm natsu[7]: Server is ready\n");
-        assert_eq!(syslog_frame(&s, Level::DEBUG, c, 7, "x"), "<7>2026-11-23T14:34:22Z vm natsu[7]: x\n");
-        assert_eq!(syslog_frame(&s, Level::ERROR, c, 7, "x"), "<3>2026-11-23T14:34:22Z vm natsu[7]: x\n");
-        assert_eq!(syslog_frame(&s, Level::WARN, c, 7, "x"), "<4>2026-11-23T14:34:22Z vm natsu[7]: x\n");
-        assert_eq!(syslog_frame(&s, Level::TRACE, c, 7, "x"), "<5>2026-11-23T14:34:22Z vm natsu[7]: x\n");
-        // ... with -r unix://..., and with -s (LOG_DAEMON).
-        s.local_format = true;
-        assert_eq!(syslog_frame(&s, Level::INFO, c, 7, "x"), "<5>Nov 23 14:34:22 natsu[7]: x\n");
-        s.facility = 3 << 3;
-        assert_eq!(syslog_frame(&s, Level::INFO, c, 7, "x"), "<29>Nov 23 14:34:22 natsu[7]: x\n");
-        assert_eq!(syslog_frame(&s, Level::ERROR, c, 7, "x"), "<27>Nov 23 14:34:22 natsu[7]: x\n");
-    }
-
-    #[test]
-    fn remote_addresses() {
-        assert_eq!(parse_remote("udp://127.0.0.1:5514"), Ok(SyslogTarget::Udp("127.0.0.1:5514".into())));
-        assert_eq!(parse_remote("udp://localhost"), Ok(SyslogTarget::Udp("localhost:514".into())));
-        assert_eq!(parse_remote("udp://[::1]"), Ok(SyslogTarget::Udp("[::1]:514".into())));
-        assert_eq!(parse_remote("udp://[::1]:9"), Ok(SyslogTarget::Udp("[::1]:9".into())));
-        assert_eq!(parse_remote("tcp://h:1/"), Ok(SyslogTarget::Tcp("h:1".into())));
-        assert_eq!(parse_remote("unix:///dev/log"), Ok(SyslogTarget::Unix("/dev/log".into())));
-        assert!(parse_remote("http://h:1").unwrap_err().contains("invalid network type"));
-        assert!(parse_remote("localhost:514").is_err());
-        assert!(parse_remote("udp://").is_err());
-        assert!(parse_remote("unix://rel/path").is_err());
     }
 
     #[test]

@@ -53,6 +53,18 @@ struct Proc {
 
 impl Proc {
     fn start(target: Target, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Proc::spawn(target, args, env, None)
+    }
+
+    /// Start natsu with a stderr that stops being read after the "Listening for client
+    /// connections" line, until the returned sender says go (or is dropped): the pipe fills
+    /// and every write to it blocks.
+    fn start_unread(args: &[&str]) -> (Proc, std::sync::mpsc::Sender<()>) {
+        let (go, resume) = channel();
+        (Proc::spawn(Natsu, args, &[], Some(resume)), go)
+    }
+
+    fn spawn(target: Target, args: &[&str], env: &[(&str, &str)], mut pause: Option<Receiver<()>>) -> Proc {
         let mut cmd = Command::new(target.bin());
         cmd.args(["-a", "127.0.0.1", "-p", "-1"]).args(args);
         for (k, v) in env {
@@ -70,8 +82,14 @@ impl Proc {
                 if std::env::var_os("NATSU_TEST_LOG").is_some() {
                     eprintln!("{line}");
                 }
+                let listening = line.contains("Listening for client connections on ");
                 if tx.send(line).is_err() {
                     break;
+                }
+                if listening {
+                    if let Some(resume) = pause.take() {
+                        let _ = resume.recv();
+                    }
                 }
             }
         });
@@ -623,6 +641,8 @@ fn reopen_reconfigure_and_traces_in_process() {
     natsu::logging::reopen().expect("reopen");
     tracing::info!(target: "other_crate", "not a warning: dropped");
     tracing::info!(target: "natsu::test", cid = 7u64, addr = %"127.0.0.1:1", "after the rotation");
+    // Lines are written by the logging thread: wait for it before reading the files.
+    assert!(natsu::logging::flush(WAIT));
     let old = std::fs::read_to_string(&rotated).unwrap();
     let new = std::fs::read_to_string(&path).unwrap();
     let pid = std::process::id();
@@ -644,6 +664,7 @@ fn reopen_reconfigure_and_traces_in_process() {
     natsu::logging::trace_out(5, Some(addr), &label, b"MSG foo 1 5");
     natsu::logging::trace_internal(5, None, "", b"DELSUB 1");
     tracing::debug!(target: "natsu::test", "no debug with -V alone");
+    assert!(natsu::logging::flush(WAIT));
     let text = std::fs::read_to_string(&traced).unwrap();
     let want = [
         "[TRC] 127.0.0.1:54321 - cid:5 - <<- [CONNECT {\"name\":\"me\"}]",
@@ -658,4 +679,73 @@ fn reopen_reconfigure_and_traces_in_process() {
     // A path that cannot be opened leaves the current file in place.
     std::fs::remove_dir_all(&dir.0).unwrap();
     assert!(natsu::logging::reopen().is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// A destination that stalls
+// ---------------------------------------------------------------------------------------
+
+/// Messages through natsu while nobody reads its stderr: with `-V` every message is traced,
+/// the pipe fills at 64 KiB and every write to it blocks. All messages must still arrive
+/// (logging only queues lines for its writer thread and drops what does not fit). Once the
+/// pipe is read again, natsu says how many lines it dropped and goes on logging.
+#[test]
+fn a_stalled_stderr_does_not_stop_messages() {
+    const MSGS: usize = 40_000;
+    let (mut p, go) = Proc::start_unread(&["-V"]);
+    let pid = p.pid();
+    let port = p.port();
+    let mut sub = common::Raw::connect_with(port, "{\"verbose\":false}");
+    sub.send("SUB foo 1\r\n");
+    sub.flush();
+    let publisher = std::thread::spawn(move || {
+        let mut r = common::Raw::connect_with(port, "{\"verbose\":false}");
+        r.send_bytes(&b"PUB foo 5\r\nhello\r\n".repeat(MSGS));
+        r.flush();
+    });
+    // Every message, in order, each read within Raw's 5 s read timeout: a server whose
+    // executors wait on the pipe fails here. The traces of these messages are some
+    // 120,000 lines, far more than the pipe and the queue hold.
+    let start = Instant::now();
+    let frame = b"MSG foo 1 5\r\nhello\r\n";
+    let got = sub.read_exact_n(MSGS * frame.len());
+    for (i, m) in got.chunks(frame.len()).enumerate() {
+        assert_eq!(m, frame, "message {i}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(30), "{MSGS} messages took {:?}", start.elapsed());
+    publisher.join().expect("publisher");
+    // The pipe is still unread: the broker is still serving.
+    sub.flush();
+
+    drop(go);
+    let report = p.wait_line("reporting the dropped lines", |l| l.contains("logging fell behind: "));
+    let (level, msg) = parse_line(&report, pid, true).unwrap_or_else(|| panic!("bad line {report:?}"));
+    assert_eq!(level, "WRN", "{report}");
+    let n: u64 = msg
+        .strip_prefix("logging fell behind: ")
+        .and_then(|m| m.strip_suffix(" lines dropped"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(n > 0, "{report}");
+    // Still logging: a new client's PING is traced.
+    let (_c, local) = client(port);
+    let l = p.wait_line("tracing a new client", |l| l.contains(&format!("{local} - cid:")) && l.ends_with("<<- [PING]"));
+    assert_eq!(parse_line(&l, pid, true).map(|(level, _)| level), Some("TRC"), "{l}");
+    // Every line the pipe carried is whole.
+    for l in &p.seen {
+        assert!(parse_line(l, pid, true).is_some(), "torn or malformed line {l:?}");
+    }
+}
+
+/// The last lines of a graceful stop are written before the process exits, although a
+/// thread other than main writes them.
+#[test]
+fn a_graceful_stop_writes_its_last_lines() {
+    let mut p = Proc::start(Natsu, &[], &[]);
+    p.wait_line("Server is ready", |l| l.ends_with("Server is ready"));
+    // SAFETY: kill(2) on the pid of a child this test started and still holds.
+    assert_eq!(unsafe { libc::kill(p.pid() as libc::pid_t, libc::SIGTERM) }, 0);
+    let (code, err) = p.exit();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.ends_with("[INF] Server Exiting.."), "{err}");
 }
