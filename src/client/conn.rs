@@ -35,8 +35,12 @@ use crate::protocol::{encode, subject, Op, Parser, Role};
 
 /// Longest control line accepted from a server (subjects can be long).
 const MAX_CONTROL_LINE: usize = 64 * 1024;
-/// The server enforces max_payload on publishers; a client takes what it is sent.
-const MAX_INBOUND: usize = usize::MAX / 4;
+/// The largest message taken from a server whose INFO announces no positive max_payload:
+/// the largest max_payload nats-server accepts (64 MB).
+const MAX_INBOUND_UNANNOUNCED: usize = 64 << 20;
+/// What a message's total size can exceed its payload size by: its control line (at most
+/// [`MAX_CONTROL_LINE`] of arguments after `HMSG `) and the CRLFs.
+const MSG_FRAMING: usize = MAX_CONTROL_LINE + 16;
 const READ_BUF: usize = 64 * 1024;
 
 /// Where a connection is in its life, as nats.go's `Status`.
@@ -260,6 +264,11 @@ impl Inner {
         }
     }
 
+    /// The largest message the server may send now.
+    fn max_inbound(&self) -> usize {
+        max_inbound(&self.info.borrow())
+    }
+
     fn header_support(&self) -> bool {
         self.info.borrow().headers
     }
@@ -349,7 +358,8 @@ impl Connection {
         let mut buf = Vec::new();
         let info = with_deadline(
             deadline,
-            read_ops(&mut transport, &mut buf, |op| match op {
+            // No message can come before INFO.
+            read_ops(&mut transport, &mut buf, 0, |op| match op {
                 Op::Info(json) => Some(serde_json::from_slice::<Info>(json).map_err(|e| Error::Protocol(format!("INFO: {e}")))),
                 _ => Some(Err(Error::Protocol("expected INFO from the server".into()))),
             }),
@@ -391,7 +401,7 @@ impl Connection {
         .await??;
         with_deadline(
             deadline,
-            read_ops(&mut transport, &mut buf, |op| match op {
+            read_ops(&mut transport, &mut buf, max_inbound(&info), |op| match op {
                 Op::Pong => Some(Ok(())),
                 Op::Err(text) => Some(Err(Error::from_server(&msg::text(text)))),
                 _ => None,
@@ -931,9 +941,10 @@ impl Drop for MuxGuard<'_> {
 }
 
 /// Read from a socket that has no reader task yet (the handshake), feeding each op to `f`
-/// until it returns a result. Bytes after that op stay in `buf`.
-async fn read_ops<R>(t: &mut Transport, buf: &mut Vec<u8>, mut f: impl FnMut(Op<'_>) -> Option<Result<R>>) -> Result<R> {
-    let mut parser = Parser::new(Role::Client, MAX_CONTROL_LINE, MAX_INBOUND);
+/// until it returns a result. Bytes after that op stay in `buf`. A message bigger than
+/// `max_payload` is an error.
+async fn read_ops<R>(t: &mut Transport, buf: &mut Vec<u8>, max_payload: usize, mut f: impl FnMut(Op<'_>) -> Option<Result<R>>) -> Result<R> {
+    let mut parser = Parser::new(Role::Client, MAX_CONTROL_LINE, max_payload);
     parser.set_headers(true);
     loop {
         let mut start = 0;
@@ -951,6 +962,7 @@ async fn read_ops<R>(t: &mut Transport, buf: &mut Vec<u8>, mut f: impl FnMut(Op<
             }
         }
         buf.drain(..start);
+        check_announced(&parser, max_payload)?;
         let mut chunk = [0u8; 4096];
         let n = t.read(&mut chunk).await?;
         if n == 0 {
@@ -958,6 +970,31 @@ async fn read_ops<R>(t: &mut Transport, buf: &mut Vec<u8>, mut f: impl FnMut(Op<
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// The largest message a server whose INFO is `info` may send: its max_payload, as it never
+/// delivers more than it accepts from a publisher.
+fn max_inbound(info: &Info) -> usize {
+    match info.max_payload {
+        n if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => MAX_INBOUND_UNANNOUNCED,
+    }
+}
+
+fn too_big(max_payload: usize) -> Error {
+    Error::Protocol(format!("the server sent a message larger than its max_payload ({max_payload} bytes)"))
+}
+
+/// Fail on a message whose control line announces more than `max_payload` (the parser waits
+/// for its payload), before reading or making room for it: a server's word is not a
+/// reason to allocate gigabytes. A message only a little over is caught by [`handle`] once
+/// it has arrived.
+fn check_announced(parser: &Parser, max_payload: usize) -> Result<()> {
+    // The parser enforces max_payload on PUBs only: for a client it is just bookkeeping.
+    if parser.needed() > max_payload.saturating_add(MSG_FRAMING) {
+        return Err(too_big(max_payload));
+    }
+    Ok(())
 }
 
 /// Own the socket: serve it until it breaks, then reconnect or close.
@@ -1187,7 +1224,7 @@ async fn pinger(inner: Rc<Inner>) {
 /// Read and dispatch until the socket ends or the server breaks the protocol.
 async fn reader(conn: Connection, stream: Shared<Transport>, leftover: Vec<u8>) {
     let inner = &conn.inner;
-    let mut parser = Parser::new(Role::Client, MAX_CONTROL_LINE, MAX_INBOUND);
+    let mut parser = Parser::new(Role::Client, MAX_CONTROL_LINE, inner.max_inbound());
     parser.set_headers(true);
     let mut buf = ReadBuf::new(READ_BUF, READ_BUF, &leftover);
     loop {
@@ -1209,6 +1246,14 @@ async fn reader(conn: Connection, stream: Shared<Transport>, leftover: Vec<u8>) 
             }
         }
         buf.consume(used_all);
+        // The buffer grows to what the parser waits for: only as far as a message the
+        // server may send (an INFO may have changed the limit).
+        let limit = inner.max_inbound();
+        parser.set_max_payload(limit);
+        if let Err(e) = check_announced(&parser, limit) {
+            inner.fail(e);
+            return;
+        }
         match buf.read_from(&stream, parser.needed()).await {
             Ok(0) => {
                 inner.fail(Error::io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection closed by the server")));
@@ -1242,6 +1287,10 @@ fn handle(conn: &Connection, op: Op<'_>) -> Result<()> {
     let inner = &conn.inner;
     match op {
         Op::Msg(d) => {
+            let limit = inner.max_inbound();
+            if d.msg.len() > limit {
+                return Err(too_big(limit));
+            }
             inner.stats.in_msgs.set(inner.stats.in_msgs.get() + 1);
             inner.stats.in_bytes.set(inner.stats.in_bytes.get() + d.msg.len() as u64);
             let Some(sid) = parse_sid(d.sid) else { return Ok(()) };
