@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 /// The nats-server version natsu reports: clients gate features (headers, no_responders) on it.
 pub const COMPAT_VERSION: &str = "2.9.10";
 
-/// INFO, as nats-server 2.9 sends it. Optional fields are left out when unset, as there;
-/// a client reading an INFO takes missing fields as their defaults.
+/// INFO, as nats-server 2.9 sends it: the same keys for the same configuration, in the
+/// same order (serde writes fields in declaration order), checked side by side with the
+/// reference by `tests/info_diff.rs`. Optional fields are left out when unset, as there; a
+/// client reading an INFO takes missing fields as their defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Info {
@@ -20,23 +22,34 @@ pub struct Info {
     pub port: u16,
     #[serde(default)]
     pub headers: bool,
-    pub max_payload: i64,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls_required: bool,
-    /// TLS offered but not required (nats-server's `allow_non_tls`).
+    /// Client certificates are required and verified (`tls { verify: true }`), whether TLS
+    /// is required or only offered: a client learns before its handshake that it needs one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
+    /// TLS offered but not required (nats-server's `allow_non_tls`); never with
+    /// `tls_required`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls_available: bool,
+    pub max_payload: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
+    /// The cluster's name whenever a `cluster` block is configured, as nats-server sends it
+    /// (a server alone in its cluster too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ldm: bool,
-    /// natsu's own version, beside the compatible `version` above.
+    /// natsu's own version, beside the compatible `version` above: the one key the
+    /// reference never sends. Clients ignore keys they do not know, and it tells an
+    /// operator which server answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub natsu_version: Option<String>,
 }
@@ -87,6 +100,33 @@ impl Default for Connect {
     }
 }
 
+/// The account fields of a CONNECT. A client never picks its account (the server does, from
+/// its credentials): a CONNECT naming one is refused (the CVE-2022-24450 class of bug).
+/// Read apart from [`Connect`] so that struct, which the client library also fills field by
+/// field, keeps its shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ConnectAccount {
+    account: Option<String>,
+    new_account: bool,
+}
+
+/// Whether a CONNECT's JSON asks for an account: a non-empty `account` or `new_account:
+/// true`. As nats-server 2.9: `"account":""`, `"account":null` and `"new_account":false`
+/// ask for nothing, and a field of the wrong type is a malformed CONNECT (`Err`).
+///
+/// ```
+/// use natsu::protocol::info::asks_for_account;
+/// assert!(asks_for_account(br#"{"account":"A"}"#).unwrap());
+/// assert!(asks_for_account(br#"{"new_account":true}"#).unwrap());
+/// assert!(!asks_for_account(br#"{"account":"","new_account":false}"#).unwrap());
+/// assert!(asks_for_account(br#"{"account":5}"#).is_err());
+/// ```
+pub fn asks_for_account(json: &[u8]) -> Result<bool, serde_json::Error> {
+    let a: ConnectAccount = serde_json::from_slice(json)?;
+    Ok(a.new_account || a.account.is_some_and(|a| !a.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +146,47 @@ mod tests {
         let i = Info { version: COMPAT_VERSION.into(), proto: 1, ..Default::default() };
         let s = serde_json::to_string(&i).unwrap();
         assert!(!s.contains("auth_required") && !s.contains("client_id") && s.contains("\"proto\":1"));
+    }
+
+    #[test]
+    fn info_keys_come_in_the_reference_order() {
+        // The order nats-server 2.9.10 writes them in (observed with TLS, verify and a
+        // cluster); clients do not care, people comparing the two servers' INFO do.
+        let i = Info {
+            auth_required: true,
+            tls_required: true,
+            tls_verify: true,
+            client_id: Some(1),
+            client_ip: Some("127.0.0.1".into()),
+            cluster: Some("c".into()),
+            ldm: true,
+            ..Default::default()
+        };
+        // (serde_json's Value sorts its keys: look at the text.)
+        let s = serde_json::to_string(&i).unwrap();
+        let want = [
+            "server_id", "server_name", "version", "proto", "go", "host", "port", "headers", "auth_required",
+            "tls_required", "tls_verify", "max_payload", "client_id", "client_ip", "cluster", "ldm",
+        ];
+        let at: Vec<usize> = want.iter().map(|k| s.find(&format!("\"{k}\":")).expect(k)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{s}");
+        assert_eq!(s.matches("\":").count(), want.len(), "{s}");
+    }
+
+    #[test]
+    fn connect_account_fields() {
+        let table: &[(&str, Option<bool>)] = &[
+            (r#"{}"#, Some(false)),
+            (r#"{"account":"A"}"#, Some(true)),
+            (r#"{"account":"$G"}"#, Some(true)),
+            (r#"{"new_account":true}"#, Some(true)),
+            (r#"{"account":"","new_account":false}"#, Some(false)),
+            (r#"{"account":null}"#, Some(false)),
+            (r#"{"account":5}"#, None),
+            (r#"{"new_account":"yes"}"#, None),
+        ];
+        for &(json, want) in table {
+            assert_eq!(asks_for_account(json.as_bytes()).ok(), want, "{json}");
+        }
     }
 }

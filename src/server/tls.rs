@@ -1,7 +1,9 @@
 //! TLS for client connections (rustls with the ring provider).
 //!
 //! As nats-server: the INFO goes out in plain text saying `tls_required`, then the handshake
-//! runs on the same socket before the client may send anything else. One provider and one
+//! runs on the same socket before the client may send anything else. With `allow_non_tls`
+//! the INFO says `tls_available` instead, and the client's first byte decides: a TLS
+//! handshake record starts the handshake, anything else is the plain protocol. One provider and one
 //! protocol-version set (TLS 1.2 and 1.3, rustls's safe defaults: AEAD suites with forward
 //! secrecy only) whatever the configuration says, so no setting can weaken it.
 
@@ -74,6 +76,29 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
         .with_single_cert(chain, key)
         .map_err(|e| format!("error parsing X509 certificate/key pair: {e}"))?;
     Ok(Arc::new(config))
+}
+
+/// The first byte of every TLS connection: a handshake record (a ClientHello), which no
+/// NATS protocol line starts with.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// With `allow_non_tls`: whether the client, which has the INFO, starts a TLS handshake.
+/// Its first byte is looked at without being consumed (MSG_PEEK), so either way the bytes
+/// reach whoever reads next: rustls or the protocol parser.
+///
+/// As nats-server: a client that sends nothing within the TLS `timeout` is served in plain
+/// text (its TLS handshake, if it starts one later, then fails), and so is one that closed or
+/// broke its connection (the reader finds out).
+pub async fn client_starts_tls(tcp: &TcpStream, timeout: Duration) -> bool {
+    let peek = async {
+        let mut first = [0u8; 1];
+        matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_RECORD)
+    };
+    futures_lite::future::or(peek, async {
+        glommio::timer::sleep(timeout).await;
+        false
+    })
+    .await
 }
 
 /// Run the server side of the handshake, bounded by `timeout`.
