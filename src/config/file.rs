@@ -19,102 +19,11 @@ use std::time::Duration;
 
 use super::cli::LogOptions;
 use super::conf::{self, Entry, Kind, Map, Pos, Value};
+use super::keys::{Block, Unknown, AUTHORIZATION, CLUSTER, PERMISSIONS, TLS, TOP, USER};
 use super::{parse_duration, parse_spin};
 use crate::protocol::subject::{valid_queue, valid_subject};
 use crate::server::options::{Auth, Cluster, Permissions, SubjectPermission, Tls, User};
 use crate::server::Options;
-
-/// How a block of the file treats a key it does not serve. Nothing is ignored: a setting
-/// natsu would drop could change what the server lets in (`tls { verify_and_map: true }`
-/// dropped would accept clients with no certificate at all), so the file is refused.
-struct Block {
-    /// Keys nats-server 2.9 reads here that natsu does not serve yet: refused by name, so a
-    /// user knows the key is right and the feature is what is missing.
-    not_served: &'static [&'static str],
-    /// nats-server's words for a key it does not know here.
-    unknown: Unknown,
-}
-
-enum Unknown {
-    /// `unknown field "x"`
-    Field,
-    /// `error parsing tls config, unknown field ["x"]`
-    Tls,
-    /// `Unknown field "x" parsing permissions`
-    Permissions,
-}
-
-/// The top level; `cluster` is refused where it is parsed.
-const TOP: Block = Block {
-    not_served: &[
-        "account_resolver",
-        "accounts",
-        "accounts_resolver",
-        "client_advertise",
-        "connect_error_reports",
-        "default_js_domain",
-        "disable_sublist_cache",
-        "gateway",
-        "http_base_path",
-        "jetstream",
-        "leaf",
-        "leafnodes",
-        "log_size_limit",
-        "logfile_size_limit",
-        "mappings",
-        "maps",
-        "max_sub_tokens",
-        "max_subscription_tokens",
-        "max_traced_msg_len",
-        "mqtt",
-        "no_auth_user",
-        "no_header_support",
-        "no_sublist_cache",
-        "no_sys_acc",
-        "no_system",
-        "no_system_account",
-        "ocsp",
-        "operator",
-        "operators",
-        "ports_file_dir",
-        "prof_port",
-        "reconnect_error_reports",
-        "resolver",
-        "resolver_pinned_accounts",
-        "resolver_preload",
-        "resolver_tls",
-        "root",
-        "root_operator",
-        "root_operators",
-        "roots",
-        "server_tags",
-        "store_dir",
-        "storedir",
-        "system",
-        "system_account",
-        "trusted",
-        "trusted_keys",
-        "websocket",
-        "ws",
-    ],
-    unknown: Unknown::Field,
-};
-
-/// `authorization`, at the top and inside `cluster`.
-const AUTHORIZATION: Block = Block { not_served: &["default_permission", "default_permissions", "permissions"], unknown: Unknown::Field };
-
-/// One entry of `authorization { users: [...] }`.
-const USER: Block = Block { not_served: &["allowed_connection_types", "clients", "connection_types", "nkey"], unknown: Unknown::Field };
-
-/// A user's `permissions`.
-const PERMISSIONS: Block = Block { not_served: &["allow_responses", "publish_allow_responses"], unknown: Unknown::Permissions };
-
-const TLS: Block = Block {
-    not_served: &["cipher_suites", "connection_rate_limit", "curve_preferences", "insecure", "pinned_certs", "verify_and_map", "verify_cert_and_check_known_urls"],
-    unknown: Unknown::Tls,
-};
-
-const CLUSTER: Block = Block { not_served: &["advertise", "cluster_advertise", "permissions", "tls"], unknown: Unknown::Field };
 
 /// nats-server keeps sizes in 32-bit integers and refuses larger ones.
 const MAX_INT32: i64 = i32::MAX as i64;

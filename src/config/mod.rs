@@ -1,10 +1,12 @@
 //! Configuration: command-line flags ([`cli`]), the nats-server config file format ([`conf`]
-//! reads it into a tree, [`file`] maps the tree onto the options), `--signal` ([`signal`]),
-//! and the value syntax flags and file share (sizes like `1MB`, durations like `"1m30s"`).
+//! reads it into a tree, [`file`] maps the tree onto the options, `keys` lists the keys it
+//! refuses by name), `--signal` ([`signal`]), and the value syntax flags and file share
+//! (sizes like `1MB`, durations like `"1m30s"`).
 
 pub mod cli;
 pub mod conf;
 pub mod file;
+mod keys;
 pub mod signal;
 
 use std::time::Duration;
