@@ -379,6 +379,28 @@ mod tests {
     }
 
     #[test]
+    fn the_bound_counts_bytes_until_the_peer_credits_them() {
+        let o = Outbox::default();
+        let msg = vec![0u8; OUTBOX_HIGH_WATER / 4];
+        let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
+        ex.run(async {
+            for _ in 0..4 {
+                o.push_msg(b"x", None, None, &msg, std::iter::empty(), 0, 0, 0);
+                // Handed to the mesh: still counted, however few mails that is.
+                assert!(matches!(o.next().await, Mail::Batch(_)));
+            }
+            assert!(o.is_full(), "four quarter-size batches in the mesh fill the outbox");
+            o.credited(msg.len() + 1);
+            assert!(!o.is_full(), "a credited batch frees its bytes");
+            // Credit owed to the peer goes out before anything else.
+            o.give_credit(123);
+            o.push_msg(b"y", None, None, b"1", std::iter::empty(), 0, 0, 0);
+            assert!(matches!(o.next().await, Mail::Credit { bytes: 123 }));
+            assert!(matches!(o.next().await, Mail::Batch(_)));
+        });
+    }
+
+    #[test]
     fn control_mails_follow_the_messages_queued_before_them() {
         let o = Outbox::default();
         o.push_msg(b"x", None, None, b"1", std::iter::empty(), 0, 0, 0);
