@@ -93,7 +93,8 @@ if [ "${NATSU_TEST_REFERENCE:-1}" != "0" ]; then
     # reference itself: this keeps the tests honest. Same binaries, no rebuild.
     targets=()
     for t in protocol clients cores client_api client_encoded client_reconnect bench_cli \
-        client_tls_auth server_auth server_signals real_clients_auth_tls; do
+        client_tls_auth server_auth server_signals real_clients_auth_tls restart info_diff \
+        auth_storm isolation; do
         if [ -f "tests/$t.rs" ]; then
             targets+=(--test "$t")
         fi

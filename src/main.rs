@@ -69,9 +69,6 @@ fn main() -> ExitCode {
     if let Some(f) = &opts.config_file {
         tracing::info!("Using configuration file: {f}");
     }
-    if opts.cluster.is_some() {
-        tracing::warn!("Cluster settings are checked but not served yet: natsu runs as a single server");
-    }
     let pid_file = opts.pid_file.clone();
     let running = match server::start(opts) {
         Ok(r) => Arc::new(r),
