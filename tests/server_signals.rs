@@ -132,6 +132,12 @@ fn sigusr2_lame_duck_mode() {
             line = c.read_line();
         }
         assert!(line.starts_with("INFO ") && line.contains("\"ldm\":true"), "{line}");
+        // As nats-server: the lame duck INFO names the client, as its first INFO did.
+        let field = |l: &str, k: &str| serde_json::from_str::<serde_json::Value>(l[5..].trim()).ok().map(|v| v[k].clone());
+        for k in ["client_id", "client_ip"] {
+            assert_eq!(field(&line, k), field(&c.info, k), "{k} in {line}");
+            assert!(field(&line, k).is_some_and(|v| !v.is_null()), "{k} missing from {line}");
+        }
     }
     // No new clients once in lame duck mode.
     eventually("new connections refused", || std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err());

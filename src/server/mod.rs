@@ -322,10 +322,9 @@ async fn control_task(shard: &Rc<Shard>) {
 /// evenly over the rest of lame_duck_duration, so they do not all reconnect at once.
 async fn lame_duck(shard: &Rc<Shard>) {
     let opts = shard.opts();
-    let info = shard.ldm_info_line();
     // Only clients that take INFO updates (protocol 1) are told, as nats-server does.
     for c in shard.clients().iter().filter(|c| c.opts.borrow().protocol >= 1) {
-        c.send(info.as_bytes());
+        c.send(shard.ldm_info_line(c.cid, c.addr).as_bytes());
     }
     glommio::timer::sleep(opts.lame_duck_grace_period).await;
     let clients = shard.clients();

@@ -287,9 +287,20 @@ impl Shard {
 
     /// The INFO line for a new connection.
     pub fn info_line(&self, cid: u64, addr: Option<SocketAddr>) -> String {
+        self.client_info_line(cid, addr, false)
+    }
+
+    /// The INFO line for lame duck mode: `ldm: true`, with the client's own id and address
+    /// as nats-server sends it.
+    pub fn ldm_info_line(&self, cid: u64, addr: Option<SocketAddr>) -> String {
+        self.client_info_line(cid, addr, true)
+    }
+
+    fn client_info_line(&self, cid: u64, addr: Option<SocketAddr>, ldm: bool) -> String {
         let mut info = self.info.borrow().clone();
         info.client_id = Some(cid);
         info.client_ip = addr.map(|a| a.ip().to_string());
+        info.ldm = ldm;
         // nats-server ends INFO with a space before CRLF; some clients' tests match it.
         format!("INFO {} \r\n", serde_json::to_string(&info).unwrap_or_default())
     }
@@ -332,13 +343,6 @@ impl Shard {
 
     pub fn count_slow_consumer(&self) {
         bump(&self.stats.slow_consumers, 1);
-    }
-
-    /// The INFO line for lame duck mode: `ldm: true`, and no client-specific fields.
-    pub fn ldm_info_line(&self) -> String {
-        let mut info = self.info.borrow().clone();
-        info.ldm = true;
-        format!("INFO {} \r\n", serde_json::to_string(&info).unwrap_or_default())
     }
 
     /// SUB from a client.
