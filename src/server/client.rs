@@ -117,6 +117,9 @@ pub struct Client {
     /// Publishers on other cores (core, cid) told to stall for this consumer, released when
     /// it catches up or closes.
     pub remote_producers: RefCell<Vec<(u16, u64)>>,
+    /// How long producers on this core have waited for this consumer since it last was
+    /// under half its max_pending (see `Shard::wait_for_slow_consumer`).
+    pub stalled_for: Cell<Duration>,
     pub state: Cell<State>,
     pub close_reason: Cell<Option<CloseReason>>,
     /// CONNECT options (defaults until the client sends CONNECT).
@@ -176,6 +179,7 @@ impl Client {
             stalled: RefCell::new(Vec::new()),
             remote_stalls: Cell::new(0),
             remote_producers: RefCell::new(Vec::new()),
+            stalled_for: Cell::new(Duration::ZERO),
             state: Cell::new(State::Open),
             close_reason: Cell::new(None),
             echo: Cell::new(defaults.echo),
@@ -534,6 +538,7 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         client.last_activity.set(now_ns());
         client.wake_stalled();
         if client.pending() <= client.max_pending / 2 {
+            client.stalled_for.set(Duration::ZERO);
             shard.release_producers(client);
         }
         let now = client.last_activity.get();

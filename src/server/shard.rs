@@ -885,17 +885,27 @@ impl Shard {
     }
 
     /// If a local consumer went over half its max_pending while this producer (a client's
-    /// reader, or the mailbox from another core) delivered to it, wait until it is back under
-    /// or STALL_MAX has passed. A stalled mailbox lets the other core's outbox fill, which in
-    /// turn stalls the publisher over there.
+    /// reader) delivered to it, wait until it is back under. Producers wait on one consumer
+    /// for STALL_MAX in all while it stays over half (the budget comes back once it gets under):
+    /// a consumer that does not read then fills to max_pending or its write deadline and is
+    /// cut off, instead of holding its producers a second per read pass for as long as it
+    /// lasts.
     async fn wait_for_slow_consumer(&self) {
         let Some(c) = self.stall.borrow_mut().take() else { return };
+        let left = STALL_MAX.saturating_sub(c.stalled_for.get());
+        if left.is_zero() {
+            return;
+        }
         let below = c.max_pending() / 2;
+        let start = std::time::Instant::now();
         let _ = futures_lite::future::or(async { Some(c.wait_pending_below(below).await) }, async {
-            glommio::timer::sleep(STALL_MAX).await;
+            glommio::timer::sleep(left).await;
             None
         })
         .await;
+        if c.pending() > below {
+            c.stalled_for.set(c.stalled_for.get() + start.elapsed());
+        }
     }
 
     /// Subscriptions on this core.
