@@ -11,7 +11,8 @@
 # writes the runs, the table (table.md) and a latency plot (latency.svg) under OUT.
 #
 # Environment: ROUNDS (default 5), WORKLOADS (default all), OUT (default bench/runs/<time>),
-# SCALE (multiplies message counts; default 1).
+# SCALE (multiplies message counts; default 1), NATSU_BASELINE (another natsu binary, e.g. an
+# older commit's, measured in the same rounds as "natsu-base": an A/B of a change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:$HOME/.cargo/bin"
@@ -58,6 +59,7 @@ start_server() {
     natsu) "$NATSU" -a 127.0.0.1 -p -1 2>"$log" & ;;
     natsu-1core) "$NATSU" -a 127.0.0.1 -p -1 --cores 1 2>"$log" & ;;
     nats-server) nats-server -a 127.0.0.1 -p -1 2>"$log" & ;;
+    natsu-base) "$NATSU_BASELINE" -a 127.0.0.1 -p -1 2>"$log" & ;;
     esac
     SERVER_PID=$!
     PORT=""
@@ -89,6 +91,7 @@ for round in $(seq "$ROUNDS"); do
         # Alternate who goes first, so drift in the machine's speed hits both alike.
         if [ $((round % 2)) -eq 0 ]; then servers="nats-server natsu"; fi
         if [ "$w" = fanout16 ]; then servers="$servers natsu-1core"; fi
+        if [ -n "${NATSU_BASELINE:-}" ]; then servers="$servers natsu-base"; fi
         for s in $servers; do
             dir="$OUT/$w/$s-$round"
             mkdir -p "$dir"

@@ -44,13 +44,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     }
 
     /// Write all of `buf` and flush it (a TLS stream holds records back until flushed).
-    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        self.write_all_by(buf, None).await
+    }
+
+    /// [`Shared::write_all`], failing with `TimedOut` when a partial write completes after
+    /// `deadline`: a peer that takes a few bytes at a time cannot stretch one flush without
+    /// bound. (A write that makes no progress at all is bounded by the stream's own write
+    /// timeout.) Checked between writes, so the usual flush costs no timer.
+    pub async fn write_all_by(&self, mut buf: &[u8], deadline: Option<std::time::Instant>) -> io::Result<()> {
         while !buf.is_empty() {
             let n = poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             buf = &buf[n..];
+            if !buf.is_empty() && deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
         }
         poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)).await
     }

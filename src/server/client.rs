@@ -520,20 +520,8 @@ async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         client.in_flight.set(spare.len());
         // write_deadline bounds the whole flush, as nats-server's deadline on its writev
         // does: a consumer that takes a few bytes at a time must not stretch it forever.
-        // The usual write completes at its first poll and needs no timer.
-        let res = {
-            let mut write = std::pin::pin!(stream.write_all(&spare));
-            match futures_lite::future::poll_once(&mut write).await {
-                Some(res) => res,
-                None => {
-                    futures_lite::future::or(write, async {
-                        glommio::timer::sleep(deadline).await;
-                        Err(std::io::ErrorKind::TimedOut.into())
-                    })
-                    .await
-                }
-            }
-        };
+        // (Each single write is bounded by the socket's write timeout, set in `serve`.)
+        let res = stream.write_all_by(&spare, Some(std::time::Instant::now() + deadline)).await;
         client.in_flight.set(0);
         client.last_activity.set(now_ns());
         client.wake_stalled();
