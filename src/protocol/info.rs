@@ -39,6 +39,10 @@ pub struct Info {
     pub client_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
+    /// A random challenge an nkey user signs in its CONNECT (`sig`); sent when nkey users
+    /// are configured, as nats-server does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
     /// The cluster's name whenever a `cluster` block is configured, as nats-server sends it
     /// (a server alone in its cluster too).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -704,8 +704,8 @@ mod tests {
         assert!(run(&token, connect(None, None, Some("tok2"))).is_none());
         let users = Auth {
             users: vec![
-                User { user: "a".into(), password: "pa".into(), permissions: None },
-                User { user: "b".into(), password: hash, permissions: None },
+                User { user: "a".into(), password: "pa".into(), permissions: None, ..Default::default() },
+                User { user: "b".into(), password: hash, permissions: None, ..Default::default() },
             ],
             ..Auth::default()
         };

@@ -399,7 +399,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
     let tls = shard.tls();
     let auth_required = opts.auth.required();
     client.authorized.set(!auth_required);
-    let info = shard.info_line(cid, addr);
+    let info = shard.info_line(cid, addr, None);
     if !shard.register(&client) {
         let stream = Stream::new(Transport::Plain(tcp));
         client.send(info.as_bytes());

@@ -48,6 +48,12 @@ pub struct Options {
     pub lame_duck_grace_period: Duration,
     /// The cluster block, parsed and validated; used by the cluster issue.
     pub cluster: Option<Cluster>,
+    /// The `accounts` block, in file order. Users outside every account (in
+    /// `authorization`) are in the global account `$G`, which is never listed here.
+    pub accounts: Vec<Account>,
+    /// `system_account`: the account of the server's own `$SYS.` subjects (nats-server's
+    /// default `$SYS`, which exists even when no account block names it).
+    pub system_account: String,
     /// The config file this came from (`-c`), for reloads and `/varz`.
     pub config_file: Option<String>,
 }
@@ -84,10 +90,17 @@ impl Default for Options {
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
             cluster: None,
+            accounts: Vec::new(),
+            system_account: SYSTEM_ACCOUNT.into(),
             config_file: None,
         }
     }
 }
+
+/// The account of users outside every configured account, as nats-server names it.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+/// The default system account.
+pub const SYSTEM_ACCOUNT: &str = "$SYS";
 
 /// Authentication and authorization: one user/password, or a token, or a list of users.
 /// Passwords and tokens are plain text or bcrypt hashes (`$2a$…`, `$2b$…`, `$2y$…`).
@@ -96,14 +109,19 @@ pub struct Auth {
     pub user: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// Every user: those of `authorization { users }` (account `None`: `$G`) and those of
+    /// every `accounts { X { users } }` (account `Some("X")`), password users and nkey users.
     pub users: Vec<User>,
+    /// `no_auth_user`: a client that presents no credentials is this user (a name in
+    /// `users`, checked when the file is read).
+    pub no_auth_user: Option<String>,
     /// How long a client has to send CONNECT with its credentials (nats-server: 2s).
     pub timeout: Duration,
 }
 
 impl Default for Auth {
     fn default() -> Self {
-        Auth { user: None, password: None, token: None, users: Vec::new(), timeout: Duration::from_secs(2) }
+        Auth { user: None, password: None, token: None, users: Vec::new(), no_auth_user: None, timeout: Duration::from_secs(2) }
     }
 }
 
@@ -114,11 +132,18 @@ impl Auth {
     }
 }
 
-/// One entry of `authorization { users = [...] }`.
+/// One entry of `authorization { users = [...] }` or of an account's `users`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct User {
+    /// The name; empty for an nkey user.
     pub user: String,
+    /// Plain or bcrypt; empty for an nkey user.
     pub password: String,
+    /// An nkey user's public key (`U…`): the client proves it holds the seed by signing the
+    /// INFO `nonce`.
+    pub nkey: Option<String>,
+    /// The account the user belongs to; None: `$G`.
+    pub account: Option<String>,
     /// None: may publish and subscribe to anything.
     pub permissions: Option<Permissions>,
 }
@@ -148,13 +173,16 @@ pub struct Tls {
     pub ca_file: Option<String>,
     /// Require and verify client certificates.
     pub verify: bool,
+    /// `verify_and_map`: verify client certificates and pick the user whose name is one of
+    /// the certificate's email SANs, DNS SANs or its subject DN (RFC 2253).
+    pub verify_and_map: bool,
     /// TLS handshake timeout (nats-server: 2s; the `tls { timeout }` is seconds, may be fractional).
     pub timeout: Duration,
 }
 
 impl Default for Tls {
     fn default() -> Self {
-        Tls { cert_file: String::new(), key_file: String::new(), ca_file: None, verify: false, timeout: Duration::from_secs(2) }
+        Tls { cert_file: String::new(), key_file: String::new(), ca_file: None, verify: false, verify_and_map: false, timeout: Duration::from_secs(2) }
     }
 }
 
@@ -170,4 +198,58 @@ pub struct Cluster {
     pub auth_timeout: Option<Duration>,
     pub no_advertise: bool,
     pub connect_retries: u32,
+}
+
+/// One `accounts { NAME { ... } }` entry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Account {
+    pub name: String,
+    pub exports: Vec<Export>,
+    pub imports: Vec<Import>,
+}
+
+/// Whether an export or import is of a stream (messages flow to the importer) or a service
+/// (the importer sends requests, the exporter answers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    Stream,
+    Service,
+}
+
+/// How many answers a service request may have (`response_type`; nats-server's default
+/// singleton).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResponseType {
+    #[default]
+    Singleton,
+    Stream,
+    Chunked,
+}
+
+/// `exports: [{stream: "a.>"}, {service: "req", accounts: [B], response_type: stream}]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Export {
+    pub kind: ExportKind,
+    /// The exported subject (wildcards allowed).
+    pub subject: String,
+    /// Accounts allowed to import it; None: public.
+    pub accounts: Option<Vec<String>>,
+    /// Services only.
+    pub response_type: ResponseType,
+}
+
+/// `imports: [{stream: {account: A, subject: "a.>"}, prefix: p}, {service: {account: A,
+/// subject: req}, to: "a.req"}]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Import {
+    pub kind: ExportKind,
+    /// The exporting account.
+    pub account: String,
+    /// The subject in the exporting account.
+    pub subject: String,
+    /// Streams: the importer sees `prefix.subject`.
+    pub prefix: Option<String>,
+    /// Streams: the importer sees `to` instead of the subject; services: the importer
+    /// publishes requests on `to`, which reach the exporter on `subject`.
+    pub to: Option<String>,
 }

@@ -286,18 +286,19 @@ impl Shard {
     }
 
     /// The INFO line for a new connection.
-    pub fn info_line(&self, cid: u64, addr: Option<SocketAddr>) -> String {
-        self.client_info_line(cid, addr, false)
+    pub fn info_line(&self, cid: u64, addr: Option<SocketAddr>, nonce: Option<&str>) -> String {
+        self.client_info_line(cid, addr, false, nonce)
     }
 
     /// The INFO line for lame duck mode: `ldm: true`, with the client's own id and address
     /// as nats-server sends it.
     pub fn ldm_info_line(&self, cid: u64, addr: Option<SocketAddr>) -> String {
-        self.client_info_line(cid, addr, true)
+        self.client_info_line(cid, addr, true, None)
     }
 
-    fn client_info_line(&self, cid: u64, addr: Option<SocketAddr>, ldm: bool) -> String {
+    fn client_info_line(&self, cid: u64, addr: Option<SocketAddr>, ldm: bool, nonce: Option<&str>) -> String {
         let mut info = self.info.borrow().clone();
+        info.nonce = nonce.map(Into::into);
         info.client_id = Some(cid);
         info.client_ip = addr.map(|a| a.ip().to_string());
         info.ldm = ldm;
