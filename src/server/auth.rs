@@ -52,6 +52,8 @@ pub struct Identity {
     /// The user name, for /connz's `authorized_user` and the logs.
     pub user: Option<String>,
     pub perms: Option<ClientPerms>,
+    /// The user's account; None: `$G`.
+    pub account: Option<String>,
 }
 
 /// What checking a CONNECT came to.
@@ -97,13 +99,13 @@ async fn check(auth: &Auth, c: &Connect, scope: Option<&Arc<Options>>, gone: &dy
         let Some(name) = c.user.as_deref() else { return Verdict::Refuse };
         let Some(u) = auth.users.iter().find(|u| u.user == name) else { return Verdict::Refuse };
         let m = secret_matches(&u.password, &u.user, c.pass.as_deref(), scope, gone).await;
-        return verdict(m, Identity { user: Some(u.user.clone()), perms: u.permissions.as_ref().map(ClientPerms::new) });
+        return verdict(m, Identity { user: Some(u.user.clone()), perms: u.permissions.as_ref().map(ClientPerms::new), account: u.account.clone() });
     }
     if let Some(token) = &auth.token {
         // The empty user cannot clash with a user's entry: keys also carry the configured
         // secret, and a token's is never a user's.
         let m = secret_matches(token, "", c.auth_token.as_deref(), scope, gone).await;
-        return verdict(m, Identity { user: None, perms: None });
+        return verdict(m, Identity { user: None, perms: None, account: None });
     }
     if let Some(user) = &auth.user {
         if c.user.as_deref() != Some(user.as_str()) {
@@ -111,9 +113,9 @@ async fn check(auth: &Auth, c: &Connect, scope: Option<&Arc<Options>>, gone: &dy
         }
         let pass = auth.password.as_deref().unwrap_or("");
         let m = secret_matches(pass, user, c.pass.as_deref(), scope, gone).await;
-        return verdict(m, Identity { user: Some(user.clone()), perms: None });
+        return verdict(m, Identity { user: Some(user.clone()), perms: None, account: None });
     }
-    Verdict::Pass(Identity { user: None, perms: None })
+    Verdict::Pass(Identity { user: None, perms: None, account: None })
 }
 
 /// Whether the peer of a connection waiting for its check has hung up (FIN or RST), without

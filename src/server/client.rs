@@ -130,6 +130,9 @@ pub struct Client {
     pub verbose: Cell<bool>,
     pub pedantic: Cell<bool>,
     pub no_responders: Cell<bool>,
+    /// The account the client is bound to (an index into the server's account table; 0 is
+    /// `$G`), set once its credentials are checked.
+    pub account: Cell<u32>,
     /// Subscriptions by sid.
     pub subs: RefCell<HashMap<Box<[u8]>, Rc<Subscription>, ahash::RandomState>>,
     /// PINGs sent without a PONG back.
@@ -187,6 +190,7 @@ impl Client {
             verbose: Cell::new(defaults.verbose),
             pedantic: Cell::new(defaults.pedantic),
             no_responders: Cell::new(false),
+            account: Cell::new(0),
             opts: RefCell::new(defaults),
             subs: RefCell::new(HashMap::default()),
             pings_out: Cell::new(0),
@@ -722,6 +726,7 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
                     super::auth::Verdict::Pass(id) => {
                         *client.user.borrow_mut() = id.user;
                         client.set_perms(id.perms);
+                        shard.bind_account(client, id.account.as_deref());
                         client.authorized.set(true);
                     }
                     super::auth::Verdict::Refuse => {

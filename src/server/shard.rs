@@ -306,6 +306,13 @@ impl Shard {
         format!("INFO {} \r\n", serde_json::to_string(&info).unwrap_or_default())
     }
 
+    /// Bind a client to the account its credentials name (None: `$G`).
+    pub fn bind_account(&self, client: &Client, account: Option<&str>) {
+        let opts = self.opts();
+        let id = account.and_then(|a| opts.accounts.iter().position(|x| x.name == a)).map_or(0, |i| i as u32 + 1);
+        client.account.set(id);
+    }
+
     /// Count a new connection; false when max_connections is reached.
     pub fn register(&self, client: &Rc<Client>) -> bool {
         let max = self.opts().max_connections;
