@@ -7,7 +7,7 @@
 //! 2. [`server::client`] acts on them for its connection, on the core that accepted it;
 //! 3. [`server::shard`] matches the subject in the core's [`server::sublist`] and appends MSG
 //!    frames ([`protocol::encode`]) to local subscribers' outbound buffers;
-//! 4. for subscribers on other cores, [`server::router`] batches the message into that core's
+//! 4. for subscribers on other cores, [`server::shard::outbox`] batches the message into that core's
 //!    mailbox, and the receiving shard delivers it in turn;
 //! 5. each connection's writer sends its whole buffer once per event-loop pass.
 //!

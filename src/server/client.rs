@@ -88,6 +88,16 @@ pub enum Pending {
     Over,
 }
 
+/// What a connection is, as nats-server's `c.kind`: the kind picks the delivery framing
+/// (MSG/HMSG for clients) and the forwarding rules (a message from a route never goes back to
+/// a route). Routes (RMSG) and leaf nodes (LMSG) come with the cluster and leaf node work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    #[default]
+    Client,
+}
+
 /// Counters for one connection.
 #[derive(Default, Debug)]
 pub struct ClientStats {
@@ -130,6 +140,8 @@ pub struct Client {
     pub verbose: Cell<bool>,
     pub pedantic: Cell<bool>,
     pub no_responders: Cell<bool>,
+    /// What the connection is: picks its delivery framing and forwarding rules.
+    pub kind: Kind,
     /// The account the client is bound to (an index into the server's account table; 0 is
     /// `$G`), set once its credentials are checked.
     pub account: Cell<u32>,
@@ -191,6 +203,7 @@ impl Client {
             pedantic: Cell::new(defaults.pedantic),
             no_responders: Cell::new(false),
             account: Cell::new(0),
+            kind: Kind::Client,
             opts: RefCell::new(defaults),
             subs: RefCell::new(HashMap::default()),
             pings_out: Cell::new(0),

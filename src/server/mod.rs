@@ -1,10 +1,9 @@
 //! The broker: boot one glommio executor per core, each serving its own share of the
 //! connections, accepted from one listening socket the executors share ([`listener`]).
 //!
-//! - [`shard`]: a core's state and message routing;
 //! - [`client`]: a connection's reader, writer and pinger tasks;
-//! - [`router`]: what crosses between cores, batched per peer;
-//! - [`sublist`]: the subscription index;
+//! - [`shard`]: one core's state: per-account indexes, routing, mail between cores (a folder);
+//! - [`sublist`]: the subscription trie and its match cache, which each account index is;
 //! - [`monitor`]: the HTTP monitoring port (core zero), figures gathered from every core.
 
 pub mod auth;
@@ -12,7 +11,6 @@ pub mod client;
 pub mod listener;
 pub mod monitor;
 pub mod options;
-pub mod router;
 pub mod shard;
 pub mod sublist;
 pub mod tls;
@@ -28,7 +26,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 pub use options::Options;
-use router::Mail;
+use shard::outbox::Mail;
 use shard::{Control, Live, Mode, Shard, Shared};
 
 use crate::protocol::info::{Info, COMPAT_VERSION};
@@ -184,6 +182,7 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         ..Default::default()
     };
     let opts = Options { cores, port: addr.port(), ..opts };
+    let accounts = shard::imports::AccountTable::new(&opts);
     let shared = Arc::new(Shared {
         control: Control::new(Live { opts: Arc::new(opts.clone()), tls }),
         opts,
@@ -192,6 +191,7 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         total_connections: AtomicU64::new(0),
         next_cid: AtomicU64::new(0),
         batch_pools: (0..cores * cores).map(|_| Default::default()).collect(),
+        accounts,
     });
     let shared_for_running = shared.clone();
     let mesh: MeshBuilder<Mail, _> = MeshBuilder::full(cores, MESH_CHANNEL_SIZE);

@@ -1,5 +1,5 @@
 //! Figures from every core: core zero asks each other core through its mailbox
-//! ([`Mail::Stats`](crate::server::router::Mail::Stats)) and answers for itself directly.
+//! ([`Mail::Stats`](crate::server::shard::outbox::Mail::Stats)) and answers for itself directly.
 //!
 //! A core answers from its own state, synchronously, when the mail arrives: counters from
 //! its [`ShardStats`](crate::server::shard::ShardStats), and for `/connz` and `/subsz` the
@@ -343,7 +343,7 @@ pub async fn gather(shard: &Rc<Shard>, q: CoreQuery) -> Vec<CoreSnapshot> {
     for peer in (0..ncores).filter(|&p| p != shard.id) {
         if let Some(ob) = shard.outbox(peer) {
             let (tx, rx) = oneshot::channel();
-            ob.push_control(crate::server::router::Mail::Stats(StatsRequest { query: q.clone(), reply: tx }));
+            ob.push_control(crate::server::shard::outbox::Mail::Stats(StatsRequest { query: q.clone(), reply: tx }));
             waiting.push((peer, rx));
         }
     }

@@ -1,4 +1,4 @@
-//! The cross-core router: what one core tells another, and the per-peer outbox that batches it.
+//! Cross-core mail: what one core tells another, and the per-peer outbox that batches it.
 //!
 //! Every core has an [`Outbox`] per other core. Messages published on this core for
 //! subscribers on another core are appended to that peer's open [`Batch`] (copied once into
@@ -13,13 +13,16 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
+use crate::server::client::Kind;
+
 /// What crosses from one core to another through the mesh.
 #[derive(Debug)]
 pub enum Mail {
     /// Messages for subscribers on the receiving core.
     Batch(Batch),
-    /// The sending core's count for (subject, queue) went 0→1 (`add`) or 1→0.
-    Interest { subject: Box<[u8]>, queue: Option<Box<[u8]>>, add: bool, epoch: u64 },
+    /// The sending core's count for (subject, queue) in `account` went 0→1 (`add`) or
+    /// 1→0; queue members are announced one by one.
+    Interest { account: u32, subject: Box<[u8]>, queue: Option<Box<[u8]>>, add: bool, epoch: u64 },
     /// The receiving core has applied the sender's interest changes up to `epoch` (and
     /// handled every mail before the `Barrier` of that epoch).
     Ack { epoch: u64 },
@@ -34,7 +37,7 @@ pub enum Mail {
     /// The sending core has delivered this many message bytes of the receiver's batches:
     /// the outbox's bound counts bytes until the peer has handled them, not mails.
     Credit { bytes: usize },
-    /// The answer to a probe message (see [`BatchMsg::probe`]): whether the sending core
+    /// The answer to a probe message (see [`Meta::probe`]): whether the sending core
     /// delivered it to anyone.
     ProbeAck { token: u32, delivered: bool },
 }
@@ -44,6 +47,27 @@ pub enum Mail {
 struct Span {
     start: u32,
     len: u32,
+}
+
+/// What travels with a message between cores besides its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The account the message is in on the receiving core (an index into the server's
+    /// account table, the same on every core).
+    pub account: u32,
+    /// The publishing connection's cid (0: none), for cross-core back-pressure.
+    pub origin: u64,
+    /// The publishing connection's kind: what it may be sent back to.
+    pub kind: Kind,
+    /// How many times this message has been forwarded between cores (queue re-routing).
+    pub hops: u8,
+    /// Not 0: a probe. The publishing core knew of no interest anywhere for a request whose
+    /// publisher wants no_responders; the receiver delivers it if it has local interest
+    /// (which the publishing core may not have learned yet) and answers `ProbeAck`.
+    pub probe: u32,
+    /// A reply to a service import's generated `_R_` subject whose mapping lives on the
+    /// receiving core: it resolves it there (see `shard::imports`).
+    pub response: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -56,12 +80,7 @@ struct Entry {
     msg: Span,
     /// Queue groups the receiving core must deliver this message to: a range of `queues`.
     queues: (u32, u32),
-    /// How many times this message has been forwarded between cores (queue re-routing).
-    hops: u8,
-    /// A probe (not 0): see [`BatchMsg::probe`].
-    probe: u32,
-    /// The publishing client's cid (0: none), for cross-core back-pressure.
-    origin: u64,
+    meta: Meta,
 }
 
 /// Messages bound for one core, in publish order, in one buffer.
@@ -81,12 +100,7 @@ pub struct BatchMsg<'a> {
     pub msg: &'a [u8],
     queues: &'a [Span],
     data: &'a [u8],
-    pub hops: u8,
-    /// Not 0: the publishing core knew of no interest anywhere for a request whose
-    /// publisher wants no_responders; the receiver delivers it if it has local interest
-    /// (which the publishing core may not have learned yet) and answers `ProbeAck`.
-    pub probe: u32,
-    pub origin: u64,
+    pub meta: Meta,
 }
 
 impl BatchMsg<'_> {
@@ -104,18 +118,7 @@ impl Batch {
     }
 
     /// Append a message with the queue groups the receiver should deliver it to.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push<'q>(
-        &mut self,
-        subject: &[u8],
-        reply: Option<&[u8]>,
-        header_len: Option<usize>,
-        msg: &[u8],
-        queues: impl Iterator<Item = &'q [u8]>,
-        hops: u8,
-        origin: u64,
-        probe: u32,
-    ) {
+    pub fn push<'q>(&mut self, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8], queues: impl Iterator<Item = &'q [u8]>, meta: Meta) {
         let subject = self.put(subject);
         let reply = match reply {
             Some(r) => self.put(r),
@@ -134,9 +137,7 @@ impl Batch {
             header_len: header_len.map_or(u32::MAX, |h| h as u32),
             msg,
             queues: (q0, q1),
-            hops,
-            probe,
-            origin,
+            meta,
         });
     }
 
@@ -166,9 +167,7 @@ impl Batch {
             msg: at(e.msg),
             queues: &self.queues[e.queues.0 as usize..e.queues.1 as usize],
             data: d,
-            hops: e.hops,
-            probe: e.probe,
-            origin: e.origin,
+            meta: e.meta,
         })
     }
 }
@@ -246,21 +245,10 @@ impl Outbox {
     }
 
     /// Queue a message for the peer.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push_msg<'q>(
-        &self,
-        subject: &[u8],
-        reply: Option<&[u8]>,
-        header_len: Option<usize>,
-        msg: &[u8],
-        queues: impl Iterator<Item = &'q [u8]>,
-        hops: u8,
-        origin: u64,
-        probe: u32,
-    ) {
+    pub fn push_msg<'q>(&self, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8], queues: impl Iterator<Item = &'q [u8]>, meta: Meta) {
         let mut open = self.open.borrow_mut();
         let before = open.bytes();
-        open.push(subject, reply, header_len, msg, queues, hops, origin, probe);
+        open.push(subject, reply, header_len, msg, queues, meta);
         self.pending.set(self.pending.get() + open.bytes() - before);
         drop(open);
         self.wake_sender();
@@ -349,16 +337,16 @@ mod tests {
     #[test]
     fn batch_round_trip_keeps_order_and_fields() {
         let mut b = Batch::default();
-        b.push(b"a.b", None, None, b"one", std::iter::empty(), 0, 0, 0);
-        b.push(b"c", Some(b"_INBOX.1"), Some(4), b"hdrsbody", [&b"q1"[..], b"q2"].into_iter(), 1, 0, 0);
-        b.push(b"d", Some(b""), None, b"", std::iter::empty(), 0, 0, 0);
+        b.push(b"a.b", None, None, b"one", std::iter::empty(), Meta::default());
+        b.push(b"c", Some(b"_INBOX.1"), Some(4), b"hdrsbody", [&b"q1"[..], b"q2"].into_iter(), Meta { hops: 1, account: 3, ..Meta::default() });
+        b.push(b"d", Some(b""), None, b"", std::iter::empty(), Meta::default());
         let v: Vec<_> = b.iter().collect();
         assert_eq!(v.len(), 3);
         assert_eq!((v[0].subject, v[0].reply, v[0].header_len, v[0].msg), (&b"a.b"[..], None, None, &b"one"[..]));
         assert_eq!(v[0].queues().count(), 0);
         assert_eq!((v[1].subject, v[1].reply, v[1].header_len), (&b"c"[..], Some(&b"_INBOX.1"[..]), Some(4)));
         assert_eq!(v[1].queues().collect::<Vec<_>>(), vec![&b"q1"[..], b"q2"]);
-        assert_eq!(v[1].hops, 1);
+        assert_eq!((v[1].meta.hops, v[1].meta.account), (1, 3));
         assert_eq!(v[2].reply, Some(&b""[..]));
     }
 
@@ -366,18 +354,18 @@ mod tests {
     fn sealed_batches_come_from_the_pool_and_big_ones_are_not_kept() {
         let pool = Arc::new(BatchPool::default());
         let mut b = Batch::default();
-        b.push(b"x", None, None, &[7; 1000], std::iter::empty(), 0, 0, 0);
+        b.push(b"x", None, None, &[7; 1000], std::iter::empty(), Meta::default());
         let cap = b.data.capacity();
         pool.give(b);
         let o = Outbox::new(pool.clone());
-        o.push_msg(b"y", None, None, b"1", std::iter::empty(), 0, 0, 0);
+        o.push_msg(b"y", None, None, b"1", std::iter::empty(), Meta::default());
         // Sealing replaces the open batch with the pooled one: empty, capacity kept.
         o.seal();
         assert!(o.open.borrow().is_empty());
         assert_eq!(o.open.borrow().data.capacity(), cap);
         assert!(pool.0.lock().unwrap().is_empty());
         let mut big = Batch::default();
-        big.push(b"z", None, None, &vec![0; POOL_BATCH_MAX + 1], std::iter::empty(), 0, 0, 0);
+        big.push(b"z", None, None, &vec![0; POOL_BATCH_MAX + 1], std::iter::empty(), Meta::default());
         pool.give(big);
         assert!(pool.0.lock().unwrap().is_empty(), "an oversized batch is freed");
         for _ in 0..POOL_MAX + 3 {
@@ -393,7 +381,7 @@ mod tests {
         let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
         ex.run(async {
             for _ in 0..4 {
-                o.push_msg(b"x", None, None, &msg, std::iter::empty(), 0, 0, 0);
+                o.push_msg(b"x", None, None, &msg, std::iter::empty(), Meta::default());
                 // Handed to the mesh: still counted, however few mails that is.
                 assert!(matches!(o.next().await, Mail::Batch(_)));
             }
@@ -402,10 +390,10 @@ mod tests {
             assert!(!o.is_full(), "a credited batch frees its bytes");
             // Credit owed to the peer goes out in lumps, before anything else.
             o.give_credit(123);
-            o.push_msg(b"y", None, None, b"1", std::iter::empty(), 0, 0, 0);
+            o.push_msg(b"y", None, None, b"1", std::iter::empty(), Meta::default());
             assert!(matches!(o.next().await, Mail::Batch(_)), "under a lump, credit waits");
             o.give_credit(CREDIT_BATCH);
-            o.push_msg(b"z", None, None, b"1", std::iter::empty(), 0, 0, 0);
+            o.push_msg(b"z", None, None, b"1", std::iter::empty(), Meta::default());
             assert!(matches!(o.next().await, Mail::Credit { bytes } if bytes == CREDIT_BATCH + 123));
             assert!(matches!(o.next().await, Mail::Batch(_)));
         });
@@ -414,9 +402,9 @@ mod tests {
     #[test]
     fn control_mails_follow_the_messages_queued_before_them() {
         let o = Outbox::default();
-        o.push_msg(b"x", None, None, b"1", std::iter::empty(), 0, 0, 0);
+        o.push_msg(b"x", None, None, b"1", std::iter::empty(), Meta::default());
         o.push_control(Mail::Ack { epoch: 7 });
-        o.push_msg(b"y", None, None, b"2", std::iter::empty(), 0, 0, 0);
+        o.push_msg(b"y", None, None, b"2", std::iter::empty(), Meta::default());
         let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
         ex.run(async {
             assert!(matches!(o.next().await, Mail::Batch(b) if b.len() == 1));

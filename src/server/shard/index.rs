@@ -1,0 +1,194 @@
+//! One subscription index per account on each core, and what it stores: targets of every
+//! kind, so that a publish is matched once and the result says where the message goes.
+//!
+//! A target is a subscription of a client on this core, another core that has interest
+//! (one entry per pattern, or per member for a queue group, so a core weighs as much as
+//! its members), or an import of the account (see [`super::imports`]). Routes and leaf
+//! nodes join as kinds of their own.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::imports::{ServiceImport, StreamImport};
+
+use super::Shard;
+use crate::protocol::subject;
+use crate::server::client::Client;
+use crate::server::sublist::Sublist;
+
+/// A subscription of one client on this core.
+pub struct Subscription {
+    pub client: Rc<Client>,
+    pub sid: Box<[u8]>,
+    pub subject: Box<[u8]>,
+    pub queue: Option<Box<[u8]>>,
+    /// Auto-unsubscribe after this many deliveries (0: never).
+    pub max: Cell<u64>,
+    pub delivered: Cell<u64>,
+    /// Removed from the index; a cached match result may still hold it for a moment.
+    pub closed: Cell<bool>,
+}
+
+/// Where a matched message goes. Equal by identity (`Rc`) or by core.
+#[derive(Clone)]
+pub enum Target {
+    /// A subscription of a client on this core.
+    Sub(Rc<Subscription>),
+    /// Another core has interest in this account.
+    Core(u16),
+    /// A stream import into another account (stored in the exporting account).
+    Stream(Rc<StreamImport>),
+    /// A service import (stored in the importing account, on its local subject).
+    Service(Rc<ServiceImport>),
+    /// Answers to this process's generated reply subjects (stored in exporting accounts,
+    /// on `_R_.<prefix>.>`).
+    Responses,
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Target::Sub(a), Target::Sub(b)) => Rc::ptr_eq(a, b),
+            (Target::Core(a), Target::Core(b)) => a == b,
+            (Target::Stream(a), Target::Stream(b)) => Rc::ptr_eq(a, b),
+            (Target::Service(a), Target::Service(b)) => Rc::ptr_eq(a, b),
+            (Target::Responses, Target::Responses) => true,
+            _ => false,
+        }
+    }
+}
+
+/// One account's index on one core.
+pub struct AccountIndex {
+    pub name: Arc<str>,
+    pub sublist: RefCell<Sublist<Target>>,
+    /// Client subscriptions stored (the index also holds other cores' interest and imports).
+    pub subs: Cell<usize>,
+}
+
+impl AccountIndex {
+    pub fn new(name: Arc<str>) -> AccountIndex {
+        AccountIndex { name, sublist: RefCell::new(Sublist::new()), subs: Cell::new(0) }
+    }
+}
+
+impl Shard {
+    /// The index of account `id` (`$G` for an id out of range, which binding never gives).
+    pub fn account(&self, id: u32) -> &AccountIndex {
+        self.accounts.get(id as usize).unwrap_or(&self.accounts[0])
+    }
+
+    /// SUB from a client.
+    pub fn subscribe(&self, client: &Rc<Client>, subj: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        if !subject::valid_subject(subj) || !queue.map_or(true, subject::valid_queue) {
+            client.send_err("Invalid Subject");
+            return;
+        }
+        if !client.can_subscribe(subj) {
+            let subj = String::from_utf8_lossy(subj);
+            let text = match queue {
+                Some(q) => format!("Permissions Violation for Subscription to \"{subj}\" using queue \"{}\"", String::from_utf8_lossy(q)),
+                None => format!("Permissions Violation for Subscription to \"{subj}\""),
+            };
+            tracing::error!(cid = client.cid, "Subscription Violation - {}", text.trim_start_matches("Permissions Violation for "));
+            client.send_err(&text);
+            return;
+        }
+        let max = self.opts().max_subscriptions;
+        if max > 0 && client.subs.borrow().len() >= max {
+            client.send_err("maximum subscriptions exceeded");
+            return;
+        }
+        if !client.subs.borrow().contains_key(sid) {
+            let sub = Rc::new(Subscription {
+                client: client.clone(),
+                sid: sid.into(),
+                subject: subj.into(),
+                queue: queue.map(Into::into),
+                max: Cell::new(0),
+                delivered: Cell::new(0),
+                closed: Cell::new(false),
+            });
+            let acc = client.account.get();
+            let index = self.account(acc);
+            if index.sublist.borrow_mut().insert(subj, queue, Target::Sub(sub.clone())).is_err() {
+                client.send_err("Invalid Subject");
+                return;
+            }
+            index.subs.set(index.subs.get() + 1);
+            client.subs.borrow_mut().insert(sid.into(), sub);
+            bump(&self.stats.sub_inserts, 1);
+            self.interest_changed(acc, subj, queue, true);
+            client.need_epoch.set(self.epoch.get());
+        }
+        if client.verbose.get() {
+            client.send(b"+OK\r\n");
+        }
+    }
+
+    /// UNSUB from a client: now, or after `max` deliveries in all.
+    pub fn unsubscribe(&self, client: &Rc<Client>, sid: &[u8], max: Option<u64>) {
+        let sub = match client.subs.borrow().get(sid) {
+            Some(s) => s.clone(),
+            None => return,
+        };
+        if let Some(m) = max {
+            if m > 0 && sub.delivered.get() < m {
+                sub.max.set(m);
+                return;
+            }
+        }
+        self.remove_sub(&sub);
+    }
+
+    pub(super) fn remove_sub(&self, sub: &Rc<Subscription>) {
+        if sub.closed.replace(true) {
+            return;
+        }
+        let acc = sub.client.account.get();
+        let index = self.account(acc);
+        if index.sublist.borrow_mut().remove(&sub.subject, sub.queue.as_deref(), &Target::Sub(sub.clone())).is_ok() {
+            index.subs.set(index.subs.get() - 1);
+        }
+        sub.client.subs.borrow_mut().remove(&sub.sid);
+        bump(&self.stats.sub_removes, 1);
+        self.interest_changed(acc, &sub.subject, sub.queue.as_deref(), false);
+    }
+
+    /// Client subscriptions on this core, in every account.
+    pub fn subscription_count(&self) -> usize {
+        self.accounts.iter().map(|a| a.subs.get()).sum()
+    }
+
+    /// The indexes' match cache figures summed: (hits, misses, cached subjects), for /subsz.
+    pub fn sublist_cache_stats(&self) -> (u64, u64, usize) {
+        self.accounts.iter().map(|a| a.sublist.borrow().cache_stats()).fold((0, 0, 0), |(h, m, n), (h2, m2, n2)| (h + h2, m + m2, n + n2))
+    }
+
+    /// `(largest, sum)` fan-out over this core's cached match results.
+    pub fn sublist_fanout(&self) -> (u64, u64) {
+        self.accounts.iter().map(|a| a.sublist.borrow().fanout()).fold((0, 0), |(m, s), (m2, s2)| (m.max(m2), s + s2))
+    }
+
+    /// Put the imports of the account table into this core's indexes: configuration, the
+    /// same on every core, never announced as interest.
+    pub(super) fn install_imports(&self) {
+        let table = &self.shared.accounts;
+        for s in &table.streams {
+            let _ = self.account(s.from).sublist.borrow_mut().insert(&s.subject, None, Target::Stream(Rc::new(s.clone())));
+        }
+        for s in &table.services {
+            let _ = self.account(s.from).sublist.borrow_mut().insert(&s.local, None, Target::Service(Rc::new(s.clone())));
+        }
+        for &a in &table.exporters {
+            let mut pattern = table.reply_prefix.to_vec();
+            pattern.push(b'>');
+            let _ = self.account(a).sublist.borrow_mut().insert(&pattern, None, Target::Responses);
+        }
+    }
+}
+
+pub(super) fn bump(c: &Cell<u64>, by: u64) {
+    c.set(c.get() + by);
+}

@@ -1,0 +1,315 @@
+//! Routing a publish to its targets: one match against the publisher's account index, then
+//! local subscribers get the message at once, other cores with interest get it through
+//! their outboxes, queue groups get it once server-wide (decided here, by the publishing
+//! core), and imports carry it into other accounts.
+
+use std::rc::Rc;
+
+use super::imports::{parse_reply, reply_subject, MAX_IMPORT_DEPTH};
+use super::index::{bump, Subscription, Target};
+use super::outbox::Meta;
+use super::{Probe, Shard};
+use crate::protocol::{encode, subject, Publish};
+use crate::server::client::{Client, Kind, Pending, State};
+
+/// Where a queue message goes.
+pub(super) enum Pick<'a> {
+    Local(&'a Rc<Subscription>),
+    Core(u16),
+    Nobody,
+}
+
+/// Who published a message being routed: a client on this core, or (for a message another
+/// core handed over) a connection elsewhere, known by cid and kind only.
+#[derive(Clone, Copy)]
+pub(super) struct Origin<'a> {
+    pub client: Option<&'a Rc<Client>>,
+    pub cid: u64,
+    pub kind: Kind,
+}
+
+impl<'a> Origin<'a> {
+    pub fn of(client: &'a Rc<Client>) -> Origin<'a> {
+        Origin { client: Some(client), cid: client.cid, kind: client.kind }
+    }
+
+    /// A publisher with echo off, whose own subscriptions do not get its messages.
+    fn skip(&self) -> Option<&'a Rc<Client>> {
+        self.client.filter(|c| !c.echo.get())
+    }
+
+    /// The message went to another core: a PONG to the publisher waits for it.
+    fn crossed(&self) {
+        if let Some(c) = self.client {
+            c.published_across.set(true);
+        }
+    }
+
+    fn meta(&self, account: u32) -> Meta {
+        Meta { account, origin: self.cid, kind: self.kind, ..Meta::default() }
+    }
+}
+
+/// A message on its way: what every target needs to see of it.
+#[derive(Clone, Copy)]
+pub(super) struct Message<'a> {
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    pub header_len: Option<usize>,
+    pub msg: &'a [u8],
+}
+
+impl Shard {
+    /// A client published a message.
+    pub fn publish(&self, client: &Rc<Client>, p: &Publish<'_>) {
+        bump(&client.stats.in_msgs, 1);
+        bump(&client.stats.in_bytes, p.msg.len() as u64);
+        bump(&self.stats.in_msgs, 1);
+        bump(&self.stats.in_bytes, p.msg.len() as u64);
+        if !client.can_publish(p.subject) {
+            let subj = String::from_utf8_lossy(p.subject);
+            tracing::error!(cid = client.cid, "Publish Violation - Subject \"{subj}\"");
+            client.send_err(&format!("Permissions Violation for Publish to \"{subj}\""));
+            return;
+        }
+        // Like nats-server, a pedantic client is told off for any subject that is not a valid
+        // literal one (a wildcard token, or an empty token as in `foo.`, `.foo`, `foo..bar`),
+        // and the connection stays open. What happens to the message does not change: a
+        // wildcard subject is still delivered (taken literally), one with an empty token
+        // reaches nobody, as there. Unlike nats-server, a control byte in the subject is
+        // refused here too: natsu never delivers such a subject (see `subject`), and a
+        // pedantic client is told rather than left to guess.
+        if client.pedantic.get() && !subject::valid_literal_subject(p.subject) {
+            client.send_err("Invalid Publish Subject");
+        }
+        // The +OK goes before any MSG the publisher itself receives, as nats-server orders it.
+        if client.verbose.get() {
+            client.send(b"+OK\r\n");
+        }
+        // Unlike nats-server, subjects with spaces or control bytes are never delivered: the
+        // index matches nothing for them, and nobody is told there are no responders.
+        let m = Message { subject: p.subject, reply: p.reply, header_len: p.header_len, msg: p.msg };
+        let acc = client.account.get();
+        let routed = self.route(Origin::of(client), acc, m, 0);
+        if let Some(reply) = p.reply.filter(|_| !routed && client.no_responders.get()) {
+            if subject::deliverable_subject(p.subject) {
+                if self.outboxes.len() > 1 {
+                    self.probe(client, acc, m, reply);
+                } else {
+                    self.no_responders(client, reply);
+                }
+            }
+        }
+    }
+
+    /// A request found no interest this core knows of. Another core may have gained a
+    /// subscriber whose interest is still on its way here, so the request goes to every
+    /// other core as a probe: a core with local interest delivers it, and each answers. Only
+    /// when none delivered is the requester told there are no responders. The extra hop
+    /// costs only requests that really have no responder.
+    fn probe(&self, client: &Rc<Client>, acc: u32, m: Message<'_>, reply: &[u8]) {
+        let token = self.next_probe.get().wrapping_add(1).max(1);
+        self.next_probe.set(token);
+        let probe = Probe { client: client.clone(), reply: reply.into(), waiting: self.outboxes.len() - 1, delivered: false };
+        self.probes.borrow_mut().insert(token, probe);
+        // A PONG after this must wait until the other cores have handled it, like any
+        // message that crossed.
+        client.published_across.set(true);
+        let meta = Meta { probe: token, ..Origin::of(client).meta(acc) };
+        for ob in self.outboxes.iter().flatten() {
+            ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::empty(), meta);
+        }
+    }
+
+    /// A core answered a probe.
+    pub(super) fn probe_answered(&self, token: u32, delivered: bool) {
+        let mut probes = self.probes.borrow_mut();
+        let Some(p) = probes.get_mut(&token) else { return };
+        p.delivered |= delivered;
+        p.waiting -= 1;
+        if p.waiting == 0 {
+            if let Some(p) = probes.remove(&token) {
+                drop(probes);
+                if !p.delivered && p.client.state.get() == State::Open {
+                    self.no_responders(&p.client, &p.reply);
+                }
+            }
+        }
+    }
+
+    /// Tell a requester nobody listens: a 503 status message on its reply subject, delivered
+    /// only to the requester's own subscriptions.
+    fn no_responders(&self, client: &Rc<Client>, reply: &[u8]) {
+        let r = self.account(client.account.get()).sublist.borrow_mut().match_subject(reply);
+        for t in &r.psubs {
+            if let Target::Sub(s) = t {
+                if Rc::ptr_eq(&s.client, client) {
+                    self.deliver(s, reply, None, Some(encode::NO_RESPONDERS_HDR.len()), encode::NO_RESPONDERS_HDR);
+                }
+            }
+        }
+    }
+
+    /// Deliver a message published on this core in account `acc` (by `origin`, or carried
+    /// into `acc` by an import `depth` times); true if anyone (here or on another core) will
+    /// get it.
+    pub(super) fn route(&self, origin: Origin<'_>, acc: u32, m: Message<'_>, depth: u8) -> bool {
+        let index = self.account(acc);
+        // Nobody subscribed anywhere (a publish-only load): no lookup at all.
+        if index.sublist.borrow().count() == 0 {
+            return false;
+        }
+        let r = index.sublist.borrow_mut().match_subject(m.subject);
+        let skip = origin.skip();
+        let mut any = false;
+        let mut mask: u64 = 0;
+        let mut imports = false;
+        for t in &r.psubs {
+            match t {
+                Target::Sub(s) => {
+                    if !skip.is_some_and(|o| Rc::ptr_eq(&s.client, o)) {
+                        any |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                    }
+                }
+                Target::Core(c) => mask |= 1 << c,
+                Target::Stream(_) | Target::Service(_) | Target::Responses => imports = true,
+            }
+        }
+        {
+            let mut picks = self.picks.borrow_mut();
+            picks.clear();
+            for (name, members) in &r.qsubs {
+                match self.pick(m.subject, skip, members, true) {
+                    Pick::Local(s) => any |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg),
+                    Pick::Core(c) => {
+                        picks.push((c, name.clone()));
+                        mask |= 1 << c;
+                    }
+                    Pick::Nobody => {}
+                }
+            }
+        }
+        if mask != 0 {
+            any = true;
+            origin.crossed();
+            let meta = origin.meta(acc);
+            let picks = self.picks.borrow();
+            for (core, ob) in self.outboxes.iter().enumerate() {
+                if let Some(ob) = ob.as_ref().filter(|_| mask & (1 << core) != 0) {
+                    let qs = picks.iter().filter(|(c, _)| *c as usize == core).map(|(_, n)| &n[..]);
+                    ob.push_msg(m.subject, m.reply, m.header_len, m.msg, qs, meta);
+                    bump(&self.stats.cross_sent, 1);
+                }
+            }
+        }
+        if imports && depth < MAX_IMPORT_DEPTH {
+            for t in &r.psubs {
+                any |= self.cross_accounts(origin, acc, t, m, depth);
+            }
+        }
+        any
+    }
+
+    /// Carry a message matched by an import target into the other account.
+    fn cross_accounts(&self, origin: Origin<'_>, acc: u32, t: &Target, m: Message<'_>, depth: u8) -> bool {
+        match t {
+            Target::Stream(i) => {
+                let subject = i.rename.apply(m.subject);
+                self.route(origin, i.into, Message { subject: &subject, ..m }, depth + 1)
+            }
+            Target::Service(i) => {
+                let subject = i.rename.apply(m.subject);
+                let reply = m.reply.map(|r| {
+                    let token = self.responses.open(acc, r, i.response);
+                    reply_subject(&self.shared.accounts.reply_prefix, self.id, token)
+                });
+                self.route(origin, i.to, Message { subject: &subject, reply: reply.as_deref(), ..m }, depth + 1)
+            }
+            Target::Responses => self.answer(origin, acc, m, depth),
+            Target::Sub(_) | Target::Core(_) => false,
+        }
+    }
+
+    /// A message on a generated reply subject in account `acc`: deliver it to the requester
+    /// it maps to, on the core that holds the mapping.
+    pub(super) fn answer(&self, origin: Origin<'_>, acc: u32, m: Message<'_>, depth: u8) -> bool {
+        let Some((core, token)) = parse_reply(&self.shared.accounts.reply_prefix, m.subject) else { return false };
+        if core != self.id {
+            let Some(ob) = self.outbox(core) else { return false };
+            let meta = Meta { response: true, ..origin.meta(acc) };
+            ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::empty(), meta);
+            origin.crossed();
+            return true;
+        }
+        let Some((into, reply)) = self.responses.answer(token) else { return false };
+        // The answer's own reply subject is the exporter's: the requester gets none.
+        self.route(origin, into, Message { subject: &reply, reply: None, ..m }, depth + 1)
+    }
+
+    /// Choose the one member of a queue group that gets a message: a live local member, or
+    /// with `cores` a core that has members (listed once per member it has, so each member
+    /// server-wide is about equally likely). `skip` is a publisher with echo off, whose own
+    /// members are not eligible.
+    pub(super) fn pick<'a>(&self, subj: &[u8], skip: Option<&Rc<Client>>, members: &'a [Target], cores: bool) -> Pick<'a> {
+        let eligible = |t: &&Target| match t {
+            Target::Sub(s) => {
+                !s.closed.get() && s.client.state.get() == State::Open && !s.client.denies_delivery(subj) && !skip.is_some_and(|o| Rc::ptr_eq(&s.client, o))
+            }
+            Target::Core(c) => cores && *c as usize != self.id,
+            _ => false,
+        };
+        let n = members.iter().filter(eligible).count();
+        if n == 0 {
+            return Pick::Nobody;
+        }
+        match members.iter().filter(eligible).nth(self.random(n)) {
+            Some(Target::Sub(s)) => Pick::Local(s),
+            Some(Target::Core(c)) => Pick::Core(*c),
+            _ => Pick::Nobody,
+        }
+    }
+
+    /// Append a message for one subscription to its connection's outbound buffer, framed as
+    /// the connection's kind wants it.
+    #[inline]
+    pub(super) fn deliver(&self, sub: &Rc<Subscription>, subj: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8]) -> bool {
+        let c = &sub.client;
+        if sub.closed.get() || c.state.get() != State::Open || c.denies_delivery(subj) {
+            return false;
+        }
+        // A client that did not ask for headers gets the payload alone, as nats-server does.
+        let (h, body) = match header_len {
+            Some(h) if !c.headers.get() => (None, &msg[h.min(msg.len())..]),
+            h => (h, msg),
+        };
+        let (was_empty, queued) = {
+            let mut out = c.out.borrow_mut();
+            let was_empty = out.is_empty();
+            let start = out.len();
+            match c.kind {
+                Kind::Client => encode::msg(&mut out, subj, &sub.sid, reply, h, body),
+            }
+            if crate::logging::trace_enabled() {
+                let line = &out[start..];
+                let end = memchr::memchr(b'\r', line).unwrap_or(line.len());
+                c.trace_out(&line[..end]);
+            }
+            (was_empty, out.len())
+        };
+        bump(&c.stats.out_msgs, 1);
+        bump(&c.stats.out_bytes, body.len() as u64);
+        bump(&self.stats.out_msgs, 1);
+        bump(&self.stats.out_bytes, body.len() as u64);
+        if c.queued(was_empty, queued) == Pending::High {
+            // As nats-server: the producer waits for a consumer falling behind, instead of
+            // filling its buffer until it has to be cut off.
+            *self.stall.borrow_mut() = Some(c.clone());
+        }
+        let d = sub.delivered.get() + 1;
+        sub.delivered.set(d);
+        if sub.max.get() != 0 && d >= sub.max.get() {
+            self.remove_sub(sub);
+        }
+        true
+    }
+}
