@@ -375,6 +375,17 @@ impl Connection {
             let config = opts.tls.client_config()?;
             transport = with_deadline(deadline, tls::upgrade(config, &addr.host, tcp)).await??;
         }
+        // An NKey user signs the nonce of this server's INFO (nats.go signs an empty one if
+        // the server sent none; the server then refuses it).
+        let (nkey, sig) = match &opts.nkey_seed {
+            Some(seed) => {
+                let kp = nkeys::KeyPair::from_seed(seed).map_err(|e| Error::InvalidArgument(format!("nkey seed: {e}")))?;
+                let sig = kp.sign(info.nonce.as_deref().unwrap_or("").as_bytes()).map_err(|e| Error::InvalidArgument(format!("nkey seed: {e}")))?;
+                use base64::Engine;
+                (Some(kp.public_key()), Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)))
+            }
+            None => (None, None),
+        };
         let connect = Connect {
             verbose: opts.verbose,
             pedantic: opts.pedantic,
@@ -390,6 +401,9 @@ impl Connection {
             user: addr.user.clone().or_else(|| opts.user.clone()),
             pass: addr.pass.clone().or_else(|| opts.password.clone()),
             auth_token: addr.token.clone().or_else(|| opts.token.clone()),
+            nkey,
+            sig,
+            jwt: None,
         };
         let mut hello = b"CONNECT ".to_vec();
         serde_json::to_writer(&mut hello, &connect).map_err(|e| Error::Protocol(e.to_string()))?;

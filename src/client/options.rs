@@ -56,6 +56,8 @@ pub struct Options {
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) token: Option<String>,
+    /// An NKey user's seed: the handshake signs the server's nonce with it.
+    pub(crate) nkey_seed: Option<Arc<str>>,
     pub(crate) tls: TlsOptions,
     pub(crate) no_echo: bool,
     pub(crate) sub_pending_msgs: usize,
@@ -88,6 +90,7 @@ impl Default for Options {
             user: None,
             password: None,
             token: None,
+            nkey_seed: None,
             tls: TlsOptions::default(),
             no_echo: false,
             sub_pending_msgs: DEFAULT_SUB_PENDING_MSGS,
@@ -203,6 +206,21 @@ impl Options {
     pub fn token(mut self, token: impl Into<String>) -> Options {
         self.token = Some(token.into());
         self
+    }
+
+    /// Log in as an NKey user with its seed (`SU…`): the CONNECT carries the public key and
+    /// the seed's signature of the server's nonce; the seed never leaves the process. A seed
+    /// that does not decode is refused here.
+    ///
+    /// ```
+    /// use natsu::client::Options;
+    /// assert!(Options::new().nkey_seed("not a seed").is_err());
+    /// ```
+    pub fn nkey_seed(mut self, seed: impl Into<String>) -> Result<Options> {
+        let seed = seed.into();
+        nkeys::KeyPair::from_seed(&seed).map_err(|e| Error::InvalidArgument(format!("nkey seed: {e}")))?;
+        self.nkey_seed = Some(seed.into());
+        Ok(self)
     }
 
     /// Insist on TLS even when the server does not require it.

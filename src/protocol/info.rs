@@ -79,6 +79,16 @@ pub struct Connect {
     pub pass: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    /// An NKey user's public key (`U…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<String>,
+    /// The signature of INFO's `nonce` by the seed of `nkey` (or of the user in `jwt`),
+    /// base64 (URL-safe without padding, as clients send it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+    /// A user JWT (operator mode; not served yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<String>,
 }
 
 impl Default for Connect {
@@ -100,6 +110,9 @@ impl Default for Connect {
             user: None,
             pass: None,
             auth_token: None,
+            nkey: None,
+            sig: None,
+            jwt: None,
         }
     }
 }
@@ -137,9 +150,14 @@ mod tests {
 
     #[test]
     fn connect_defaults_and_unknown_fields() {
-        let c: Connect = serde_json::from_str(r#"{"verbose":true,"sig":"x","lang":"go"}"#).unwrap();
+        let c: Connect = serde_json::from_str(r#"{"verbose":true,"sig":"x","lang":"go","unknown":[1]}"#).unwrap();
         assert!(c.verbose && c.pedantic && c.echo && !c.headers);
         assert_eq!(c.lang, "go");
+        assert_eq!((c.sig.as_deref(), c.nkey.as_deref(), c.jwt.as_deref()), (Some("x"), None, None));
+        let c: Connect = serde_json::from_str(r#"{"nkey":"UABC","sig":"c2ln","jwt":"e30"}"#).unwrap();
+        assert_eq!((c.nkey.as_deref(), c.sig.as_deref(), c.jwt.as_deref()), (Some("UABC"), Some("c2ln"), Some("e30")));
+        // Unset, they are not written (the client library sends this struct).
+        assert!(!serde_json::to_string(&Connect::default()).unwrap().contains("nkey"));
         let c: Connect = serde_json::from_str(r#"{"verbose":false,"pedantic":false}"#).unwrap();
         assert!(!c.verbose && !c.pedantic);
         assert!(serde_json::from_str::<Connect>("{bad json}").is_err());

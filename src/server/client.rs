@@ -8,7 +8,7 @@
 //! mailbox) appends a frame to [`Client::out`] and wakes the writer; nothing blocks on a
 //! client's socket but that client's own writer.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::io::RawFd;
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use glommio::net::TcpStream;
 
-use super::auth::ClientPerms;
+use super::auth::{self, CertNames, ClientPerms, Identity, Presented, Verdict};
 use super::monitor::fmt::now_ns;
 use super::shard::{Shard, Subscription};
 use crate::protocol::info::Connect;
@@ -166,6 +166,12 @@ pub struct Client {
     restricted: Cell<bool>,
     /// TLS version and cipher suite when the connection uses TLS.
     pub tls: RefCell<Option<(String, String)>>,
+    /// The nonce this connection's INFO carried (NKey users sign it); kept for the
+    /// re-check after a reload.
+    pub nonce: Option<Box<str>>,
+    /// The client certificate's names, read after the handshake when `verify_and_map` maps
+    /// certificates to users.
+    pub cert: OnceCell<CertNames>,
     /// nats-server's `v<version>:<lang>:<name>` label for log lines, set by CONNECT.
     pub label: RefCell<String>,
     /// For /connz: when the connection was accepted and last read from or written to (Unix
@@ -215,6 +221,8 @@ impl Client {
             perms: RefCell::new(None),
             restricted: Cell::new(false),
             tls: RefCell::new(None),
+            nonce: None,
+            cert: OnceCell::new(),
             label: RefCell::new(String::new()),
             start_ns: now_ns(),
             last_activity: Cell::new(0),
@@ -231,6 +239,14 @@ impl Client {
         if sent != 0 {
             self.rtt.set(now_ns().saturating_sub(sent).max(1));
         }
+    }
+
+    /// Check this connection's credentials again (after a reload): what it presented when it
+    /// logged in, under the new options. None: they no longer pass.
+    pub async fn recheck(&self, opts: &super::options::Options) -> Option<Identity> {
+        let connect = self.opts.borrow().clone();
+        let p = Presented { connect: &connect, nonce: self.nonce.as_deref(), cert: self.cert.get() };
+        auth::authenticate(opts, &p).await
     }
 
     /// Set (or, with None, lift) this connection's permissions.
@@ -400,6 +416,19 @@ impl Client {
     }
 }
 
+/// Read the names of the client's certificate for `verify_and_map`. A certificate that
+/// does not parse names no one: the CONNECT check then refuses the client.
+fn read_client_cert(client: &Client, t: &Transport) {
+    let Transport::ServerTls(s) = t else { return };
+    let Some(leaf) = s.get_ref().1.peer_certificates().and_then(|c| c.first()) else { return };
+    match CertNames::from_der(leaf) {
+        Ok(names) => {
+            let _ = client.cert.set(names);
+        }
+        Err(e) => tracing::debug!(cid = client.cid, "{e}"),
+    }
+}
+
 type Stream = crate::net::Shared<Transport>;
 use crate::net::{ReadBuf, Transport};
 
@@ -412,11 +441,14 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(opts.write_deadline));
     let cid = shard.next_cid();
-    let client = Rc::new(Client::new(cid, fd, addr, opts.max_pending));
+    let mut client = Client::new(cid, fd, addr, opts.max_pending);
+    // As nats-server 2.9: with NKey users configured, every client gets a nonce of its own.
+    client.nonce = auth::nonce_required(&opts.auth).then(auth::new_nonce).flatten().map(Into::into);
+    let client = Rc::new(client);
     let tls = shard.tls();
     let auth_required = opts.auth.required();
     client.authorized.set(!auth_required);
-    let info = shard.info_line(cid, addr, None);
+    let info = shard.info_line(cid, addr, client.nonce.as_deref());
     if !shard.register(&client) {
         let stream = Stream::new(Transport::Plain(tcp));
         client.send(info.as_bytes());
@@ -450,6 +482,9 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
             match upgraded {
                 Ok(t) => {
                     *client.tls.borrow_mut() = t.tls_info();
+                    if opts.tls.as_ref().is_some_and(|t| t.verify_and_map) {
+                        read_client_cert(&client, &t);
+                    }
                     Stream::new(t)
                 }
                 Err(e) => {
@@ -615,10 +650,15 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
                         }
                     }
                     let connect = matches!(op, Op::Connect(_));
-                    // With auth on, nothing but CONNECT may come first (as nats-server).
+                    // With auth on, nothing but CONNECT may come first (as nats-server), unless
+                    // a no_auth_user is configured: the client is then that user, and goes on
+                    // as if it had sent a CONNECT with the defaults (verbose, pedantic).
                     if !connect && !client.authorized.get() {
-                        auth_violation(client);
-                        return;
+                        let Some(id) = auth::skipped_connect(&shard.opts()) else {
+                            auth_violation(client);
+                            return;
+                        };
+                        authorize(shard, client, id);
                     }
                     if let Err(stop) = handle_op(shard, client, op).await {
                         client.drain_and_close(stop);
@@ -687,6 +727,24 @@ fn auth_violation(client: &Client) {
     client.drain_and_close(CloseReason::AuthenticationViolation);
 }
 
+/// Take what a passing credential check found: user name, permissions, account.
+///
+/// A connection stays in one account for its life: false, and nothing changed, when a later
+/// CONNECT's credentials belong to another account. (nats-server 2.9 moves the connection
+/// then, and leaves its subscriptions behind in the old account.)
+fn authorize(shard: &Shard, client: &Client, id: Identity) -> bool {
+    let bound = client.account.get();
+    shard.bind_account(client, id.account.as_deref());
+    if client.authorized.get() && client.account.get() != bound {
+        client.account.set(bound);
+        return false;
+    }
+    *client.user.borrow_mut() = id.user;
+    client.set_perms(id.perms);
+    client.authorized.set(true);
+    true
+}
+
 /// Act on one operation. `Err` closes the connection (after sending what is queued).
 async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result<(), CloseReason> {
     match op {
@@ -730,23 +788,26 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
                 auth_violation(client);
                 return Err(CloseReason::AuthenticationViolation);
             }
-            if !client.authorized.get() {
-                let opts = shard.opts();
+            // Every CONNECT is checked, a second one too, as nats-server does (a client that
+            // skipped CONNECT as the no_auth_user and then sends wrong credentials is refused).
+            let opts = shard.opts();
+            if opts.auth.required() {
                 // A bcrypt check may wait behind others: give it up once the client has hung
                 // up or been closed (auth timeout), so dead connections cost no check.
-                let gone = || client.state.get() != State::Open || super::auth::peer_hung_up(client.fd);
-                match super::auth::authenticate_client(&opts, &c, gone).await {
-                    super::auth::Verdict::Pass(id) => {
-                        *client.user.borrow_mut() = id.user;
-                        client.set_perms(id.perms);
-                        shard.bind_account(client, id.account.as_deref());
-                        client.authorized.set(true);
+                let gone = || client.state.get() != State::Open || auth::peer_hung_up(client.fd);
+                let p = Presented { connect: &c, nonce: client.nonce.as_deref(), cert: client.cert.get() };
+                match auth::authenticate_client(&opts, &p, gone).await {
+                    Verdict::Pass(id) => {
+                        if !authorize(shard, client, id) {
+                            auth_violation(client);
+                            return Err(CloseReason::AuthenticationViolation);
+                        }
                     }
-                    super::auth::Verdict::Refuse => {
+                    Verdict::Refuse => {
                         auth_violation(client);
                         return Err(CloseReason::AuthenticationViolation);
                     }
-                    super::auth::Verdict::Gone => return Err(CloseReason::ClientClosed),
+                    Verdict::Gone => return Err(CloseReason::ClientClosed),
                 }
             }
             client.echo.set(c.echo);

@@ -344,8 +344,7 @@ async fn reauthorize(shard: &Rc<Shard>) {
         if !c.authorized.get() {
             continue;
         }
-        let connect = c.opts.borrow().clone();
-        match auth::authenticate(&opts.auth, &connect).await {
+        match c.recheck(&opts).await {
             Some(id) => {
                 *c.user.borrow_mut() = id.user;
                 c.set_perms(id.perms);

@@ -1,24 +1,16 @@
-//! Authentication (who may connect) and authorization (what they may publish and subscribe).
-//!
-//! As nats-server: one user and password, or a token, or a list of users each with
-//! permissions; passwords and tokens are plain text or bcrypt hashes, told apart by the hash
-//! prefix. Permissions are allow and deny lists of subjects with wildcards; deny wins. A
-//! wildcard subscription that overlaps a denied subject is allowed, and messages on the
-//! denied subjects are then filtered out on delivery (so a queue member on `foo.>` with
-//! `foo.secret` denied never gets `foo.secret`; another member does).
+//! Passwords and tokens: plain text or bcrypt hashes, told apart by the hash prefix, as
+//! nats-server does. bcrypt checks run on a pool of worker threads of their own, and
+//! verified credentials are remembered for a while (see [`Checks`] and [`Verified`]).
 
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
-use super::options::{Auth, Options, Permissions, SubjectPermission};
-use crate::protocol::info::Connect;
-use crate::protocol::subject;
+use crate::server::options::Options;
+
 
 /// Whether a configured secret is a bcrypt hash (`$2a$11$…`, also `$2b$`, `$2x$`, `$2y$`).
 pub fn is_bcrypt(secret: &str) -> bool {
@@ -33,9 +25,10 @@ pub fn is_bcrypt(secret: &str) -> bool {
 }
 
 /// Compare what the client sent with a configured secret. `user` names whose secret it is,
-/// for the verified-credentials memory (see [`Checks`]).
-async fn secret_matches(configured: &str, user: &str, given: Option<&str>, scope: Option<&Arc<Options>>, gone: &dyn Fn() -> bool) -> Match {
-    let Some(given) = given else { return Match::No };
+/// for the verified-credentials memory (see [`Checks`]). A client that sent none gives the
+/// empty string, as nats-server compares it: a user configured without a password (one
+/// mapped from a certificate, say) passes with none, and no bcrypt hash matches it.
+pub(super) async fn secret_matches(configured: &str, user: &str, given: &str, scope: Option<&Arc<Options>>, gone: &dyn Fn() -> bool) -> Match {
     if !is_bcrypt(configured) {
         return if constant_time_eq(configured.as_bytes(), given.as_bytes()) { Match::Yes } else { Match::No };
     }
@@ -47,87 +40,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Who a client turned out to be.
-pub struct Identity {
-    /// The user name, for /connz's `authorized_user` and the logs.
-    pub user: Option<String>,
-    pub perms: Option<ClientPerms>,
-    /// The user's account; None: `$G`.
-    pub account: Option<String>,
-}
-
-/// What checking a CONNECT came to.
-pub enum Verdict {
-    Pass(Identity),
-    /// Refuse (Authorization Violation).
-    Refuse,
-    /// The connection went away while its check waited: nobody to answer.
-    Gone,
-}
-
 /// Whether a secret matched; `Gone` when the check was given up.
-enum Match {
+pub(super) enum Match {
     Yes,
     No,
     Gone,
-}
-
-/// Check a CONNECT against the configuration. `None`: refuse (Authorization Violation).
-/// For re-checks of connected clients (a reload), where nobody waits on the answer.
-pub async fn authenticate(auth: &Auth, c: &Connect) -> Option<Identity> {
-    match check(auth, c, None, &|| false).await {
-        Verdict::Pass(id) => Some(id),
-        Verdict::Refuse | Verdict::Gone => None,
-    }
-}
-
-/// Check a new client's CONNECT under `opts` (the current options; a different `Arc` than
-/// last time means a reload, which forgets remembered credentials). `gone` says whether the
-/// connection has ended (hung up, timed out): a bcrypt check still queued is then dropped.
-pub async fn authenticate_client(opts: &Arc<Options>, c: &Connect, gone: impl Fn() -> bool) -> Verdict {
-    check(&opts.auth, c, Some(opts), &gone).await
-}
-
-async fn check(auth: &Auth, c: &Connect, scope: Option<&Arc<Options>>, gone: &dyn Fn() -> bool) -> Verdict {
-    let verdict = |m: Match, id: Identity| match m {
-        Match::Yes => Verdict::Pass(id),
-        Match::No => Verdict::Refuse,
-        Match::Gone => Verdict::Gone,
-    };
-    if !auth.users.is_empty() {
-        // With users configured, a CONNECT without a known user is always refused.
-        let Some(name) = c.user.as_deref() else { return Verdict::Refuse };
-        let Some(u) = auth.users.iter().find(|u| u.user == name) else { return Verdict::Refuse };
-        let m = secret_matches(&u.password, &u.user, c.pass.as_deref(), scope, gone).await;
-        return verdict(m, Identity { user: Some(u.user.clone()), perms: u.permissions.as_ref().map(ClientPerms::new), account: u.account.clone() });
-    }
-    if let Some(token) = &auth.token {
-        // The empty user cannot clash with a user's entry: keys also carry the configured
-        // secret, and a token's is never a user's.
-        let m = secret_matches(token, "", c.auth_token.as_deref(), scope, gone).await;
-        return verdict(m, Identity { user: None, perms: None, account: None });
-    }
-    if let Some(user) = &auth.user {
-        if c.user.as_deref() != Some(user.as_str()) {
-            return Verdict::Refuse;
-        }
-        let pass = auth.password.as_deref().unwrap_or("");
-        let m = secret_matches(pass, user, c.pass.as_deref(), scope, gone).await;
-        return verdict(m, Identity { user: Some(user.clone()), perms: None, account: None });
-    }
-    Verdict::Pass(Identity { user: None, perms: None, account: None })
-}
-
-/// Whether the peer of a connection waiting for its check has hung up (FIN or RST), without
-/// reading from it: the reader is parked in the check, so it would not notice by itself.
-/// A client that closes its sending side mid-handshake is taken as gone, as no NATS client
-/// half-closes and still waits for an answer.
-pub fn peer_hung_up(fd: RawFd) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
-    // SAFETY: `p` is one valid pollfd for the duration of the call; a timeout of 0 never
-    // blocks. A closed or reused fd cannot harm: poll only reports on it.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// How often a waiting check looks whether its connection is gone: small next to a bcrypt
@@ -469,206 +386,9 @@ impl Checks {
     }
 }
 
-/// A subject pattern split into tokens.
-#[derive(Clone, Debug)]
-struct Pattern(Vec<Box<[u8]>>);
-
-impl Pattern {
-    fn new(s: &str) -> Pattern {
-        Pattern(subject::tokens(s.as_bytes()).map(Into::into).collect())
-    }
-
-    /// Whether the pattern covers `subj`, whose tokens are taken literally: a subscription's
-    /// own `*` or `>` is matched only by a pattern wildcard or the same literal token, so
-    /// `foo.*` is allowed by `foo.*` or `foo.>` but not by `foo.bar`.
-    fn matches(&self, subj: &[u8]) -> bool {
-        let mut toks = subject::tokens(subj);
-        for (i, p) in self.0.iter().enumerate() {
-            match &p[..] {
-                b">" => return toks.next().is_some() && i == self.0.len() - 1,
-                // A `*` covers one token, never a subscription's `>` (which spans many).
-                b"*" => {
-                    if matches!(toks.next(), None | Some(b">")) {
-                        return false;
-                    }
-                }
-                lit => {
-                    if toks.next() != Some(lit) {
-                        return false;
-                    }
-                }
-            }
-        }
-        toks.next().is_none()
-    }
-
-    /// Whether some subject matched by `wide` (a subscription with wildcards) is also matched
-    /// by this pattern: then a wildcard subscription reaches into a denied subject.
-    fn overlaps(&self, wide: &[u8]) -> bool {
-        let w: Vec<&[u8]> = subject::tokens(wide).collect();
-        fn go(p: &[Box<[u8]>], w: &[&[u8]]) -> bool {
-            match (p.first().map(|t| &t[..]), w.first().copied()) {
-                (None, None) => true,
-                (Some(b">"), Some(_)) | (Some(_), Some(b">")) => true,
-                (Some(a), Some(b)) if a == b"*" || b == b"*" || a == b => go(&p[1..], &w[1..]),
-                _ => false,
-            }
-        }
-        go(&self.0, &w)
-    }
-}
-
-/// One direction's rules, compiled.
-#[derive(Clone, Debug)]
-struct Rules {
-    /// None: everything is allowed unless denied.
-    allow: Option<Vec<Pattern>>,
-    deny: Vec<Pattern>,
-}
-
-impl Rules {
-    fn new(p: &SubjectPermission) -> Rules {
-        Rules {
-            allow: (!p.allow.is_empty()).then(|| p.allow.iter().map(|s| Pattern::new(s)).collect()),
-            deny: p.deny.iter().map(|s| Pattern::new(s)).collect(),
-        }
-    }
-
-    fn allows(&self, subj: &[u8]) -> bool {
-        self.allow.as_ref().map_or(true, |a| a.iter().any(|p| p.matches(subj))) && !self.deny.iter().any(|p| p.matches(subj))
-    }
-}
-
-/// Publish results remembered per connection; cleared when full, as a client rarely uses
-/// more distinct subjects than this.
-const PUB_CACHE_MAX: usize = 256;
-
-/// One connection's permissions.
-pub struct ClientPerms {
-    publish: Option<Rules>,
-    subscribe: Option<Rules>,
-    /// Set once a wildcard subscription overlaps a denied subject: messages on denied
-    /// subjects are then not delivered to this connection.
-    filter_denied: std::cell::Cell<bool>,
-    pub_cache: RefCell<HashMap<Box<[u8]>, bool, ahash::RandomState>>,
-}
-
-impl ClientPerms {
-    pub fn new(p: &Permissions) -> ClientPerms {
-        ClientPerms {
-            publish: p.publish.as_ref().map(Rules::new),
-            subscribe: p.subscribe.as_ref().map(Rules::new),
-            filter_denied: std::cell::Cell::new(false),
-            pub_cache: RefCell::new(HashMap::default()),
-        }
-    }
-
-    /// May this connection publish to `subj`?
-    pub fn can_publish(&self, subj: &[u8]) -> bool {
-        let Some(rules) = &self.publish else { return true };
-        if let Some(&ok) = self.pub_cache.borrow().get(subj) {
-            return ok;
-        }
-        let ok = rules.allows(subj);
-        let mut cache = self.pub_cache.borrow_mut();
-        if cache.len() >= PUB_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(subj.into(), ok);
-        ok
-    }
-
-    /// May this connection subscribe to `subj`? Also arms the delivery filter when a
-    /// wildcard subscription reaches into a denied subject.
-    pub fn can_subscribe(&self, subj: &[u8]) -> bool {
-        let Some(rules) = &self.subscribe else { return true };
-        if !rules.allows(subj) {
-            return false;
-        }
-        let wild = subject::tokens(subj).any(|t| t == b"*" || t == b">");
-        if wild && rules.deny.iter().any(|d| d.overlaps(subj)) {
-            self.filter_denied.set(true);
-        }
-        true
-    }
-
-    /// Whether a message on `subj` must not be delivered to this connection.
-    #[inline]
-    pub fn denies_delivery(&self, subj: &[u8]) -> bool {
-        self.filter_denied.get() && self.subscribe.as_ref().is_some_and(|r| r.deny.iter().any(|p| p.matches(subj)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::options::User;
-
-    fn perms(pub_allow: &[&str], pub_deny: &[&str], sub_allow: &[&str], sub_deny: &[&str]) -> ClientPerms {
-        let sp = |a: &[&str], d: &[&str]| {
-            (!a.is_empty() || !d.is_empty()).then(|| SubjectPermission {
-                allow: a.iter().map(|s| s.to_string()).collect(),
-                deny: d.iter().map(|s| s.to_string()).collect(),
-            })
-        };
-        ClientPerms::new(&Permissions { publish: sp(pub_allow, pub_deny), subscribe: sp(sub_allow, sub_deny) })
-    }
-
-    #[test]
-    fn pattern_matching_takes_subscription_wildcards_literally() {
-        let cases = [
-            ("foo", "foo", true),
-            ("foo", "bar", false),
-            ("foo.*", "foo.bar", true),
-            ("foo.*", "foo.bar.baz", false),
-            ("foo.>", "foo.bar.baz", true),
-            ("foo.>", "foo", false),
-            (">", "anything.at.all", true),
-            ("foo.*", "foo.*", true),
-            ("foo.>", "foo.*", true),
-            ("foo.bar", "foo.*", false),
-            ("foo.*", "foo.>", false),
-            ("*.bar", "x.bar", true),
-        ];
-        for (p, s, want) in cases {
-            assert_eq!(Pattern::new(p).matches(s.as_bytes()), want, "{p} vs {s}");
-        }
-    }
-
-    #[test]
-    fn overlap_of_deny_and_wildcard_subscriptions() {
-        let cases = [
-            ("foo.secret", "foo.>", true),
-            ("foo.secret", "foo.*", true),
-            ("foo.secret", "bar.>", false),
-            ("foo.*.x", "foo.>", true),
-            ("foo.>", "*.bar", true),
-            ("a.b", "a.b.c", false),
-        ];
-        for (p, w, want) in cases {
-            assert_eq!(Pattern::new(p).overlaps(w.as_bytes()), want, "{p} vs {w}");
-        }
-    }
-
-    #[test]
-    fn allow_deny_and_deny_wins() {
-        let p = perms(&["foo.>", "bar"], &["foo.secret"], &["foo.>"], &["foo.secret"]);
-        assert!(p.can_publish(b"foo.x"));
-        assert!(p.can_publish(b"bar"));
-        assert!(!p.can_publish(b"baz"));
-        assert!(!p.can_publish(b"foo.secret"));
-        assert!(!p.can_publish(b"foo.secret"), "cached answer is the same");
-        assert!(p.can_subscribe(b"foo.public"));
-        assert!(!p.can_subscribe(b"foo.secret"));
-        assert!(!p.can_subscribe(b"bar"));
-        assert!(!p.denies_delivery(b"foo.secret"), "no filter before a wildcard subscription");
-        assert!(p.can_subscribe(b"foo.>"));
-        assert!(p.denies_delivery(b"foo.secret"));
-        assert!(!p.denies_delivery(b"foo.other"));
-        // Deny alone allows the rest.
-        let p = perms(&[], &["x"], &[], &[]);
-        assert!(p.can_publish(b"y") && !p.can_publish(b"x") && p.can_subscribe(b"x"));
-    }
 
     #[test]
     fn bcrypt_prefix() {
@@ -677,46 +397,6 @@ mod tests {
         assert!(!is_bcrypt("$2c$11$x"));
         assert!(!is_bcrypt("plain"));
         assert!(!is_bcrypt("$2a$"));
-    }
-
-    fn connect(user: Option<&str>, pass: Option<&str>, token: Option<&str>) -> Connect {
-        Connect { user: user.map(Into::into), pass: pass.map(Into::into), auth_token: token.map(Into::into), ..Connect::default() }
-    }
-
-    #[test]
-    fn credentials() {
-        let run = |auth: &Auth, c: Connect| {
-            glommio::LocalExecutorBuilder::default()
-                .io_memory(128 << 10)
-                .spawn({
-                    let auth = auth.clone();
-                    move || async move { authenticate(&auth, &c).await.map(|i| i.user) }
-                })
-                .unwrap()
-                .join()
-                .unwrap()
-        };
-        let hash = bcrypt::hash("s3cret", 4).unwrap();
-        let single = Auth { user: Some("u".into()), password: Some(hash.clone()), ..Auth::default() };
-        assert_eq!(run(&single, connect(Some("u"), Some("s3cret"), None)), Some(Some("u".into())));
-        assert_eq!(run(&single, connect(Some("u"), Some("wrong"), None)), None);
-        assert_eq!(run(&single, connect(None, None, None)), None);
-        let token = Auth { token: Some("tok".into()), ..Auth::default() };
-        assert!(run(&token, connect(None, None, Some("tok"))).is_some());
-        assert!(run(&token, connect(None, None, Some("tok2"))).is_none());
-        let users = Auth {
-            users: vec![
-                User { user: "a".into(), password: "pa".into(), permissions: None, ..Default::default() },
-                User { user: "b".into(), password: hash, permissions: None, ..Default::default() },
-            ],
-            ..Auth::default()
-        };
-        assert_eq!(run(&users, connect(Some("a"), Some("pa"), None)), Some(Some("a".into())));
-        assert_eq!(run(&users, connect(Some("b"), Some("s3cret"), None)), Some(Some("b".into())));
-        assert_eq!(run(&users, connect(Some("b"), Some("pa"), None)), None);
-        assert_eq!(run(&users, connect(Some("c"), Some("pa"), None)), None);
-        assert_eq!(run(&users, connect(None, None, Some("pa"))), None);
-        assert!(run(&Auth::default(), connect(None, None, None)).is_some());
     }
 
     #[test]
