@@ -65,11 +65,14 @@ pub struct AccountIndex {
     pub sublist: RefCell<Sublist<Target>>,
     /// Client subscriptions stored (the index also holds other cores' interest and imports).
     pub subs: Cell<usize>,
+    /// Client subscriptions ever added and removed: `/accountz` `num_inserts`, `num_removes`.
+    pub inserts: Cell<u64>,
+    pub removes: Cell<u64>,
 }
 
 impl AccountIndex {
     pub fn new(name: Arc<str>) -> AccountIndex {
-        AccountIndex { name, sublist: RefCell::new(Sublist::new()), subs: Cell::new(0) }
+        AccountIndex { name, sublist: RefCell::new(Sublist::new()), subs: Cell::new(0), inserts: Cell::new(0), removes: Cell::new(0) }
     }
 }
 
@@ -117,6 +120,7 @@ impl Shard {
                 return;
             }
             index.subs.set(index.subs.get() + 1);
+            bump(&index.inserts, 1);
             client.subs.borrow_mut().insert(sid.into(), sub);
             bump(&self.stats.sub_inserts, 1);
             self.interest_changed(acc, subj, queue, true);
@@ -150,6 +154,7 @@ impl Shard {
         let index = self.account(acc);
         if index.sublist.borrow_mut().remove(&sub.subject, sub.queue.as_deref(), &Target::Sub(sub.clone())).is_ok() {
             index.subs.set(index.subs.get() - 1);
+            bump(&index.removes, 1);
         }
         sub.client.subs.borrow_mut().remove(&sub.sid);
         bump(&self.stats.sub_removes, 1);
