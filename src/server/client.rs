@@ -188,7 +188,7 @@ pub struct Client {
 }
 
 impl Client {
-    fn new(cid: u64, fd: RawFd, addr: Option<SocketAddr>, max_pending: usize) -> Client {
+    pub(crate) fn new(cid: u64, fd: RawFd, addr: Option<SocketAddr>, max_pending: usize) -> Client {
         let defaults = Connect::default();
         Client {
             cid,

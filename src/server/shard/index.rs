@@ -197,3 +197,117 @@ impl Shard {
 pub(super) fn bump(c: &Cell<u64>, by: u64) {
     c.set(c.get() + by);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::shard::imports::Rename;
+    use crate::server::sublist::pattern_matches;
+
+    /// A target in comparable form: its kind and which one.
+    fn key(t: &Target) -> (u8, usize) {
+        match t {
+            Target::Sub(s) => (0, Rc::as_ptr(s) as usize),
+            Target::Core(c) => (1, *c as usize),
+            Target::Stream(i) => (2, Rc::as_ptr(i) as usize),
+            Target::Service(i) => (3, Rc::as_ptr(i) as usize),
+            Target::Responses => (4, 0),
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn subject(rng: &mut Rng, wildcards: bool) -> String {
+        const WORDS: &[&str] = &["a", "b", "orders", "x"];
+        let len = 1 + rng.below(4);
+        let toks: Vec<&str> = (0..len)
+            .map(|i| match rng.below(8) {
+                0 if wildcards && i == len - 1 => ">",
+                1 if wildcards => "*",
+                _ => WORDS[rng.below(WORDS.len())],
+            })
+            .collect();
+        toks.join(".")
+    }
+
+    /// Several accounts' indexes, with targets of every kind coming and going, against a
+    /// brute-force matcher: a match never leaks another account's targets, finds every
+    /// matching one (queue members grouped by name), and the interest count read off the
+    /// index (`count_at`) equals the number of live local subscriptions under the pattern.
+    #[test]
+    fn per_account_indexes_against_brute_force() {
+        const ACCOUNTS: usize = 3;
+        const QUEUES: &[Option<&str>] = &[None, None, Some("q1"), Some("q2")];
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let client = Rc::new(Client::new(1, -1, None, 1 << 20));
+        let indexes: Vec<AccountIndex> = (0..ACCOUNTS).map(|i| AccountIndex::new(format!("A{i}").into())).collect();
+        // (account, pattern, queue, target)
+        let mut live: Vec<(usize, String, Option<&str>, Target)> = Vec::new();
+        for step in 0..6000 {
+            match rng.below(10) {
+                0..=4 => {
+                    let acc = rng.below(ACCOUNTS);
+                    let pattern = subject(&mut rng, true);
+                    let queue = QUEUES[rng.below(QUEUES.len())];
+                    let target = match rng.below(4) {
+                        0 | 1 => Target::Sub(Rc::new(Subscription {
+                            client: client.clone(),
+                            sid: step.to_string().into_bytes().into(),
+                            subject: pattern.as_bytes().into(),
+                            queue: queue.map(|q| q.as_bytes().into()),
+                            max: Cell::new(0),
+                            delivered: Cell::new(0),
+                            closed: Cell::new(false),
+                        })),
+                        2 => Target::Core(rng.below(4) as u16),
+                        // Imports are plain entries.
+                        _ if queue.is_none() => Target::Stream(Rc::new(StreamImport { from: acc as u32, into: 0, subject: pattern.as_bytes().into(), rename: Rename::Keep })),
+                        _ => Target::Core(7),
+                    };
+                    indexes[acc].sublist.borrow_mut().insert(pattern.as_bytes(), queue.map(str::as_bytes), target.clone()).unwrap();
+                    live.push((acc, pattern, queue, target));
+                }
+                5 | 6 if !live.is_empty() => {
+                    let (acc, pattern, queue, target) = live.swap_remove(rng.below(live.len()));
+                    indexes[acc].sublist.borrow_mut().remove(pattern.as_bytes(), queue.map(str::as_bytes), &target).unwrap();
+                    let here = indexes[acc].sublist.borrow().count_at(pattern.as_bytes(), queue.map(str::as_bytes), |t| matches!(t, Target::Sub(_)));
+                    let brute = live.iter().filter(|(a, p, q, t)| *a == acc && *p == pattern && *q == queue && matches!(t, Target::Sub(_))).count();
+                    assert_eq!(here, brute, "step {step}: count_at {pattern} {queue:?}");
+                }
+                _ => {
+                    let acc = rng.below(ACCOUNTS);
+                    let s = subject(&mut rng, false);
+                    let r = indexes[acc].sublist.borrow_mut().match_subject(s.as_bytes());
+                    let mut got_p: Vec<_> = r.psubs.iter().map(key).collect();
+                    let mut got_q: Vec<(Vec<u8>, Vec<(u8, usize)>)> = r.qsubs.iter().map(|(n, m)| (n.to_vec(), { let mut v: Vec<_> = m.iter().map(key).collect(); v.sort(); v })).collect();
+                    got_p.sort();
+                    got_q.sort();
+                    let matching = live.iter().filter(|(a, p, _, _)| *a == acc && pattern_matches(p.as_bytes(), s.as_bytes()));
+                    let mut want_p: Vec<_> = matching.clone().filter(|(_, _, q, _)| q.is_none()).map(|(_, _, _, t)| key(t)).collect();
+                    want_p.sort();
+                    let mut want_q: Vec<(Vec<u8>, Vec<(u8, usize)>)> = Vec::new();
+                    for (_, _, q, t) in matching.filter(|(_, _, q, _)| q.is_some()) {
+                        let name = q.unwrap_or_default().as_bytes().to_vec();
+                        match want_q.iter_mut().find(|(n, _)| *n == name) {
+                            Some((_, m)) => m.push(key(t)),
+                            None => want_q.push((name, vec![key(t)])),
+                        }
+                    }
+                    for (_, m) in want_q.iter_mut() {
+                        m.sort();
+                    }
+                    want_q.sort();
+                    assert_eq!((got_p, got_q), (want_p, want_q), "step {step}: account {acc} subject {s}");
+                }
+            }
+        }
+    }
+}
