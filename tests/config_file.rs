@@ -20,20 +20,26 @@ struct Natsu {
     seen: Vec<String>,
 }
 
+/// The child's stderr (piped), line by line, on a channel that ends when the child does.
+fn stderr_lines(child: &mut Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
 impl Natsu {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Natsu {
         let mut cmd = Command::new(natsu_bin());
         cmd.args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start natsu");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = stderr_lines(&mut child);
         Natsu { child, lines, seen: Vec::new() }
     }
 
@@ -181,10 +187,10 @@ fn unknown_keys_are_refused_as_nats_server_refuses_them() {
 #[test]
 fn keys_natsu_does_not_serve_yet_are_refused() {
     let d = TempDir::new("cf-notyet");
-    let known = "port: -1\naccounts {\n  A: { users: [ { user: a, password: b } ] }\n}\nleafnodes {\n  port: -1\n}\ncluster {\n  port: -1\n}\n";
+    let known = "port: -1\naccounts {\n  A: { users: [ { user: a, password: b } ], mappings: { x: y } }\n}\nleafnodes {\n  port: -1\n}\ncluster {\n  port: -1\n}\n";
     let f = write(&d, "n.conf", known);
     let want = [
-        format!("{f}:2:1: \"accounts\" is not supported by natsu yet"),
+        format!("{f}:3:45: \"mappings\" is not supported by natsu yet"),
         format!("{f}:5:1: \"leafnodes\" is not supported by natsu yet"),
         format!("{f}:8:1: \"cluster\" is not supported by natsu yet"),
     ];
@@ -193,9 +199,9 @@ fn keys_natsu_does_not_serve_yet_are_refused() {
         Some((ok, text)) => assert!(ok && text.contains("is valid"), "nats-server refuses {f}: {text}"),
         None => eprintln!("nats-server not installed: skipping the reference check"),
     }
-    // verify_and_map ignored would let clients in with no certificate at all: no start.
-    let t = write(&d, "t.conf", "port: -1\ntls {\n  cert_file: c.pem\n  key_file: k.pem\n  verify_and_map: true\n  cipher_suites: [\"TLS_AES_128_GCM_SHA256\"]\n}\n");
-    assert_refused(&t, &[format!("{t}:5:3: \"verify_and_map\" is not supported by natsu yet"), format!("{t}:6:3: \"cipher_suites\" is not supported by natsu yet")]);
+    // pinned_certs ignored would let in any certificate the CA signed: no start.
+    let t = write(&d, "t.conf", "port: -1\ntls {\n  cert_file: c.pem\n  key_file: k.pem\n  pinned_certs: [\"0123\"]\n  cipher_suites: [\"TLS_AES_128_GCM_SHA256\"]\n}\n");
+    assert_refused(&t, &[format!("{t}:5:3: \"pinned_certs\" is not supported by natsu yet"), format!("{t}:6:3: \"cipher_suites\" is not supported by natsu yet")]);
 }
 
 /// The cluster flags are refused by name, never ignored.
@@ -298,4 +304,152 @@ fn sample_configs_pass_the_test_flag() {
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
         assert!(err.trim().ends_with(": \"cluster\" is not supported by natsu yet"), "{name}: {err}");
     }
+}
+
+/// What a config file gives, on natsu and on nats-server 2.9.
+enum Want {
+    /// Both take it.
+    Valid,
+    /// Both refuse it with this text (nats-server's words, which natsu copies), when
+    /// checking (`-t`) or, for what nats-server only checks then, when starting.
+    Refused(&'static str),
+    /// nats-server takes it; natsu refuses it by name, not serving it yet.
+    NotServed(&'static str),
+    /// nats-server takes it; natsu refuses it on purpose (the README says why).
+    Stricter(&'static str),
+    /// nats-server takes it or refuses it with this text, depending on the order it happens
+    /// to read a map's keys in; natsu refuses it.
+    Either(&'static str),
+}
+
+/// `nats-server -c FILE` started on a random port: Ok once it is ready (then stopped), Err
+/// with what it printed if it exits first. None when it is not installed.
+fn reference_start(file: &str) -> Option<Result<(), String>> {
+    let mut child = Command::new("nats-server").args(["-c", file, "-a", "127.0.0.1", "-p", "-1"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().ok()?;
+    let lines = stderr_lines(&mut child);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let verdict = loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("Server is ready") => break Ok(()),
+            Ok(line) => seen.push(line),
+            // It exited (its stderr closed) before it was ready.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Err(seen.join("\n")),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("nats-server -c {file}: neither ready nor gone within 10s:\n{}", seen.join("\n")),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    Some(verdict)
+}
+
+/// The accounts block, NKey users, `no_auth_user`, `system_account` and `verify_and_map`,
+/// each file checked by `natsu -t` and by nats-server 2.9 (`-t`, then started, as some of
+/// its checks run only then): the same files pass, the same fail with the same words; what
+/// natsu refuses beyond that it refuses by name or on purpose. NKeys are made here.
+#[test]
+fn accounts_and_credentials_as_nats_server_reads_them() {
+    let d = TempDir::new("cf-accounts");
+    let (u1, u2) = (nkeys::KeyPair::new_user().public_key(), nkeys::KeyPair::new_user().public_key());
+    let account_key = nkeys::KeyPair::new_account().public_key();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = write(&d, "cert.pem", &ck.cert.pem());
+    let key = write(&d, "key.pem", &ck.key_pair.serialize_pem());
+    let ab = "A { exports: [{stream: \"s.>\"}, {service: \"r.>\"}, {stream: \"p.>\", accounts: [C]}] }, C {}";
+    let imp = |i: &str| format!("accounts {{ {ab}, B {{ users: [{{user: b, password: b}}], imports: [{i}] }} }}");
+    let cases: Vec<(String, Want)> = vec![
+        (
+            format!(
+                "accounts {{\n  A {{\n    users: [{{user: a, password: b, permissions: {{publish: \"x.>\"}}}}, {{nkey: {u1}}}]\n    exports: [{{stream: \"foo.>\"}}, {{service: \"req.*\", accounts: [B], response_type: stream}}]\n  }}\n  B {{\n    users: [{{user: b, password: c}}]\n    imports: [\n      {{stream: {{account: A, subject: \"foo.>\"}}, prefix: \"a\"}}\n      {{stream: {{account: A, subject: \"foo.x\"}}, to: \"y\"}}\n      {{service: {{account: A, subject: \"req.x\"}}, to: \"a.req\"}}\n    ]\n  }}\n}}\nauthorization {{ users: [{{nkey: {u2}}}, {{user: g, password: h}}] }}\nno_auth_user: b\nsystem_account: A\n"
+            ),
+            Want::Valid,
+        ),
+        ("accounts: [A, B]\nsystem: B\n".into(), Want::Valid),
+        ("accounts = { A = { users = [{user = a, password = b}] } }\nno_auth_user = a\n".into(), Want::Valid),
+        ("accounts { A { exports: [{service: x, response_type: Stream}, {service: y, response: CHUNKED}, {service: z, response_type: singleton}] } }".into(), Want::Valid),
+        (imp("{stream: {account: A, subject: \"s.*\"}, to: \"t.*\"}, {stream: {account: A, subject: \"s.*.*\"}, to: \"u.$1.{{wildcard(2)}}\"}, {service: {account: A, subject: \"r.>\"}, to: \"x.>\"}"), Want::Valid),
+        ("accounts { A { exports: [{stream: \"s.>\"}], imports: [{stream: {account: A, subject: \"s.x\"}, prefix: p}] } }".into(), Want::Valid),
+        ("system_account: \"$G\"".into(), Want::Valid),
+        (format!("tls {{ cert_file: \"{cert}\", key_file: \"{key}\", ca_file: \"{cert}\", verify_and_map: true }}\nauthorization {{ users: [{{user: \"CN=localhost\"}}] }}\n"), Want::Valid),
+        // Refused by both, in nats-server's words.
+        (imp("{stream: {account: Z, subject: x}}"), Want::Refused("\"Z\" account not defined for stream import")),
+        (imp("{stream: {account: A, subject: \"r.x\"}}"), Want::Refused("Error adding stream import \"r.x\": stream import not authorized")),
+        (imp("{service: {account: A, subject: \"s.x\"}}"), Want::Refused("Error adding service import \"s.x\": service import not authorized")),
+        (imp("{stream: {account: A, subject: \"p.x\"}}"), Want::Refused("Error adding stream import \"p.x\": stream import not authorized")),
+        (imp("{stream: {account: A, subject: \"s.x\"}, prefix: p, to: t}"), Want::Either("Stream import can not have a 'prefix' and a 'to' property")),
+        (imp("{stream: {account: A, subject: \"s.x\"}, prefix: \"p.>\"}"), Want::Refused("Error adding stream import \"s.x\": stream import prefix can not contain wildcard tokens")),
+        (imp("{stream: {account: A}}"), Want::Refused("Expect an account name and a subject")),
+        (imp("{stream: {account: A, subject: \"s.*\"}, to: t}"), Want::Refused("Error adding stream import \"s.*\": failed to create mapping transform for stream import subject \"s.*\" to \"t\": invalid mapping destination: not using all of the token wildcard(s) in t")),
+        (imp("{service: {account: A, subject: \"r.>\"}, to: \"x.*\"}"), Want::Refused("Error adding service import \"r.>\": failed to create mapping transform for service import subject \"x.*\" to \"r.>\": invalid subject")),
+        (imp("{service: {account: A, subject: \"r.x\"}, to: \"a..b\"}"), Want::Refused("Error adding service import \"r.x\": sublist: invalid subject")),
+        (imp("{stream: {account: A, subject: \"s.x\"}, bogus: 1}"), Want::Refused("unknown field \"bogus\"")),
+        ("accounts { A { exports: [{stream: \">\"}], imports: [{stream: {account: B, subject: \">\"}}] }, B { exports: [{stream: \">\"}], imports: [{stream: {account: A, subject: \">\"}}] } }".into(), Want::Refused("import forms a cycle")),
+        ("accounts { A { exports: [{service: \">\"}], imports: [{service: {account: B, subject: x}}] }, B { exports: [{service: \">\"}], imports: [{service: {account: A, subject: x}}] } }".into(), Want::Refused("Error adding service import \"x\": import forms a cycle")),
+        ("accounts { A { exports: [{stream: x, accounts: [B]}] } }".into(), Want::Refused("\"B\" account not defined for stream export")),
+        ("accounts { A { exports: [{service: x, response_type: bogus}] } }".into(), Want::Refused("Unknown response type: \"bogus\"")),
+        ("accounts { A { exports: [{stream: x, response_type: stream}] } }".into(), Want::Refused("Detected response directive on non-service")),
+        // nats-server reads a map's keys in a random order, which picks its words here: the
+        // part natsu's words share with both is compared.
+        ("accounts { A { exports: [{stream: x, service: y}] } }".into(), Want::Refused("but already saw a")),
+        ("accounts { \"$G\" { } }".into(), Want::Refused("\"$G\" is a Reserved Account")),
+        ("accounts [A, A]".into(), Want::Refused("Duplicate Account Entry: A")),
+        ("accounts { A: 1 }".into(), Want::Refused("Expected map entries for accounts")),
+        ("accounts { A { max_connections: 1 } }".into(), Want::Refused("unknown field \"max_connections\"")),
+        ("accounts { A { users: [{user: a, password: b}] }, B { users: [{user: a, password: c}] } }".into(), Want::Refused("Duplicate user \"a\" detected")),
+        (format!("accounts {{ A {{ users: [{{nkey: {u1}}}] }}, B {{ users: [{{nkey: {u1}}}] }} }}"), Want::Refused("Duplicate nkey")),
+        // Random order again: "and accounts" or "and a users array".
+        ("authorization { user: x, password: y }\naccounts { A { users: [{user: a, password: b}] } }".into(), Want::Refused("Can not have a single user/pass and ")),
+        ("authorization { token: x }\naccounts { A { users: [{user: a, password: b}] } }".into(), Want::Refused("Can not have a token and ")),
+        (format!("authorization {{ users: [{{nkey: {u1}, password: x}}] }}"), Want::Refused("Nkey users do not take usernames or passwords")),
+        (format!("accounts {{ A {{ users: [{{nkey: {account_key}}}] }} }}"), Want::Refused("Not a valid public nkey for a user")),
+        ("authorization { users: [{nkey: UABC}] }".into(), Want::Refused("Not a valid public nkey for a user")),
+        // nats-server checks these only when it starts.
+        ("no_auth_user: a\nauthorization { users: [{user: b, password: x}] }".into(), Want::Refused("no_auth_user: \"a\" not present as user in authorization block or account configuration")),
+        (format!("no_auth_user: {u1}\nauthorization {{ users: [{{nkey: {u1}}}, {{user: b, password: x}}] }}"), Want::Refused("not present as user in authorization block or account configuration")),
+        ("no_auth_user: a\n".into(), Want::Refused("no_auth_user: \"a\" present, but users are not defined")),
+        ("system_account: X\naccounts { Y {} }".into(), Want::Refused("error resolving system account: account missing")),
+        // Known to nats-server, not served by natsu yet.
+        ("accounts { A { jetstream: enabled } }".into(), Want::NotServed("\"jetstream\" is not supported by natsu yet")),
+        (format!("accounts {{ A {{ nkey: {account_key} }} }}"), Want::NotServed("\"nkey\" is not supported by natsu yet")),
+        ("accounts { A { exports: [{service: x, latency: \"lat.x\"}] } }".into(), Want::NotServed("\"latency\" is not supported by natsu yet")),
+        (imp("{service: {account: A, subject: \"r.x\"}, share: true}"), Want::NotServed("\"share\" is not supported by natsu yet")),
+        (imp("{stream: {account: A, subject: \"s.*.*\"}, to: \"t.$2.$1\"}"), Want::NotServed("wildcards out of order or repeated (\"t.$2.$1\") in 'to' is not supported by natsu yet")),
+        // nats-server takes these; natsu refuses them on purpose.
+        ("accounts { A { exports: [{stream: \"p.>\", accounts: []}] }, B { imports: [{stream: {account: A, subject: \"p.x\"}}] } }".into(), Want::Stricter("an empty \"accounts\" list makes the export public in nats-server")),
+        (imp("{service: {account: A, subject: \"r.x\"}, prefix: p}"), Want::Stricter("a service import takes no 'prefix'")),
+        (imp("{prefix: p}"), Want::Stricter("an import needs a \"stream\" or a \"service\"")),
+        ("accounts { A { exports: [{accounts: [A]}] } }".into(), Want::Stricter("an export needs a \"stream\" or a \"service\" subject")),
+        (imp("{stream: {account: A, subject: \"s.x\"}, to: \"a..b\"}"), Want::Stricter("'to' \"a..b\" is not a valid subject")),
+    ];
+    let reference = Command::new("nats-server").arg("--version").output().is_ok();
+    if !reference {
+        eprintln!("nats-server not installed: checking natsu alone");
+    }
+    let mut wrong = Vec::new();
+    for (n, (text, want)) in cases.iter().enumerate() {
+        let f = write(&d, &format!("c{n}.conf"), text);
+        let (ok, _, err) = run(&["-t", "-c", &f]);
+        let natsu_text = match want {
+            Want::Valid => None,
+            Want::Refused(t) | Want::NotServed(t) | Want::Stricter(t) | Want::Either(t) => Some(*t),
+        };
+        match natsu_text {
+            None if !ok => wrong.push(format!("natsu refuses {text:?}:\n{err}")),
+            Some(t) if ok || !err.contains(t) => wrong.push(format!("natsu: {text:?}: want {t:?}, got ok={ok}:\n{err}")),
+            _ => {}
+        }
+        if !reference {
+            continue;
+        }
+        let (checked, out) = reference_check(&f).unwrap();
+        let verdict = if checked { reference_start(&f).unwrap() } else { Err(out) };
+        match (want, verdict) {
+            (Want::Refused(t) | Want::Either(t), Err(out)) if !out.contains(t) => wrong.push(format!("nats-server: {text:?}: want {t:?}, got:\n{out}")),
+            (Want::Refused(_) | Want::Either(_), Err(_)) | (Want::Either(_), Ok(())) => {}
+            (Want::Refused(t), Ok(())) => wrong.push(format!("nats-server takes {text:?}, want {t:?}")),
+            (_, Err(out)) => wrong.push(format!("nats-server refuses {text:?}:\n{out}")),
+            (_, Ok(())) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }

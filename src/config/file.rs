@@ -2,6 +2,10 @@
 //! nats-server's, each value's type and range checked, every mistake reported at once as
 //! `file:line:col: reason`.
 //!
+//! The accounts, `no_auth_user` and `system_account` are read and checked across the whole
+//! file in `accounts`, the mapping an import's `to` makes in `mapping`, the users and their
+//! permissions in `users`.
+//!
 //! No setting is ignored: an unknown key is an error in nats-server 2.9's words
 //! (`file:line:col: unknown field "x"`), and a key nats-server 2.9 knows that natsu does not
 //! serve yet is refused by name (`file:line:col: "leafnodes" is not supported by natsu yet`),
@@ -14,15 +18,18 @@
 //! let (opts, log, warnings) = natsu::config::file::load("configs/minimal.conf").unwrap();
 //! ```
 
+mod accounts;
+mod mapping;
+mod users;
+
 use std::path::Path;
 use std::time::Duration;
 
 use super::cli::LogOptions;
 use super::conf::{self, Entry, Kind, Map, Pos, Value};
-use super::keys::{Block, Unknown, AUTHORIZATION, CLUSTER, PERMISSIONS, TLS, TOP, USER};
+use super::keys::{Block, Unknown, AUTHORIZATION, CLUSTER, TLS, TOP};
 use super::{parse_duration, parse_spin};
-use crate::protocol::subject::{valid_queue, valid_subject};
-use crate::server::options::{Auth, Cluster, Permissions, SubjectPermission, Tls, User};
+use crate::server::options::{Auth, Cluster, Tls, User};
 use crate::server::Options;
 
 /// nats-server keeps sizes in 32-bit integers and refuses larger ones.
@@ -54,6 +61,7 @@ fn read(path: &str, env: &dyn Fn(&str) -> Option<String>) -> (Options, LogOption
     // nats-server's default; the file may turn it off.
     let mut log = LogOptions { logtime: true, ..LogOptions::default() };
     l.top(&root, &mut o, &mut log);
+    l.finish(&mut o);
     errors.append(&mut l.errors);
     (o, log, l.warnings, errors)
 }
@@ -62,6 +70,17 @@ fn read(path: &str, env: &dyn Fn(&str) -> Option<String>) -> (Options, LogOption
 struct Loader {
     errors: Vec<String>,
     warnings: Vec<String>,
+    /// Every user with where it was written, those of `authorization` (account None) and of
+    /// each account, in the order their blocks came: duplicates are checked across all of
+    /// them once the file is read, as nats-server checks them.
+    users: Vec<(Pos, User)>,
+    /// The `accounts` block as read: imports name other accounts, so they are checked once
+    /// the file is read.
+    accounts: Vec<accounts::Read>,
+    /// `no_auth_user` and `system_account` with where they were written: the users and
+    /// accounts they name may come later in the file.
+    no_auth_user: Option<(Pos, String)>,
+    system_account: Option<(Pos, String)>,
 }
 
 impl Loader {
@@ -277,6 +296,20 @@ impl Loader {
                         o.auth = self.authorization(m, &v.pos);
                     }
                 }
+                "accounts" => self.accounts(v),
+                "no_auth_user" => {
+                    if let Some(s) = self.string(k, v) {
+                        // Empty is none, as in nats-server.
+                        self.no_auth_user = (!s.is_empty()).then(|| (v.pos.clone(), s));
+                    }
+                }
+                // nats-server's alias, `system`, too.
+                "system_account" | "system" => {
+                    if let Some(s) = self.string(k, v) {
+                        // Empty is the default, as in nats-server.
+                        self.system_account = (!s.is_empty()).then(|| (v.pos.clone(), s));
+                    }
+                }
                 "tls" => {
                     if let Some(m) = self.map(k, v) {
                         o.tls = self.tls(m, &v.pos);
@@ -338,7 +371,10 @@ impl Loader {
         }
     }
 
+    /// `authorization { ... }`; its users go to `self.users`, checked and moved into the
+    /// options with the accounts' users once the file is read.
     fn authorization(&mut self, m: &Map, pos: &Pos) -> Auth {
+        self.users.retain(|(_, u)| u.account.is_some());
         let mut a = Auth::default();
         let mut users_pos = None;
         for e in &m.entries {
@@ -350,7 +386,10 @@ impl Loader {
                 "timeout" => a.timeout = self.seconds(&k, v).unwrap_or(a.timeout),
                 "users" => {
                     users_pos = Some(v.pos.clone());
-                    a.users = self.users(v);
+                    // A second `users` or `authorization` replaces the first.
+                    self.users.retain(|(_, u)| u.account.is_some());
+                    let users = self.users(v, None);
+                    self.users.extend(users);
                 }
                 _ => self.unserved(e, &AUTHORIZATION),
             }
@@ -368,115 +407,6 @@ impl Loader {
         a
     }
 
-    fn users(&mut self, v: &Value) -> Vec<User> {
-        let Kind::Array(items) = &v.kind else {
-            self.wrong_type("users", v, "an array of users");
-            return Vec::new();
-        };
-        let mut users: Vec<User> = Vec::new();
-        for item in items {
-            let Kind::Map(m) = &item.kind else {
-                self.err(&item.pos, format_args!("a user entry must be a map {{user: ..., password: ...}}, got {}", item.describe()));
-                continue;
-            };
-            let mut u = User::default();
-            let (mut named, mut nkey) = (false, false);
-            for e in &m.entries {
-                let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
-                match k.as_str() {
-                    "user" | "username" => {
-                        if let Some(s) = self.string(&k, v) {
-                            u.user = s;
-                            named = true;
-                        }
-                    }
-                    "password" | "pass" => u.password = self.string(&k, v).unwrap_or_default(),
-                    "nkey" => {
-                        nkey = true;
-                        self.not_served(e);
-                    }
-                    "permissions" | "permission" | "authorization" => {
-                        if let Some(pm) = self.map(&k, v) {
-                            u.permissions = Some(self.permissions(pm));
-                        }
-                    }
-                    _ => self.unserved(e, &USER),
-                }
-            }
-            // An nkey user needs no name; it is refused already, and once is enough.
-            if nkey {
-                continue;
-            }
-            if !named {
-                self.err(&item.pos, "User entry requires a user");
-                continue;
-            }
-            if users.iter().any(|x| x.user == u.user) {
-                self.err(&item.pos, format_args!("Duplicate user {:?} detected", u.user));
-                continue;
-            }
-            users.push(u);
-        }
-        users
-    }
-
-    /// `{publish: ..., subscribe: ...}`; `pub` and `sub` are nats-server's short forms,
-    /// `import` and `export` its route spellings.
-    fn permissions(&mut self, m: &Map) -> Permissions {
-        let mut p = Permissions::default();
-        for e in &m.entries {
-            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
-            match k.as_str() {
-                "publish" | "pub" | "import" => p.publish = self.subject_permission(&k, v, false).or(p.publish.take()),
-                "subscribe" | "sub" | "export" => p.subscribe = self.subject_permission(&k, v, true).or(p.subscribe.take()),
-                _ => self.unserved(e, &PERMISSIONS),
-            }
-        }
-        p
-    }
-
-    /// A subject, a list of subjects (both: allowed), or `{allow: ..., deny: ...}`.
-    fn subject_permission(&mut self, key: &str, v: &Value, sub: bool) -> Option<SubjectPermission> {
-        match &v.kind {
-            Kind::Map(m) => {
-                let mut sp = SubjectPermission::default();
-                for e in &m.entries {
-                    match e.key.to_ascii_lowercase().as_str() {
-                        "allow" => sp.allow = self.subjects(&e.key, &e.value, sub)?,
-                        "deny" => sp.deny = self.subjects(&e.key, &e.value, sub)?,
-                        _ if e.used_as_variable => {}
-                        _ => self.err(&e.pos, format_args!("Unknown field name {:?} parsing subject permissions, only 'allow' or 'deny' are permitted", e.key)),
-                    }
-                }
-                Some(sp)
-            }
-            _ => Some(SubjectPermission { allow: self.subjects(key, v, sub)?, deny: Vec::new() }),
-        }
-    }
-
-    fn subjects(&mut self, key: &str, v: &Value, sub: bool) -> Option<Vec<String>> {
-        let items: Vec<&Value> = match &v.kind {
-            Kind::Array(a) => a.iter().collect(),
-            _ => vec![v],
-        };
-        let mut out = Vec::new();
-        let mut ok = true;
-        for item in items {
-            let Kind::Str(s) = &item.kind else {
-                self.err(&item.pos, format_args!("{key:?}: expected a subject or an array of subjects, got {}", item.describe()));
-                ok = false;
-                continue;
-            };
-            if !valid_permission_subject(s, sub) {
-                self.err(&item.pos, format_args!("subject {s:?} is not a valid subject"));
-                ok = false;
-                continue;
-            }
-            out.push(s.trim().to_string());
-        }
-        ok.then_some(out)
-    }
-
     fn tls(&mut self, m: &Map, pos: &Pos) -> Option<Tls> {
         let mut t = Tls::default();
         let (mut cert, mut key) = (None, None);
@@ -487,10 +417,14 @@ impl Loader {
                 "key_file" => key = self.string(&k, v).or(key),
                 "ca_file" => t.ca_file = self.string(&k, v).or(t.ca_file.take()),
                 "verify" => t.verify = self.bool(&k, v).unwrap_or(t.verify),
+                "verify_and_map" => t.verify_and_map = self.bool(&k, v).unwrap_or(t.verify_and_map),
                 "timeout" => t.timeout = self.seconds(&k, v).unwrap_or(t.timeout),
                 _ => self.unserved(e, &TLS),
             }
         }
+        // Mapping a certificate to a user verifies it first, whatever `verify` says (in
+        // nats-server the later of the two keys wins, in its own order).
+        t.verify |= t.verify_and_map;
         // nats-server's words. It takes an empty `tls {}` as no TLS; natsu calls it a mistake.
         match (cert, key) {
             (Some(c), Some(k)) => {
@@ -616,21 +550,6 @@ fn set_monitor_port(key: &str, p: i64, o: &mut Options) {
     }
 }
 
-/// Publish: a subject (wildcards allowed, they are patterns). Subscribe: a subject and an
-/// optional queue group after a space, as nats-server's queue permissions.
-fn valid_permission_subject(s: &str, sub: bool) -> bool {
-    let mut parts = s.split_whitespace();
-    let Some(subject) = parts.next() else { return false };
-    if !valid_subject(subject.as_bytes()) {
-        return false;
-    }
-    match (parts.next(), parts.next()) {
-        (None, _) => true,
-        (Some(q), None) if sub => valid_queue(q.as_bytes()),
-        _ => false,
-    }
-}
-
 /// A route URL: `nats://[user:pass@]host:port` (also `nats-route://`, `tls://`).
 pub(crate) fn check_route_url(u: &str) -> Result<(), &'static str> {
     let (scheme, rest) = u.split_once("://").ok_or("expected scheme://host:port")?;
@@ -665,6 +584,7 @@ fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::options::{Account, Export, ExportKind, Import, Permissions, ResponseType, SubjectPermission};
 
     /// A scratch directory removed on drop.
     struct Tmp(std::path::PathBuf);
@@ -844,6 +764,203 @@ mod tests {
         assert_eq!(o.auth.token.as_deref(), Some("s3cr3t"));
     }
 
+    /// A fresh NKey user's public key (its seed is dropped).
+    fn user_nkey() -> String {
+        nkeys::KeyPair::new_user().public_key()
+    }
+
+    /// nats-server 2.9's account forms and what each means.
+    #[test]
+    fn accounts_users_exports_imports() {
+        let (ua, ub) = (user_nkey(), user_nkey());
+        let (o, _, w) = ok(&format!(
+            r#"
+            authorization {{ users: [{{user: g, password: p}}, {{nkey: {ua}, permissions: {{subscribe: "g.>"}}}}] }}
+            accounts {{
+              A {{
+                users: [{{user: a, password: b, permissions: {{publish: "x"}}}}, {{nkey: {ub}}}]
+                exports: [{{stream: "foo.>"}}, {{service: "req.*", accounts: [B], response_type: Stream}}, {{service: "c", response: CHUNKED}}]
+              }}
+              B: {{
+                users = [{{username: bb, pass: c}}]
+                imports: [
+                  {{stream: {{account: A, subject: "foo.>"}}, prefix: "a."}}
+                  {{stream: {{account: A, subject: "foo.x"}}, to: "y"}}
+                  {{stream: {{account: A, subject: "foo.*.*"}}, to: "z.$1.{{{{wildcard(2)}}}}"}}
+                  {{service: {{account: A, subject: "req.x"}}, to: "a.req"}}
+                  {{service: {{account: A, subject: "c"}}, to: ""}}
+                ]
+              }}
+              C = {{}}
+            }}
+            no_auth_user: g
+            system: C
+        "#
+        ));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.accounts.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["A", "B", "C"]);
+        let export = |kind, subject: &str, accounts: Option<&[&str]>, response_type| Export { kind, subject: subject.into(), accounts: accounts.map(|a| a.iter().map(|s| s.to_string()).collect()), response_type };
+        assert_eq!(
+            o.accounts[0].exports,
+            [
+                export(ExportKind::Stream, "foo.>", None, ResponseType::Singleton),
+                export(ExportKind::Service, "req.*", Some(&["B"]), ResponseType::Stream),
+                export(ExportKind::Service, "c", None, ResponseType::Chunked),
+            ]
+        );
+        let import = |kind, subject: &str, prefix: Option<&str>, to: Option<&str>| Import { kind, account: "A".into(), subject: subject.into(), prefix: prefix.map(Into::into), to: to.map(Into::into) };
+        assert_eq!(
+            o.accounts[1].imports,
+            [
+                // `a.` and `a` are one prefix; wildcard references are the `*` they stand for.
+                import(ExportKind::Stream, "foo.>", Some("a"), None),
+                import(ExportKind::Stream, "foo.x", None, Some("y")),
+                import(ExportKind::Stream, "foo.*.*", None, Some("z.*.*")),
+                import(ExportKind::Service, "req.x", None, Some("a.req")),
+                import(ExportKind::Service, "c", None, None),
+            ]
+        );
+        assert!(o.accounts[2].exports.is_empty() && o.accounts[2].imports.is_empty());
+        let who: Vec<(&str, Option<&str>, Option<&str>)> = o.auth.users.iter().map(|u| (u.user.as_str(), u.nkey.as_deref(), u.account.as_deref())).collect();
+        assert_eq!(who, [("g", None, None), ("", Some(ua.as_str()), None), ("a", None, Some("A")), ("", Some(ub.as_str()), Some("A")), ("bb", None, Some("B"))]);
+        assert_eq!(o.auth.users[1].permissions.as_ref().unwrap().subscribe.as_ref().unwrap().allow, ["g.>"]);
+        assert_eq!(o.auth.users[2].permissions.as_ref().unwrap().publish.as_ref().unwrap().allow, ["x"]);
+        assert_eq!((o.auth.no_auth_user.as_deref(), o.system_account.as_str()), (Some("g"), "C"));
+        assert!(o.auth.required());
+
+        // Names only; the defaults.
+        let (o, _, _) = ok("accounts: [A, B]");
+        assert_eq!(o.accounts, [Account { name: "A".into(), ..Account::default() }, Account { name: "B".into(), ..Account::default() }]);
+        assert!(!o.auth.required());
+        assert_eq!((o.system_account.as_str(), o.auth.no_auth_user.as_deref()), ("$SYS", None));
+        // Empty is the default; nats-server takes `$G`; the later of two blocks wins.
+        assert_eq!(ok("system_account: \"\"\nno_auth_user: \"\"").0.system_account, "$SYS");
+        assert_eq!(ok("system_account: \"$G\"").0.system_account, "$G");
+        assert_eq!(ok("system_account: \"$SYS\"").0.system_account, "$SYS");
+        let (o, _, _) = ok("accounts { A { users: [{user: a, password: b}] } }\naccounts { B {} }\nauthorization { users: [{user: a, password: c}] }");
+        assert_eq!((o.accounts.len(), o.auth.users.len(), o.auth.users[0].account.as_deref()), (1, 1, None));
+    }
+
+    #[test]
+    fn verify_and_map() {
+        let tls = |t: &str| ok(&format!("tls {{ cert_file: c, key_file: k, {t} }}")).0.tls.unwrap();
+        let t = tls("verify_and_map: true");
+        assert!(t.verify && t.verify_and_map);
+        let t = tls("verify_and_map: true, verify: false");
+        assert!(t.verify && t.verify_and_map);
+        let t = tls("verify_and_map: false");
+        assert!(!t.verify && !t.verify_and_map);
+        assert_eq!(
+            errors("tls { cert_file: c, key_file: k, verify_and_map: 1 }"),
+            ["t.conf:1:50: \"verify_and_map\" must be a boolean (true/false, yes/no, on/off), got integer 1"]
+        );
+    }
+
+    /// nats-server 2.9's refusals of accounts, NKey users, no_auth_user and system_account,
+    /// in its words (`nats-server -t`, or when it starts); natsu's own where it refuses more.
+    #[test]
+    fn account_errors() {
+        let (u, acct) = (user_nkey(), nkeys::KeyPair::new_account().public_key());
+        let a = "A { exports: [{stream: \"s.>\"}, {service: \"r.>\"}, {stream: \"p.>\", accounts: [C]}] }, C {}";
+        let imp = |i: &str| format!("accounts {{ {a}, B {{ imports: [{i}] }} }}");
+        let table: Vec<(String, String)> = vec![
+            ("accounts { \"$G\" { } }".into(), "t.conf:1:12: \"$G\" is a Reserved Account".into()),
+            ("accounts [\"$G\"]".into(), "t.conf:1:11: \"$G\" is a Reserved Account".into()),
+            ("accounts [A, A]".into(), "t.conf:1:14: Duplicate Account Entry: A".into()),
+            ("accounts { A: 1 }".into(), "t.conf:1:12: Expected map entries for accounts".into()),
+            ("accounts: 1".into(), "t.conf:1:11: \"accounts\" must be a map of accounts or an array of account names, got integer 1".into()),
+            ("accounts { \"a b\" {} }".into(), "t.conf:1:12: account name \"a b\" must be non-empty and cannot contain spaces or new lines".into()),
+            ("accounts { A { bogus: 1 } }".into(), "t.conf:1:16: unknown field \"bogus\"".into()),
+            ("accounts { A { exports: {stream: x} } }".into(), "t.conf:1:25: \"exports\" must be an array, got map".into()),
+            // Users: unique across authorization and every account, names and NKeys alike.
+            ("accounts { A { users: [{user: a, password: b}] }, B { users: [{user: a, password: c}] } }".into(), "t.conf:1:63: Duplicate user \"a\" detected".into()),
+            ("authorization { users: [{user: a, password: b}] }\naccounts { A { users: [{user: a, password: b}] } }".into(), "t.conf:2:24: Duplicate user \"a\" detected".into()),
+            ("authorization { users: [{user: a, password: x}, {user: a, password: y}] }".into(), "t.conf:1:49: Duplicate user \"a\" detected".into()),
+            (format!("authorization {{ users: [{{user: {u}, password: x}}, {{nkey: {u}}}] }}"), format!("t.conf:1:104: Duplicate nkey \"{u}\" detected")),
+            (format!("accounts {{ A {{ users: [{{nkey: {u}}}] }}, B {{ users: [{{nkey: {u}}}] }} }}"), format!("t.conf:1:105: Duplicate nkey \"{u}\" detected")),
+            ("authorization { user: x, password: y }\naccounts { A { users: [{user: a, password: b}] } }".into(), "t.conf:2:23: Can not have a single user/pass and accounts".into()),
+            ("authorization { token: x }\naccounts { A { users: [{user: a, password: b}] } }".into(), "t.conf:2:23: Can not have a token and accounts".into()),
+            (format!("authorization {{ users: [{{nkey: {u}, password: x}}] }}"), "t.conf:1:25: Nkey users do not take usernames or passwords".into()),
+            (format!("authorization {{ users: [{{nkey: {u}, user: x}}] }}"), "t.conf:1:25: Nkey users do not take usernames or passwords".into()),
+            (format!("authorization {{ users: [{{nkey: {acct}}}] }}"), "t.conf:1:25: Not a valid public nkey for a user".into()),
+            ("authorization { users: [{nkey: UABC}] }".into(), "t.conf:1:25: Not a valid public nkey for a user".into()),
+            ("accounts { A { users: [{nkey: 1}] } }".into(), "t.conf:1:31: \"nkey\" must be a string, got integer 1".into()),
+            ("authorization { users: [{user: a, password: b, account: X}] }".into(), "t.conf:1:48: unknown field \"account\"".into()),
+            // no_auth_user and system_account, as nats-server checks them when it starts.
+            ("no_auth_user: a".into(), "t.conf:1:15: no_auth_user: \"a\" present, but users are not defined".into()),
+            ("no_auth_user: a\nauthorization { user: a, password: x }".into(), "t.conf:1:15: no_auth_user: \"a\" present, but users are not defined".into()),
+            ("no_auth_user: a\nauthorization { users: [{user: b, password: x}] }".into(), "t.conf:1:15: no_auth_user: \"a\" not present as user in authorization block or account configuration".into()),
+            (format!("no_auth_user: {u}\nauthorization {{ users: [{{nkey: {u}}}, {{user: a, password: b}}] }}"), format!("t.conf:1:15: no_auth_user: \"{u}\" not present as user in authorization block or account configuration")),
+            ("no_auth_user: 1".into(), "t.conf:1:15: \"no_auth_user\" must be a string, got integer 1".into()),
+            ("system_account: X".into(), "t.conf:1:17: error resolving system account: account missing".into()),
+            ("system: Y\naccounts { X {} }".into(), "t.conf:1:9: error resolving system account: account missing".into()),
+            ("system_account: 1".into(), "t.conf:1:17: \"system_account\" must be a string, got integer 1".into()),
+            // Exports.
+            ("accounts { A { exports: [\"a\"] } }".into(), "t.conf:1:26: Export Items should be a map with type entry, got string \"a\"".into()),
+            ("accounts { A { exports: [{stream: 1}] } }".into(), "t.conf:1:35: \"stream\" must be a string, got integer 1".into()),
+            ("accounts { A { exports: [{stream: x, service: y}] } }".into(), "t.conf:1:38: Detected service \"y\" but already saw a stream".into()),
+            ("accounts { A { exports: [{service: x, response_type: bogus}] } }".into(), "t.conf:1:54: Unknown response type: \"bogus\"".into()),
+            ("accounts { A { exports: [{response_type: stream, stream: x}] } }".into(), "t.conf:1:27: Detected response directive on non-service".into()),
+            ("accounts { A { exports: [{stream: x, accounts: [B]}] } }".into(), "t.conf:1:26: \"B\" account not defined for stream export".into()),
+            ("accounts { A { exports: [{service: x, accounts: [B]}] } }".into(), "t.conf:1:26: \"B\" account not defined for service export".into()),
+            ("accounts { A { exports: [{stream: x, accounts: B}] } }".into(), "t.conf:1:48: \"accounts\" must be an array of account names, got string \"B\"".into()),
+            ("accounts { A { exports: [{stream: x, bogus: 1}] } }".into(), "t.conf:1:38: unknown field \"bogus\"".into()),
+            // natsu refuses these; nats-server takes them.
+            ("accounts { A { exports: [{stream: x, accounts: []}] } }".into(), "t.conf:1:48: an empty \"accounts\" list makes the export public in nats-server: leave it out for a public export, or name the accounts".into()),
+            ("accounts { A { exports: [{accounts: [A]}] } }".into(), "t.conf:1:26: an export needs a \"stream\" or a \"service\" subject".into()),
+            ("accounts { A { exports: [{stream: \"a..b\"}] } }".into(), "t.conf:1:35: subject \"a..b\" is not a valid subject".into()),
+            // Imports.
+            (imp("{stream: {account: Z, subject: x}}"), "t.conf:1:116: \"Z\" account not defined for stream import".into()),
+            (imp("{service: {account: Z, subject: x}}"), "t.conf:1:116: \"Z\" account not defined for service import".into()),
+            (imp("{stream: {account: A, subject: \"r.x\"}}"), "t.conf:1:116: Error adding stream import \"r.x\": stream import not authorized (account \"A\" does not export it to account \"B\")".into()),
+            (imp("{service: {account: A, subject: \"s.x\"}}"), "t.conf:1:116: Error adding service import \"s.x\": service import not authorized (account \"A\" does not export it to account \"B\")".into()),
+            (imp("{stream: {account: A, subject: \"p.x\"}}"), "t.conf:1:116: Error adding stream import \"p.x\": stream import not authorized (account \"A\" does not export it to account \"B\")".into()),
+            (imp("{stream: {account: A, subject: \"s\"}}"), "t.conf:1:116: Error adding stream import \"s\": stream import not authorized (account \"A\" does not export it to account \"B\")".into()),
+            (imp("{stream: {account: B, subject: \"s.x\"}}"), "t.conf:1:116: Error adding stream import \"s.x\": stream import not authorized (account \"B\" does not export it to account \"B\")".into()),
+            (imp("{stream: {account: A, subject: \"s.x\"}, prefix: p, to: t}"), "t.conf:1:116: Stream import can not have a 'prefix' and a 'to' property".into()),
+            (imp("{stream: {account: A, subject: \"s.x\"}, prefix: \"p.*\"}"), "t.conf:1:163: Error adding stream import \"s.x\": stream import prefix can not contain wildcard tokens".into()),
+            (imp("{stream: {account: A, subject: \"s.*\"}, to: t}"), "t.conf:1:159: Error adding stream import \"s.*\": failed to create mapping transform for stream import subject \"s.*\" to \"t\": invalid mapping destination: not using all of the token wildcard(s) in t".into()),
+            (imp("{service: {account: A, subject: \"r.*\"}, to: t}"), "t.conf:1:160: Error adding service import \"r.*\": failed to create mapping transform for service import subject \"t\" to \"r.*\": invalid mapping destination: not using all of the token wildcard(s) in t".into()),
+            (imp("{service: {account: A, subject: \"r.x\"}, to: \"a..b\"}"), "t.conf:1:160: Error adding service import \"r.x\": sublist: invalid subject".into()),
+            (imp("{stream: {account: A}}"), "t.conf:1:125: Expect an account name and a subject".into()),
+            (imp("{stream: \"s.x\"}"), "t.conf:1:125: Stream entry should be an account map, got string \"s.x\"".into()),
+            (imp("{stream: {account: A, subject: \"s.x\"}, service: {account: A, subject: \"r.x\"}}"), "t.conf:1:155: Detected service but already saw a stream".into()),
+            (imp("{stream: {account: A, subject: \"s.x\", bogus: 1}}"), "t.conf:1:154: unknown field \"bogus\"".into()),
+            (imp("{stream: {account: A, subject: \"s.x\"}, bogus: 1}"), "t.conf:1:155: unknown field \"bogus\"".into()),
+            ("accounts { A { imports: [\"a\"] } }".into(), "t.conf:1:26: Import Items should be a map with type entry, got string \"a\"".into()),
+            // natsu refuses these; nats-server takes them.
+            (imp("{prefix: p}"), "t.conf:1:116: an import needs a \"stream\" or a \"service\"".into()),
+            (imp("{service: {account: A, subject: \"r.x\"}, prefix: p}"), "t.conf:1:164: a service import takes no 'prefix' (nats-server would drop it): use 'to'".into()),
+            (imp("{stream: {account: A, subject: \"s.x\"}, prefix: \"a..b\"}"), "t.conf:1:163: prefix \"a..b\" is not a valid subject prefix".into()),
+            (imp("{stream: {account: A, subject: \"s.x\"}, to: \"a..b\"}"), "t.conf:1:159: Error adding stream import \"s.x\": 'to' \"a..b\" is not a valid subject".into()),
+            (imp("{stream: {account: A, subject: \"s.x\"}, to: \"t.*\"}"), "t.conf:1:159: Error adding stream import \"s.x\": 'to' \"t.*\" must be a literal subject, as the stream's subject is".into()),
+            (imp("{stream: {account: A, subject: \"s.*.*\"}, to: \"t.$2.$1\"}"), "t.conf:1:161: Error adding stream import \"s.*.*\": wildcards out of order or repeated (\"t.$2.$1\") in 'to' is not supported by natsu yet".into()),
+            (imp("{stream: {account: A, subject: \"a..b\"}}"), "t.conf:1:147: subject \"a..b\" is not a valid subject".into()),
+            // Cycles.
+            (
+                "accounts { A { exports: [{stream: \">\"}], imports: [{stream: {account: B, subject: \">\"}}] }, B { exports: [{stream: \">\"}], imports: [{stream: {account: A, subject: \">\"}}] } }".into(),
+                "t.conf:1:133: Error adding stream import \">\": import forms a cycle".into(),
+            ),
+            (
+                "accounts { A { exports: [{service: \">\"}], imports: [{service: {account: B, subject: x}}] }, B { exports: [{service: \">\"}], imports: [{service: {account: A, subject: x}}] } }".into(),
+                "t.conf:1:134: Error adding service import \"x\": import forms a cycle".into(),
+            ),
+            (
+                "accounts { A { exports: [{stream: \">\"}], imports: [{stream: {account: B, subject: \"x.>\"}}] }, B { exports: [{stream: \">\"}], imports: [{stream: {account: C, subject: \"x.>\"}}] }, C { exports: [{stream: \">\"}], imports: [{stream: {account: A, subject: \"x.>\"}}] } }".into(),
+                "t.conf:1:218: Error adding stream import \"x.>\": import forms a cycle".into(),
+            ),
+        ];
+        check_errors(&table.iter().map(|(t, e)| (t.as_str(), e.as_str())).collect::<Vec<_>>());
+        // Cycles nats-server does not see: through a prefix or a `to`, messages do not come round.
+        for text in [
+            "accounts { A { exports: [{stream: \">\"}], imports: [{stream: {account: B, subject: x}, to: y}] }, B { exports: [{stream: \">\"}], imports: [{stream: {account: A, subject: y}, to: z}] } }",
+            "accounts { A { exports: [{service: \">\"}], imports: [{service: {account: B, subject: x}, to: y}] }, B { exports: [{service: \">\"}], imports: [{service: {account: A, subject: y}, to: z}] } }",
+            "accounts { A { exports: [{stream: \"s.>\"}], imports: [{stream: {account: A, subject: \"s.x\"}}] } }",
+        ] {
+            ok(text);
+        }
+    }
+
     #[test]
     fn unknown_keys_are_errors_and_variables_are_not() {
         let errs = errors("VAR = 4333\nport: $VAR\nunused_var = 1\nfoo: bar\nauthorization {\n  user: a\n  password: b\n  colour: blue\n  A = x\n  users_ = $A\n}\n");
@@ -866,19 +983,24 @@ mod tests {
     #[test]
     fn keys_natsu_does_not_serve_yet_are_errors() {
         let table: &[(&str, &str)] = &[
-            ("accounts { A: { users: [ {user: a, password: b} ] } }", "t.conf:1:1: \"accounts\" is not supported by natsu yet"),
             ("port: 4222\nleafnodes { port: 7422 }", "t.conf:2:1: \"leafnodes\" is not supported by natsu yet"),
             ("jetstream: enabled", "t.conf:1:1: \"jetstream\" is not supported by natsu yet"),
-            ("no_auth_user: a", "t.conf:1:1: \"no_auth_user\" is not supported by natsu yet"),
-            ("System_Account: SYS", "t.conf:1:1: \"System_Account\" is not supported by natsu yet"),
-            ("tls { cert_file: c, key_file: k, verify_and_map: true }", "t.conf:1:34: \"verify_and_map\" is not supported by natsu yet"),
+            ("operator: x\nresolver: MEMORY\nno_system_account: true", "t.conf:1:1: \"operator\" is not supported by natsu yet\nt.conf:2:1: \"resolver\" is not supported by natsu yet\nt.conf:3:1: \"no_system_account\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, verify_cert_and_check_known_urls: true }", "t.conf:1:34: \"verify_cert_and_check_known_urls\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, cipher_suites: [\"TLS_AES_128_GCM_SHA256\"] }", "t.conf:1:34: \"cipher_suites\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, curve_preferences: [\"X25519\"] }", "t.conf:1:34: \"curve_preferences\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, pinned_certs: [] }", "t.conf:1:34: \"pinned_certs\" is not supported by natsu yet"),
             ("authorization { default_permissions: { publish: x } }", "t.conf:1:17: \"default_permissions\" is not supported by natsu yet"),
-            // An nkey user is refused once, not also for lacking a name.
-            ("authorization { users: [{nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4}, {nkey: UA}] }", "t.conf:1:26: \"nkey\" is not supported by natsu yet\nt.conf:1:92: \"nkey\" is not supported by natsu yet"),
+            // Inside an account, an export and an import.
+            (
+                "accounts {\n A { jetstream: enabled, mappings: { a: b }, maps: {}, limits: { max_connections: 1 }, default_permissions: { publish: x }, nkey: AD3MKPHJKSIOP7E5CDZDXIK7U4LQM5B4JE7725SPNU4G7OMNRDW54H7W }\n}",
+                "t.conf:2:6: \"jetstream\" is not supported by natsu yet\nt.conf:2:26: \"mappings\" is not supported by natsu yet\nt.conf:2:46: \"maps\" is not supported by natsu yet\nt.conf:2:56: \"limits\" is not supported by natsu yet\nt.conf:2:88: \"default_permissions\" is not supported by natsu yet\nt.conf:2:125: \"nkey\" is not supported by natsu yet",
+            ),
+            (
+                "accounts { A { exports: [{service: x, latency: \"lat.x\"}, {service: y, response_threshold: \"1s\"}, {service: z, threshold: \"1s\"}, {stream: \"w.*\", account_token_position: 2}] } }",
+                "t.conf:1:39: \"latency\" is not supported by natsu yet\nt.conf:1:71: \"response_threshold\" is not supported by natsu yet\nt.conf:1:111: \"threshold\" is not supported by natsu yet\nt.conf:1:145: \"account_token_position\" is not supported by natsu yet",
+            ),
+            ("accounts { A { exports: [{service: x}] }, B { imports: [{service: {account: A, subject: x}, share: true}] } }", "t.conf:1:93: \"share\" is not supported by natsu yet"),
             ("authorization { users: [{user: a, password: b, allowed_connection_types: [\"STANDARD\"]}] }", "t.conf:1:48: \"allowed_connection_types\" is not supported by natsu yet"),
             ("authorization { users: [{user: a, permissions: {publish: x, allow_responses: true}}] }", "t.conf:1:61: \"allow_responses\" is not supported by natsu yet"),
         ];
@@ -984,17 +1106,19 @@ mod tests {
 
     #[test]
     fn all_errors_at_once_unknown_and_not_served() {
-        let errs = errors("port: 4222\nfoo: 1\ntls {\n  cert_file: c\n  key_file: k\n  verify_and_map: true\n  bar: 2\n}\naccounts {}\ncluster { port: 6222 }\nmax_payload: x\nauthorization { users: [ {user: a, colour: red} ] }\n");
+        let errs = errors("port: 4222\nfoo: 1\ntls {\n  cert_file: c\n  key_file: k\n  insecure: true\n  bar: 2\n}\naccounts { A { jetstream: enabled } }\ncluster { port: 6222 }\nmax_payload: x\nauthorization { users: [ {user: a, colour: red} ] }\nno_auth_user: nobody\n");
+        // The checks across the file (no_auth_user names a user) come last.
         assert_eq!(
             errs,
             [
                 "t.conf:2:1: unknown field \"foo\"",
-                "t.conf:6:3: \"verify_and_map\" is not supported by natsu yet",
+                "t.conf:6:3: \"insecure\" is not supported by natsu yet",
                 "t.conf:7:3: error parsing tls config, unknown field [\"bar\"]",
-                "t.conf:9:1: \"accounts\" is not supported by natsu yet",
+                "t.conf:9:16: \"jetstream\" is not supported by natsu yet",
                 "t.conf:10:1: \"cluster\" is not supported by natsu yet",
                 "t.conf:11:14: \"max_payload\" must be an integer, got string \"x\"",
                 "t.conf:12:36: unknown field \"colour\"",
+                "t.conf:13:15: no_auth_user: \"nobody\" not present as user in authorization block or account configuration",
             ]
         );
     }

@@ -3,8 +3,8 @@
 //! nats-server words a key it does not know there. [`file`](super::file) serves the rest.
 
 /// How a block of the file treats a key it does not serve. Nothing is ignored: a setting
-/// natsu would drop could change what the server lets in (`tls { verify_and_map: true }`
-/// dropped would accept clients with no certificate at all), so the file is refused.
+/// natsu would drop could change what the server lets in (`tls { pinned_certs }` dropped
+/// would accept any certificate the CA signed), so the file is refused.
 pub(super) struct Block {
     /// Keys nats-server 2.9 reads here that natsu does not serve yet: refused by name, so a
     /// user knows the key is right and the feature is what is missing.
@@ -26,7 +26,6 @@ pub(super) enum Unknown {
 pub(super) const TOP: Block = Block {
     not_served: &[
         "account_resolver",
-        "accounts",
         "accounts_resolver",
         "client_advertise",
         "connect_error_reports",
@@ -45,7 +44,6 @@ pub(super) const TOP: Block = Block {
         "max_subscription_tokens",
         "max_traced_msg_len",
         "mqtt",
-        "no_auth_user",
         "no_header_support",
         "no_sublist_cache",
         "no_sys_acc",
@@ -68,8 +66,6 @@ pub(super) const TOP: Block = Block {
         "server_tags",
         "store_dir",
         "storedir",
-        "system",
-        "system_account",
         "trusted",
         "trusted_keys",
         "websocket",
@@ -82,15 +78,27 @@ pub(super) const TOP: Block = Block {
 pub(super) const AUTHORIZATION: Block = Block { not_served: &["default_permission", "default_permissions", "permissions"], unknown: Unknown::Field };
 
 /// One entry of `authorization { users: [...] }`.
-pub(super) const USER: Block = Block { not_served: &["allowed_connection_types", "clients", "connection_types", "nkey"], unknown: Unknown::Field };
+pub(super) const USER: Block = Block { not_served: &["allowed_connection_types", "clients", "connection_types"], unknown: Unknown::Field };
 
 /// A user's `permissions`.
 pub(super) const PERMISSIONS: Block = Block { not_served: &["allow_responses", "publish_allow_responses"], unknown: Unknown::Permissions };
 
 pub(super) const TLS: Block = Block {
-    not_served: &["cipher_suites", "connection_rate_limit", "curve_preferences", "insecure", "pinned_certs", "verify_and_map", "verify_cert_and_check_known_urls"],
+    not_served: &["cipher_suites", "connection_rate_limit", "curve_preferences", "insecure", "pinned_certs", "verify_cert_and_check_known_urls"],
     unknown: Unknown::Tls,
 };
+
+/// One account of `accounts { NAME { ... } }`: `nkey` is an operator-style account key.
+pub(super) const ACCOUNT: Block = Block { not_served: &["default_permissions", "jetstream", "limits", "mappings", "maps", "nkey"], unknown: Unknown::Field };
+
+/// One entry of an account's `exports`.
+pub(super) const EXPORT: Block = Block { not_served: &["account_token_position", "latency", "response_threshold", "threshold"], unknown: Unknown::Field };
+
+/// One entry of an account's `imports`.
+pub(super) const IMPORT: Block = Block { not_served: &["share"], unknown: Unknown::Field };
+
+/// An import's `{account: A, subject: S}`.
+pub(super) const IMPORT_FROM: Block = Block { not_served: &[], unknown: Unknown::Field };
 
 pub(super) const CLUSTER: Block = Block { not_served: &["advertise", "cluster_advertise", "permissions", "tls"], unknown: Unknown::Field };
 
@@ -101,7 +109,7 @@ mod tests {
     /// Keys are matched lowercased, so a list entry with a capital would never match.
     #[test]
     fn lists_are_lowercase() {
-        for b in [&TOP, &AUTHORIZATION, &USER, &PERMISSIONS, &TLS, &CLUSTER] {
+        for b in [&TOP, &AUTHORIZATION, &USER, &PERMISSIONS, &TLS, &ACCOUNT, &EXPORT, &IMPORT, &IMPORT_FROM, &CLUSTER] {
             for k in b.not_served {
                 assert_eq!(*k, k.to_ascii_lowercase());
             }

@@ -1,0 +1,181 @@
+//! Subject patterns as imports use them: whether two patterns can match one subject, and an
+//! import's `to` checked against its subject as nats-server 2.9 checks the mapping between
+//! them (its reasons, word for word).
+//!
+//! In `to`, each `*` stands for the subject's next `*` wildcard, `$N` and `{{wildcard(N)}}`
+//! for its N-th; a subject's `>` must be matched by a `>`. natsu's imports fill the
+//! wildcards in order, so `to` comes back with every reference written as `*`; references
+//! out of order or repeated, and the other mapping functions (`{{partition(..)}}`, …), are
+//! not served yet.
+
+/// What an import's `to` is to the subject it maps.
+#[derive(Debug, PartialEq)]
+pub(super) enum Mapped {
+    /// No mapping: the subject has no wildcards, or `to` is the subject.
+    Same,
+    /// `to` with its wildcard references written as `*`.
+    To(String),
+    /// nats-server refuses it; its reason.
+    Invalid(String),
+    /// nats-server takes it, natsu does not serve it yet; what it is.
+    NotServed(String),
+}
+
+/// Whether a subject has a `*` or `>` token.
+pub(super) fn has_wildcard(s: &str) -> bool {
+    s.split('.').any(|t| t == "*" || t == ">")
+}
+
+/// Whether two subject patterns can match one subject.
+pub(super) fn collide(a: &str, b: &str) -> bool {
+    let (mut x, mut y) = (a.split('.'), b.split('.'));
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some("*"), Some(_)) | (Some(_), Some("*")) => {}
+            (Some(p), Some(q)) if p == q => {}
+            _ => return false,
+        }
+    }
+}
+
+/// `to` for an import of `subject` (a valid subject).
+pub(super) fn map(subject: &str, to: &str) -> Mapped {
+    if !has_wildcard(subject) || to == subject {
+        return Mapped::Same;
+    }
+    // Each `*` of `to` is the next wildcard, as `$1`, `$2`, … (nats-server's own rewrite,
+    // which its reasons quote).
+    let mut n = 0;
+    let dest: Vec<String> = to
+        .split('.')
+        .map(|t| match t {
+            "*" => {
+                n += 1;
+                format!("${n}")
+            }
+            _ => t.to_string(),
+        })
+        .collect();
+    let dest_text = dest.join(".");
+    let ends_fwc = |s: &str| s.split('.').last() == Some(">");
+    if !pattern_ok(&dest_text) || ends_fwc(subject) != ends_fwc(&dest_text) {
+        return Mapped::Invalid("invalid subject".into());
+    }
+    let wildcards = subject.split('.').filter(|t| *t == "*").count() as i64;
+    let (mut refs, mut out) = (Vec::new(), Vec::new());
+    for t in &dest {
+        let bad = |why: &str| Mapped::Invalid(format!("invalid mapping destination: {why} in {t}"));
+        match reference(t) {
+            Ok(None) => out.push(t.as_str()),
+            Ok(Some(_)) | Err(Ref::Function) if wildcards == 0 => return bad("wildcard index out of range"),
+            // nats-server puts the index after the token.
+            Ok(Some(i)) if i > wildcards => return Mapped::Invalid(format!("invalid mapping destination: wildcard index out of range in {t}: [{i}]")),
+            Ok(Some(i)) => {
+                refs.push(i);
+                out.push("*");
+            }
+            Err(Ref::Invalid(why)) => return bad(why),
+            Err(Ref::Function) => return Mapped::NotServed(format!("the mapping function {t}")),
+        }
+    }
+    if (refs.len() as i64) < wildcards {
+        return Mapped::Invalid(format!("invalid mapping destination: not using all of the token wildcard(s) in {dest_text}"));
+    }
+    if !refs.iter().copied().eq(1..=wildcards) {
+        return Mapped::NotServed(format!("wildcards out of order or repeated ({to:?})"));
+    }
+    Mapped::To(out.join("."))
+}
+
+/// A subject as a mapping needs it: no empty token, `>` only last (white space is the
+/// caller's concern).
+fn pattern_ok(s: &str) -> bool {
+    let n = s.split('.').count();
+    s.split('.').enumerate().all(|(i, t)| !t.is_empty() && (t != ">" || i == n - 1))
+}
+
+/// Why a `{{…}}` token is no wildcard reference.
+enum Ref {
+    /// nats-server's reason.
+    Invalid(&'static str),
+    /// One of nats-server's other mapping functions.
+    Function,
+}
+
+/// A destination token: a literal (None) or the wildcard it refers to. `$x` with no number
+/// after the `$` is a literal, as in nats-server.
+fn reference(t: &str) -> Result<Option<i64>, Ref> {
+    if let Some(n) = t.strip_prefix('$').filter(|n| !n.is_empty()) {
+        return Ok(n.parse().ok());
+    }
+    let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")).filter(|_| t.len() > 4) else { return Ok(None) };
+    let inner = inner.trim();
+    let (name, args) = match inner.split_once('(') {
+        Some((name, rest)) if rest.trim_end().ends_with(')') => (name.trim().to_ascii_lowercase(), rest.trim_end().trim_end_matches(')')),
+        _ => return Err(Ref::Invalid("unknown function")),
+    };
+    match name.as_str() {
+        "wildcard" => {
+            let args: Vec<&str> = args.split(',').collect();
+            match args[..] {
+                [""] => Err(Ref::Invalid("not enough arguments passed to the function")),
+                [a] => a.trim().parse().map(Some).map_err(|_| Ref::Invalid("function argument is invalid or in the wrong format")),
+                _ => Err(Ref::Invalid("too many arguments passed to the function")),
+            }
+        }
+        "partition" | "splitfromleft" | "splitfromright" | "slicefromleft" | "slicefromright" | "split" => Err(Ref::Function),
+        _ => Err(Ref::Invalid("unknown function")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collisions() {
+        for (a, b, want) in [("a.b", "a.b", true), ("a.*", "a.b", true), ("a.>", "a.b.c", true), ("*.b", "a.*", true), ("a", "a.b", false), ("a.>", "a", false), ("a.b", "a.c", false), (">", "x", true)] {
+            assert_eq!(collide(a, b), want, "{a} {b}");
+            assert_eq!(collide(b, a), want, "{b} {a}");
+        }
+    }
+
+    /// nats-server 2.9's verdicts (its reasons as `nats-server -t` prints them).
+    #[test]
+    fn mappings() {
+        let to = |s: &str| Mapped::To(s.into());
+        let invalid = |s: &str| Mapped::Invalid(s.into());
+        let table = [
+            ("s.x", "t.*", Mapped::Same),
+            ("s.*", "s.*", Mapped::Same),
+            ("s.*", "t.*", to("t.*")),
+            ("s.>", "t.>", to("t.>")),
+            ("s.*.>", "t.$1.>", to("t.*.>")),
+            ("s.*", "t.{{Wildcard( 1 )}}", to("t.*")),
+            ("s.*.*", "t.$1.{{wildcard(2)}}", to("t.*.*")),
+            ("s.*", "t", invalid("invalid mapping destination: not using all of the token wildcard(s) in t")),
+            ("s.*.*", "t.*", invalid("invalid mapping destination: not using all of the token wildcard(s) in t.$1")),
+            ("s.*.>", "t.>", invalid("invalid mapping destination: not using all of the token wildcard(s) in t.>")),
+            ("s.*", "t.$x", invalid("invalid mapping destination: not using all of the token wildcard(s) in t.$x")),
+            ("s.*.*", "t.*.*.*", invalid("invalid mapping destination: wildcard index out of range in $3: [3]")),
+            ("s.>", "t.$1.>", invalid("invalid mapping destination: wildcard index out of range in $1")),
+            ("s.>", "t", invalid("invalid subject")),
+            ("s.*", "t.*.>", invalid("invalid subject")),
+            ("s.*", "t..*", invalid("invalid subject")),
+            ("s.*", "t.{{bogus(1)}}", invalid("invalid mapping destination: unknown function in {{bogus(1)}}")),
+            ("s.*", "t.{{wildcard()}}", invalid("invalid mapping destination: not enough arguments passed to the function in {{wildcard()}}")),
+            ("s.*", "t.{{wildcard(x)}}", invalid("invalid mapping destination: function argument is invalid or in the wrong format in {{wildcard(x)}}")),
+            ("s.*", "t.{{wildcard(1,2)}}", invalid("invalid mapping destination: too many arguments passed to the function in {{wildcard(1,2)}}")),
+            // nats-server takes these; natsu's imports fill wildcards in order only.
+            ("s.*.*", "t.$2.$1", Mapped::NotServed("wildcards out of order or repeated (\"t.$2.$1\")".into())),
+            ("s.*.*", "t.$1.$1", Mapped::NotServed("wildcards out of order or repeated (\"t.$1.$1\")".into())),
+            ("s.*", "t.$0", Mapped::NotServed("wildcards out of order or repeated (\"t.$0\")".into())),
+            ("s.*", "t.{{partition(2,1)}}", Mapped::NotServed("the mapping function {{partition(2,1)}}".into())),
+        ];
+        for (subject, to, want) in table {
+            assert_eq!(map(subject, to), want, "{subject} -> {to}");
+        }
+    }
+}
