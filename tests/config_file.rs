@@ -453,3 +453,36 @@ fn accounts_and_credentials_as_nats_server_reads_them() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+/// A reload (SIGHUP) that changes the accounts, the system account or the account of a
+/// user is refused with the reason, and the running settings stay; adding a user to an
+/// account is not.
+#[test]
+fn a_reload_that_changes_accounts_is_refused() {
+    let d = TempDir::new("cf-reload-accounts");
+    let conf = |a_users: &str, b_users: &str, system: &str| {
+        format!("listen: \"127.0.0.1:-1\"\naccounts {{\n  A {{ users: [{a_users}] }}\n  B {{ users: [{b_users}] }}\n}}\nsystem_account: {system}\n")
+    };
+    let f = write(&d, "r.conf", &conf("{user: a, password: a}", "{user: b, password: b}", "A"));
+    let mut n = Natsu::start(&["-c", &f], &[]);
+    let port = n.port();
+    n.wait_for("Server is ready");
+    let pid = n.child.id().to_string();
+    let reload = |n: &mut Natsu, text: String, want: &str| {
+        std::fs::write(&f, text).unwrap();
+        let (ok, out, err) = run(&["--signal", &format!("reload={pid}")]);
+        assert!(ok, "{out}{err}");
+        let line = n.wait_for(want);
+        // Each reload's outcome is a new line; forget the ones read.
+        n.seen.clear();
+        line
+    };
+    reload(&mut n, conf("{user: a, password: a}", "{user: b, password: b}", "B"), "Failed to reload server configuration: changing system_account needs a restart");
+    reload(&mut n, conf("{user: a, password: a}", "{user: b, password: b}", "A") + "accounts { A {}, B {}, C {} }\n", "Failed to reload server configuration: changing accounts needs a restart");
+    reload(&mut n, conf("", "{user: b, password: b}, {user: a, password: a}", "A"), "Failed to reload server configuration: moving user \"a\" from account \"A\" to \"B\" needs a restart");
+    // The old settings stay: a still logs in (in A).
+    let mut c = Raw::connect(port);
+    c.send("CONNECT {\"user\":\"a\",\"pass\":\"a\",\"verbose\":false}\r\nPING\r\n");
+    c.expect("PONG\r\n");
+    reload(&mut n, conf("{user: a, password: a}, {user: a2, password: a2}", "{user: b, password: b}", "A"), "Reloaded server configuration");
+}

@@ -26,6 +26,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 pub use options::Options;
+use options::{User, GLOBAL_ACCOUNT};
 use shard::outbox::Mail;
 use shard::{Control, Live, Mode, Shard, Shared};
 
@@ -47,10 +48,14 @@ pub struct Running {
 
 impl Running {
     /// Apply reloaded options (SIGHUP): auth, permissions, TLS, limits for new connections.
-    /// A TLS configuration that does not load refuses the reload; the old settings stay.
+    /// A TLS configuration that does not load refuses the reload, and so does a change of
+    /// the accounts, the system account or a user's account; the old settings stay.
     /// Settings that need a restart (listen address, cores) are reported and ignored.
     pub fn reload(&self, mut opts: Options) -> Result<Vec<String>, String> {
         let old = self.shared.control.live().opts.clone();
+        if let Some(why) = accounts_change(&old, &opts) {
+            return Err(why);
+        }
         let mut ignored = Vec::new();
         if (opts.host.as_str(), opts.port) != (old.host.as_str(), old.port) && opts.port != 0 {
             ignored.push(format!("listen address {}:{} (restart to change it)", opts.host, opts.port));
@@ -138,6 +143,29 @@ impl std::fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+/// Why a reload from `old` to `new` needs a restart: the accounts, the system account or
+/// the account of a user that stays changed. The account table is built once, at start,
+/// and a connected client stays in the account it was bound to. None: the reload may go
+/// ahead (users may come and go).
+fn accounts_change(old: &Options, new: &Options) -> Option<String> {
+    if old.accounts != new.accounts {
+        return Some("changing accounts needs a restart".into());
+    }
+    if old.system_account != new.system_account {
+        return Some("changing system_account needs a restart".into());
+    }
+    let id = |u: &User| u.nkey.clone().unwrap_or_else(|| u.user.clone());
+    for u in &new.auth.users {
+        if let Some(was) = old.auth.users.iter().find(|o| id(o) == id(u)) {
+            if was.account != u.account {
+                let name = |a: &Option<String>| a.clone().unwrap_or_else(|| GLOBAL_ACCOUNT.into());
+                return Some(format!("moving user {:?} from account {:?} to {:?} needs a restart", id(u), name(&was.account), name(&u.account)));
+            }
+        }
+    }
+    None
+}
 
 /// A random server id in nats-server's form: 56 upper-case base32 characters starting with N.
 fn new_server_id() -> String {
