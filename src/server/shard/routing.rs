@@ -223,7 +223,12 @@ impl Shard {
                     let token = self.responses.open(acc, r, i.response);
                     reply_subject(&self.shared.accounts.reply_prefix, self.id, token)
                 });
-                self.route(origin, i.to, Message { subject: &subject, reply: reply.as_deref(), ..m }, depth + 1)
+                let rtt = origin.client.map_or(0, |c| c.rtt.get());
+                let (header_len, msg) = with_request_info(m.header_len, m.msg, &self.account(acc).name, rtt);
+                self.route(origin, i.to, Message { subject: &subject, reply: reply.as_deref(), header_len: Some(header_len), msg: &msg }, depth + 1);
+                // As nats-server 2.9: a request that reached a service import is never
+                // answered "no responders", responder or not.
+                true
             }
             Target::Responses => self.answer(origin, acc, m, depth),
             Target::Sub(_) | Target::Core(_) => false,
@@ -311,5 +316,52 @@ impl Shard {
             self.remove_sub(sub);
         }
         true
+    }
+}
+
+/// The request as the exporter's responder gets it: with a `Nats-Request-Info` header naming
+/// the requesting account and the requester's round trip in nanoseconds, as nats-server adds
+/// it (a responder without headers gets the payload alone, as always). Returns the new
+/// header length and message.
+fn with_request_info(header_len: Option<usize>, msg: &[u8], account: &str, rtt: u64) -> (usize, Vec<u8>) {
+    let info = serde_json::json!({ "acc": account, "rtt": rtt });
+    let line = format!("Nats-Request-Info: {info}\r\n");
+    let mut out = Vec::with_capacity(msg.len() + line.len() + 12);
+    match header_len {
+        // Before the blank line that ends the existing headers.
+        Some(h) if h >= 4 && h <= msg.len() && msg[..h].ends_with(b"\r\n\r\n") => {
+            let (head, body) = msg.split_at(h);
+            out.extend_from_slice(&head[..h - 2]);
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            let h = out.len();
+            out.extend_from_slice(body);
+            (h, out)
+        }
+        _ => {
+            let body = &msg[header_len.unwrap_or(0).min(msg.len())..];
+            out.extend_from_slice(b"NATS/1.0\r\n");
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            let h = out.len();
+            out.extend_from_slice(body);
+            (h, out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_request_info;
+
+    #[test]
+    fn request_info_header_is_added_to_plain_and_header_messages() {
+        let (h, m) = with_request_info(None, b"req", "B", 42);
+        assert_eq!(&m[..], &b"NATS/1.0\r\nNats-Request-Info: {\"acc\":\"B\",\"rtt\":42}\r\n\r\nreq"[..]);
+        assert_eq!(&m[h..], b"req");
+        let orig = b"NATS/1.0\r\nX: 1\r\n\r\nbody";
+        let (h, m) = with_request_info(Some(orig.len() - 4), orig, "B", 7);
+        assert_eq!(&m[..h], &b"NATS/1.0\r\nX: 1\r\nNats-Request-Info: {\"acc\":\"B\",\"rtt\":7}\r\n\r\n"[..]);
+        assert_eq!(&m[h..], b"body");
     }
 }
