@@ -3,14 +3,21 @@
 //! Sort directions are the reference's observed ones: `cid` and `start` ascending, `uptime`
 //! ascending too (newest connection first, as 2.9 does), `reason` alphabetical, every other
 //! key largest first; ties stay in cid order.
+//!
+//! Accounts as nats-server 2.9 shows them: a connection's `account` only with `auth=1` and
+//! only when it is not `$G`; `acc=NAME` lists that account's connections (and `total` counts
+//! them, see `gather::snapshot` for the reference's corner cases); an account that does not
+//! exist gets an empty reply.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::fmt::{go_duration, rfc3339_nano, uptime};
 use super::gather::{ConnRecord, SubDetail};
 use super::params::Query;
+use crate::server::options::GLOBAL_ACCOUNT;
 
 /// nats-server's page size when `limit` is absent or not positive.
 pub const DEFAULT_LIMIT: usize = 1024;
@@ -91,6 +98,8 @@ pub struct ConnzQuery {
     pub limit: usize,
     pub cid: Option<u64>,
     pub state: StateFilter,
+    /// `acc=`: only this account's connections.
+    pub account: Option<String>,
 }
 
 impl Default for ConnzQuery {
@@ -103,6 +112,7 @@ impl Default for ConnzQuery {
             limit: DEFAULT_LIMIT,
             cid: None,
             state: StateFilter::Open,
+            account: None,
         }
     }
 }
@@ -151,7 +161,8 @@ impl ConnzQuery {
         }
         // Asked for one connection, the page is one long.
         let limit = if cid.is_some() { 1 } else { limit };
-        Ok(ConnzQuery { sort, subs, auth, offset, limit, cid, state })
+        let account = q.get("acc").map(str::to_string);
+        Ok(ConnzQuery { sort, subs, auth, offset, limit, cid, state, account })
     }
 }
 
@@ -223,6 +234,8 @@ pub struct ConnInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorized_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions_list: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions_list_detail: Option<Vec<SubDetail>>,
@@ -235,12 +248,14 @@ fn rtt_text(ns: u64) -> String {
 }
 
 impl ConnInfo {
-    pub fn new(r: ConnRecord, q: &ConnzQuery, now: u64) -> ConnInfo {
+    /// `accounts`: the account names by id.
+    pub fn new(r: ConnRecord, q: &ConnzQuery, now: u64, accounts: &[Arc<str>]) -> ConnInfo {
         let (tls_version, tls_cipher_suite) = match r.tls.clone() {
             // Go names TLS 1.3 suites `TLS_AES_128_GCM_SHA256`; rustls says `TLS13_...`.
             Some((v, c)) => (Some(v), Some(c.strip_prefix("TLS13_").map_or(c.clone(), |s| format!("TLS_{s}")))),
             None => (None, None),
         };
+        let account = accounts.get(r.account as usize).map_or(GLOBAL_ACCOUNT, |a| &**a);
         let (list, detail) = match q.subs {
             // nats-server leaves an empty list out altogether.
             _ if r.subs.is_empty() => (None, None),
@@ -273,6 +288,7 @@ impl ConnInfo {
             tls_version,
             tls_cipher_suite,
             authorized_user: if q.auth { r.user.filter(|u| !u.is_empty()) } else { None },
+            account: (q.auth && account != GLOBAL_ACCOUNT).then(|| account.to_string()),
             subscriptions_list: list,
             subscriptions_list_detail: detail,
         }
@@ -288,12 +304,34 @@ pub struct Connz {
     pub total: usize,
     pub offset: usize,
     pub limit: usize,
-    pub connections: Vec<ConnInfo>,
+    /// None only for an account that does not exist (`null`, as nats-server).
+    pub connections: Option<Vec<ConnInfo>>,
+}
+
+/// The reply for `acc=` naming an account that does not exist. nats-server 2.9 answers
+/// before filling anything in: no server_id, no connections (`null`), the page as asked.
+pub fn unknown_account(q: &ConnzQuery, now: u64) -> Connz {
+    Connz {
+        server_id: String::new(),
+        now: rfc3339_nano(now),
+        num_connections: 0,
+        total: 0,
+        offset: q.offset,
+        limit: q.limit,
+        connections: None,
+    }
 }
 
 /// Merge the cores' records into the page the query asks for. Closed connections beyond
 /// [`super::gather::MAX_CLOSED`] in all (the oldest) are dropped first, as from one ring.
-pub fn page(server_id: &str, q: &ConnzQuery, mut recs: Vec<ConnRecord>, mut total: usize, now: u64) -> Connz {
+pub fn page(
+    server_id: &str,
+    q: &ConnzQuery,
+    mut recs: Vec<ConnRecord>,
+    mut total: usize,
+    now: u64,
+    accounts: &[Arc<str>],
+) -> Connz {
     if q.state != StateFilter::Open {
         let closed = recs.iter().filter(|r| r.stop.is_some()).count();
         if closed > super::gather::MAX_CLOSED && q.cid.is_none() {
@@ -306,7 +344,7 @@ pub fn page(server_id: &str, q: &ConnzQuery, mut recs: Vec<ConnRecord>, mut tota
     }
     sort(&mut recs, q.sort, now);
     let connections: Vec<ConnInfo> =
-        recs.into_iter().skip(q.offset).take(q.limit).map(|r| ConnInfo::new(r, q, now)).collect();
+        recs.into_iter().skip(q.offset).take(q.limit).map(|r| ConnInfo::new(r, q, now, accounts)).collect();
     Connz {
         server_id: server_id.to_string(),
         now: rfc3339_nano(now),
@@ -314,7 +352,7 @@ pub fn page(server_id: &str, q: &ConnzQuery, mut recs: Vec<ConnRecord>, mut tota
         total,
         offset: q.offset,
         limit: q.limit,
-        connections,
+        connections: Some(connections),
     }
 }
 
@@ -343,8 +381,8 @@ mod tests {
     fn pages_and_cuts_the_closed_ring() {
         let q = ConnzQuery { state: StateFilter::Closed, offset: 1, limit: 2, ..Default::default() };
         let recs = (1..=5).map(|i| rec(i, i, 0, Some(100 + i))).collect();
-        let c = page("S", &q, recs, 5, 200);
-        assert_eq!(c.connections.iter().map(|c| c.cid).collect::<Vec<_>>(), [2, 3]);
+        let c = page("S", &q, recs, 5, 200, &[]);
+        assert_eq!(c.connections.unwrap_or_default().iter().map(|c| c.cid).collect::<Vec<_>>(), [2, 3]);
         assert_eq!((c.total, c.num_connections, c.offset, c.limit), (5, 2, 1, 2));
     }
 

@@ -16,10 +16,10 @@ use glommio::net::TcpListener;
 
 use super::connz::{self, ConnzQuery};
 use super::fmt::{http_date, now_ns};
-use super::gather::{gather, CoreQuery, SubsQuery};
+use super::gather::{gather, sum_accounts, CoreQuery, SubsQuery};
 use super::params::Query;
-use super::subsz::{self, SubszQuery};
-use super::{metrics, varz, MonitorState};
+use super::subsz::{self, SublistStats, SubszQuery};
+use super::{accountz, metrics, varz, MonitorState};
 use crate::server::shard::Shard;
 
 /// Longest request head (request line and headers).
@@ -37,9 +37,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNS: usize = 128;
 
 /// The endpoints and what the index page calls them.
-const ENDPOINTS: [(&str, &str); 6] = [
+const ENDPOINTS: [(&str, &str); 8] = [
     ("varz", "General"),
     ("connz", "Connections"),
+    ("accountz", "Accounts"),
+    ("accstatz", "Account Stats"),
     ("subsz", "Subscriptions"),
     ("routez", "Routes"),
     ("healthz", "Health Probe"),
@@ -294,6 +296,7 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
     let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
     let q = Query::parse(raw_query);
     let server_id = ctx.shard.shared.info.server_id.as_str();
+    let accounts = &ctx.shard.shared.accounts;
     let st = &ctx.state;
     match path {
         "/" => {
@@ -316,10 +319,13 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
                 Ok(c) => c,
                 Err(e) => return Response::text(400, e),
             };
+            if cq.account.as_deref().is_some_and(|a| accounts.id(a).is_none()) {
+                return json(&q, serde_json::to_vec_pretty(&connz::unknown_account(&cq, now_ns())));
+            }
             let snaps = gather(&ctx.shard, CoreQuery { conns: Some(cq.clone()), ..Default::default() }).await;
             let total = snaps.iter().map(|s| s.conns_total).sum();
             let recs = snaps.into_iter().flat_map(|s| s.conns).collect();
-            let page = connz::page(server_id, &cq, recs, total, now_ns());
+            let page = connz::page(server_id, &cq, recs, total, now_ns(), &accounts.names);
             json(&q, serde_json::to_vec_pretty(&page))
         }
         "/routez" => {
@@ -335,9 +341,41 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
                 Ok(s) => s,
                 Err(e) => return Response::text(400, e),
             };
-            let subs = sq.subs.then(|| SubsQuery { test: sq.test.clone() });
-            let snaps = gather(&ctx.shard, CoreQuery { subs, ..Default::default() }).await;
-            json(&q, subsz::reply(server_id, &sq, snaps, now_ns()))
+            // `acc=`: one account's figures and subscriptions; an unknown one has none.
+            let account = sq.account.as_deref().map(|a| accounts.id(a));
+            let subs = (sq.subs && account != Some(None))
+                .then(|| SubsQuery { test: sq.test.clone(), account: account.flatten() });
+            let query = CoreQuery { subs, accounts: account.is_some(), ..Default::default() };
+            let snaps = gather(&ctx.shard, query).await;
+            let stats = match account {
+                None => SublistStats::sum(&snaps),
+                Some(id) => SublistStats::account(&snaps, id),
+            };
+            json(&q, subsz::reply(server_id, &sq, stats, snaps, now_ns()))
+        }
+        "/accountz" => {
+            st.count("/accountz");
+            let Some(name) = q.get("acc") else {
+                return json(&q, serde_json::to_vec_pretty(&accountz::list(server_id, accounts, now_ns())));
+            };
+            let Some(id) = accounts.id(name) else {
+                return Response::text(400, format!("Account {name} does not exist"));
+            };
+            let snaps = gather(&ctx.shard, CoreQuery { accounts: true, ..Default::default() }).await;
+            let figures = sum_accounts(&snaps).get(id as usize).copied().unwrap_or_default();
+            let configured = &ctx.shard.shared.opts.accounts;
+            let d = accountz::detail(server_id, accounts, configured, id, &figures, st.start, now_ns());
+            json(&q, serde_json::to_vec_pretty(&d))
+        }
+        "/accstatz" => {
+            st.count("/accstatz");
+            let unused = match q.boolean("unused") {
+                Ok(b) => b,
+                Err(e) => return Response::text(400, e),
+            };
+            let snaps = gather(&ctx.shard, CoreQuery { accounts: true, ..Default::default() }).await;
+            let figures = sum_accounts(&snaps);
+            json(&q, serde_json::to_vec_pretty(&accountz::statz(server_id, accounts, &figures, unused, now_ns())))
         }
         "/healthz" => {
             st.count("/healthz");
@@ -345,7 +383,7 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
         }
         "/metrics" => {
             st.count("/metrics");
-            let snaps = gather(&ctx.shard, CoreQuery { totals: true, ..Default::default() }).await;
+            let snaps = gather(&ctx.shard, CoreQuery { totals: true, accounts: true, ..Default::default() }).await;
             let now = now_ns();
             let mut e = metrics::Exposition::new(server_id);
             if let Ok(v) = serde_json::to_value(varz::build(&ctx.shard, st, &snaps, false, now)) {
@@ -357,6 +395,7 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
             }
             e.single("gnatsd_routez_num_routes", "num_routes", "gauge", 0.0);
             metrics::cores(&mut e, &snaps);
+            metrics::accounts(&mut e, &accounts.names, &sum_accounts(&snaps));
             Response { status: 200, content_type: metrics::CONTENT_TYPE, body: e.finish().into_bytes(), cors: false }
         }
         _ => Response::text(404, "404 page not found\n"),

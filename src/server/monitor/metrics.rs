@@ -4,13 +4,22 @@
 //! nats-server and the exporter work unchanged; plus natsu's per-core series
 //! (`natsu_core_in_msgs_total{core="0"}`, ...).
 //!
+//! Per account, the exporter's `-accstatz` series for every account (it asks with
+//! `unused=1`), labelled `account`, `account_id` and `account_name` as it labels them:
+//! `gnatsd_accstatz_current_connections`, `_total_connections`, `_leaf_nodes`,
+//! `_subscriptions` (client subscriptions), `_received_messages`, `_received_bytes`,
+//! `_slow_consumers`. Not `_sent_*`: nats-server counts a delivery on the publisher's
+//! account, natsu on the receiving connection's, so natsu's figure has its own name,
+//! `natsu_account_out_msgs_total` (and `_out_bytes_total`).
+//!
 //! As the exporter does, every numeric top-level key of `/varz` becomes a gauge, and
 //! `server_id`, `server_name` and `version` become gauges of value 1 with a `value` label.
 //! The `/connz` sums cover all open connections (the exporter sums one page of them).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use super::gather::{CoreSnapshot, CoreStats};
+use super::gather::{AccountFigures, CoreSnapshot, CoreStats};
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -62,12 +71,33 @@ impl Exposition {
         let _ = writeln!(self.out, "{name}{{server_id=\"{}\",value=\"{}\"}} 1", self.server_id, escape(label));
     }
 
+    /// One series per row; a row's labels (`k="v"` pairs, escaped) follow server_id.
+    fn rows(&mut self, name: &str, help: &str, kind: &str, rows: impl Iterator<Item = (String, u64)>) {
+        self.header(name, help, kind);
+        for (labels, v) in rows {
+            let _ = writeln!(self.out, "{name}{{server_id=\"{}\",{labels}}} {v}", self.server_id);
+        }
+    }
+
     /// One series per core.
     pub fn per_core(&mut self, name: &str, help: &str, kind: &str, cores: &[CoreStats], f: fn(&CoreStats) -> u64) {
-        self.header(name, help, kind);
-        for c in cores {
-            let _ = writeln!(self.out, "{name}{{server_id=\"{}\",core=\"{}\"}} {}", self.server_id, c.core, f(c));
-        }
+        self.rows(name, help, kind, cores.iter().map(|c| (format!("core=\"{}\"", c.core), f(c))));
+    }
+
+    /// One series per account, labelled as the exporter labels its `accstatz` series.
+    pub fn per_account(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: &str,
+        accounts: &[(&str, AccountFigures)],
+        f: fn(&AccountFigures) -> u64,
+    ) {
+        let rows = accounts.iter().map(|(n, a)| {
+            let n = escape(n);
+            (format!("account=\"{n}\",account_id=\"{n}\",account_name=\"{n}\""), f(a))
+        });
+        self.rows(name, help, kind, rows);
     }
 
     pub fn finish(self) -> String {
@@ -111,6 +141,35 @@ pub fn connz(e: &mut Exposition, snaps: &[CoreSnapshot]) {
     e.single("gnatsd_connz_out_bytes", "out_bytes", "counter", t.out_bytes as f64);
     e.single("gnatsd_connz_in_msgs", "in_msgs", "counter", t.in_msgs as f64);
     e.single("gnatsd_connz_out_msgs", "out_msgs", "counter", t.out_msgs as f64);
+}
+
+/// The per-account series (see the module comment), from the cores' figures summed by
+/// account id.
+pub fn accounts(e: &mut Exposition, names: &[Arc<str>], figures: &[AccountFigures]) {
+    let a: Vec<(&str, AccountFigures)> = names.iter().map(|n| &**n).zip(figures.iter().copied()).collect();
+    let a = &a[..];
+    e.per_account("gnatsd_accstatz_current_connections", "current_connections", "gauge", a, |f| f.connections);
+    // natsu has no leaf nodes: total connections are the client connections.
+    e.per_account("gnatsd_accstatz_total_connections", "total_connections", "gauge", a, |f| f.connections);
+    e.per_account("gnatsd_accstatz_leaf_nodes", "leaf_nodes", "gauge", a, |_| 0);
+    e.per_account("gnatsd_accstatz_subscriptions", "subscriptions", "gauge", a, |f| f.index.subscriptions);
+    e.per_account("gnatsd_accstatz_received_messages", "received_messages", "gauge", a, |f| f.traffic.in_msgs);
+    e.per_account("gnatsd_accstatz_received_bytes", "received_bytes", "gauge", a, |f| f.traffic.in_bytes);
+    e.per_account("gnatsd_accstatz_slow_consumers", "slow_consumers", "gauge", a, |f| f.slow_consumers);
+    e.per_account(
+        "natsu_account_out_msgs_total",
+        "Messages delivered to the account's connections",
+        "counter",
+        a,
+        |f| f.traffic.out_msgs,
+    );
+    e.per_account(
+        "natsu_account_out_bytes_total",
+        "Payload bytes delivered to the account's connections",
+        "counter",
+        a,
+        |f| f.traffic.out_bytes,
+    );
 }
 
 /// natsu's per-core series.

@@ -1,6 +1,6 @@
-//! The monitoring port: nats-server's `/varz /connz /routez /subsz /healthz` (same keys, same
-//! JSON types, same query parameters and error texts), JSONP, and natsu's own `/metrics`
-//! (Prometheus) and per-core figures (`/varz?cores=1`).
+//! The monitoring port: nats-server's `/varz /connz /routez /subsz /accountz /accstatz
+//! /healthz` (same keys, same JSON types, same query parameters and error texts), JSONP, and
+//! natsu's own `/metrics` (Prometheus) and per-core figures (`/varz?cores=1`).
 //!
 //! It runs as ordinary tasks on core zero ([`spawn`]), like the route links: one listener,
 //! one task per HTTP connection, every request bounded in size and time. Figures held by
@@ -9,10 +9,12 @@
 //!
 //! - [`http`]: the HTTP/1.1 server (httparse for requests, responses written here);
 //! - [`params`]: query strings and Go's parse errors;
-//! - [`varz`], [`connz`], [`subsz`] (with `/routez`), [`metrics`]: the endpoints;
+//! - [`varz`], [`connz`], [`subsz`] (with `/routez`), [`accountz`] (with `/accstatz`),
+//!   [`metrics`]: the endpoints;
 //! - [`gather`]: the cross-core stats request and each core's answer;
 //! - [`fmt`]: Go's time and duration formats.
 
+pub mod accountz;
 pub mod connz;
 pub mod fmt;
 pub mod gather;

@@ -1,10 +1,13 @@
 //! `/subsz` (the subscription index's figures, and with `subs=1` the subscriptions) and
 //! `/routez` (no routes yet: the reference's shape with an empty list).
+//!
+//! Server-wide by default, over every account's index; `acc=NAME` narrows both the figures
+//! and the list to one account, as nats-server 2.9 does (an unknown account: all zeros).
 
 use serde::Serialize;
 
 use super::fmt::{go_float, rfc3339_nano};
-use super::gather::{CoreSnapshot, SubDetail};
+use super::gather::{CoreSnapshot, IndexFigures, SubDetail};
 use super::params::Query;
 use crate::protocol::subject;
 
@@ -31,6 +34,8 @@ pub struct SubszQuery {
     pub offset: usize,
     pub limit: usize,
     pub test: Option<String>,
+    /// `acc=`: one account's index only.
+    pub account: Option<String>,
 }
 
 impl SubszQuery {
@@ -54,7 +59,8 @@ impl SubszQuery {
                 return Err(format!("invalid test subject, must be valid publish subject: {t}"));
             }
         }
-        Ok(SubszQuery { subs, offset, limit, test })
+        let account = q.get("acc").map(str::to_string);
+        Ok(SubszQuery { subs, offset, limit, test, account })
     }
 }
 
@@ -74,27 +80,43 @@ pub struct SublistStats {
     pub avg_fanout: f64,
 }
 
+impl From<IndexFigures> for SublistStats {
+    fn from(f: IndexFigures) -> SublistStats {
+        SublistStats {
+            num_subscriptions: f.subscriptions,
+            num_cache: f.cache_len,
+            num_inserts: f.inserts,
+            num_removes: f.removes,
+            num_matches: f.cache_hits + f.cache_misses,
+            cache_hit_rate: if f.cache_hits + f.cache_misses > 0 {
+                f.cache_hits as f64 / (f.cache_hits + f.cache_misses) as f64
+            } else {
+                0.0
+            },
+            max_fanout: f.fanout_max,
+            avg_fanout: if f.cache_len > 0 { f.fanout_sum as f64 / f.cache_len as f64 } else { 0.0 },
+        }
+    }
+}
+
 impl SublistStats {
+    /// Every account's index on every core.
     pub fn sum(snaps: &[CoreSnapshot]) -> SublistStats {
-        let mut s = SublistStats::default();
-        let (mut hits, mut fanout_sum) = (0, 0);
-        for c in snaps.iter().map(|c| &c.stats) {
-            s.num_subscriptions += c.subscriptions;
-            s.num_cache += c.cache_len;
-            s.num_inserts += c.sub_inserts;
-            s.num_removes += c.sub_removes;
-            s.num_matches += c.cache_hits + c.cache_misses;
-            hits += c.cache_hits;
-            s.max_fanout = s.max_fanout.max(c.fanout_max);
-            fanout_sum += c.fanout_sum;
+        let mut f = IndexFigures::default();
+        for c in snaps {
+            f.add(&c.stats.index);
         }
-        if s.num_cache > 0 {
-            s.avg_fanout = fanout_sum as f64 / s.num_cache as f64;
+        f.into()
+    }
+
+    /// One account's index on every core (from snapshots taken with `accounts`); zeros for
+    /// an account none of them has.
+    pub fn account(snaps: &[CoreSnapshot], id: Option<u32>) -> SublistStats {
+        let mut f = IndexFigures::default();
+        for a in snaps.iter().filter_map(|c| c.accounts.get(id? as usize)) {
+            f.add(&a.index);
         }
-        if s.num_matches > 0 {
-            s.cache_hit_rate = hits as f64 / s.num_matches as f64;
-        }
-        s
+        f.into()
     }
 }
 
@@ -111,10 +133,16 @@ struct SubszFull<'a> {
     subscriptions_list: Vec<SubDetail>,
 }
 
-/// The `/subsz` reply. Like nats-server 2.9, only the figures unless there is a non-empty
-/// page of subscriptions to show; `total` is the length of that page, as there.
-pub fn reply(server_id: &str, q: &SubszQuery, snaps: Vec<CoreSnapshot>, now: u64) -> Result<Vec<u8>, serde_json::Error> {
-    let stats = SublistStats::sum(&snaps);
+/// The `/subsz` reply with the figures `stats`. Like nats-server 2.9, only the figures
+/// unless there is a non-empty page of subscriptions to show; `total` is the length of that
+/// page, as there.
+pub fn reply(
+    server_id: &str,
+    q: &SubszQuery,
+    stats: SublistStats,
+    snaps: Vec<CoreSnapshot>,
+    now: u64,
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut subs: Vec<SubDetail> = snaps.into_iter().flat_map(|s| s.subs).collect();
     // Each client's subscriptions come in sid order; keep it within a cid.
     subs.sort_by_key(|s| s.cid);

@@ -98,9 +98,8 @@ pub struct Varz {
     pub subscriptions: u64,
     pub http_req_stats: BTreeMap<&'static str, u64>,
     pub config_load_time: String,
-    /// natsu has no accounts; the name is the one nats-server reports by default, kept so
-    /// tools that read it find it.
-    pub system_account: &'static str,
+    /// The system account's name (`$SYS` unless `system_account` names another).
+    pub system_account: String,
     /// natsu only, with `cores=1`: each executor's figures. (`cores` itself stays the CPU
     /// count, as in nats-server.)
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,7 +217,7 @@ pub fn build(shard: &Shard, mon: &MonitorState, snaps: &[CoreSnapshot], with_cor
         subscriptions: sum(|s| s.subscriptions),
         http_req_stats: mon.req_stats.borrow().clone(),
         config_load_time: rfc3339_nano(mon.start),
-        system_account: "$SYS",
+        system_account: shared.accounts.name(shared.accounts.system).to_string(),
         core_stats: with_cores.then(|| {
             let mut v: Vec<CoreStats> = snaps.iter().map(|s| s.stats.clone()).collect();
             v.sort_by_key(|s| s.core);
