@@ -1,7 +1,9 @@
 //! The monitoring port: differential tests against the reference nats-server (same traffic,
 //! then every key of its JSON present in natsu's with the same JSON type, the same figures
 //! and the same error texts), paging and sorting, closed-connection reasons, JSONP,
-//! /metrics parsed as Prometheus text, per-core figures, hostile requests, HTTPS.
+//! /metrics parsed as Prometheus text, per-core figures, hostile requests, HTTPS; accounts
+//! (`/connz` `account` and `acc=`, `/accountz`, `/accstatz`, per-account `/metrics`) with
+//! `$G` alone and with an `accounts` block given to both servers.
 //!
 //! Both servers run as child processes with `-m -1` (a free port each, read from the log);
 //! the HTTP client is a few lines over std's TcpStream. Every wait is bounded.
@@ -24,6 +26,7 @@ use serde_json::Value;
 /// A broker with its client port and its monitoring port, killed when dropped.
 struct Mon {
     child: Child,
+    target: Target,
     port: u16,
     http: u16,
     /// Holds a config file, if any.
@@ -101,7 +104,7 @@ impl Mon {
                 }
             }
         }
-        Mon { child, port: port.unwrap(), http: http.unwrap(), _dir: dir }
+        Mon { child, target, port: port.unwrap(), http: http.unwrap(), _dir: dir }
     }
 
     fn start(target: Target, extra: &[&str]) -> Mon {
@@ -626,6 +629,10 @@ fn slow_consumer_is_listed_with_its_reason() {
                 .any(|c| c["reason"] == "Slow Consumer (Pending Bytes)")
         });
         assert!(m.json("/varz")["slow_consumers"].as_u64().unwrap() >= 1);
+        // Counted on the consumer's account too.
+        let statz = m.json("/accstatz?unused=1");
+        let global = statz["account_statz"].as_array().unwrap().iter().find(|a| a["acc"] == "$G").cloned();
+        assert!(global.is_some_and(|g| g["slow_consumers"].as_u64() >= Some(1)), "{target:?}: {statz:#}", target = m.target);
         publisher.join().unwrap();
         drop(sub);
     }
@@ -936,4 +943,305 @@ fn https_monitoring_port_and_tls_clients() {
     let suite = n["tls_cipher_suite"].as_str().unwrap();
     assert!(suite.starts_with("TLS_"), "Go's suite names: {suite}");
     assert_eq!(n["name"], "tls-client");
+}
+
+// ---------------------------------------------------------------------------------------
+// Accounts
+
+/// Drop the imports of nats-server's own system services (`$SYS.REQ.…`, imported into every
+/// account; natsu serves none) from an `/accountz?acc=` reply, and the key if none is left.
+/// Returns how many went: each of them is one internal subscription in the reference.
+fn without_system_imports(v: &mut Value) -> u64 {
+    let d = v["account_detail"].as_object_mut().unwrap();
+    let Some(list) = d.get_mut("imports").and_then(Value::as_array_mut) else { return 0 };
+    let before = list.len();
+    list.retain(|i| !i["subject"].as_str().unwrap_or_default().starts_with("$SYS."));
+    let gone = (before - list.len()) as u64;
+    if list.is_empty() {
+        d.remove("imports");
+    }
+    gone
+}
+
+/// A list in a canonical order (each server lists in its own order).
+fn sorted(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v.as_array().map_or(Vec::new(), |a| a.iter().map(Value::to_string).collect());
+    out.sort();
+    out
+}
+
+/// `/accstatz` entries by account name, without the `sent` that natsu does not serve.
+fn statz_by_account(v: &Value) -> BTreeMap<String, Value> {
+    v["account_statz"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            a.as_object_mut().unwrap().remove("sent");
+            (a["acc"].as_str().unwrap().to_string(), a)
+        })
+        .collect()
+}
+
+/// A series' value in `/metrics` text: the sample named `name` whose labels contain `label`.
+fn metric(samples: &BTreeMap<String, f64>, name: &str, label: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(k, _)| k.starts_with(&format!("{name}{{")) && k.contains(label))
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no {name} with {label} in /metrics"))
+}
+
+/// Without an accounts block every client is in `$G`, which neither server names in
+/// `/connz`; `/accountz`, `/accstatz` and `acc=` filters agree with the reference.
+#[test]
+fn accounts_endpoints_with_the_global_account() {
+    let reference = Mon::start(Target::Reference, &[]);
+    let natsu = Mon::start(Target::Natsu, &["--cores", "2"]);
+    let _t = (traffic(&reference), traffic(&natsu));
+    for m in [&reference, &natsu] {
+        let who = m.target;
+        for c in m.json("/connz?auth=1&state=all")["connections"].as_array().unwrap() {
+            assert!(c.get("account").is_none(), "{who:?}: $G is never named: {c:#}");
+        }
+        // The reference records no account for a closed `$G` connection: `acc=$G` lists
+        // open ones only.
+        let all = m.json("/connz?acc=%24G&state=all");
+        assert_eq!((all["total"].as_u64(), all["num_connections"].as_u64()), (Some(2), Some(2)), "{who:?}");
+        assert_eq!(m.json("/connz?acc=%24G&state=closed")["total"], 0, "{who:?}");
+        let page = m.json("/connz?acc=%24G&limit=1&offset=1");
+        assert_eq!((page["total"].as_u64(), page["num_connections"].as_u64()), (Some(2), Some(1)), "{who:?}");
+        // An account that does not exist: the reply nats-server gives before filling anything.
+        let none = m.json("/connz?acc=Nope&limit=5");
+        assert_eq!((&none["server_id"], &none["connections"], &none["total"], &none["limit"]), (&Value::from(""), &Value::Null, &Value::from(0), &Value::from(5)), "{who:?}");
+        let zeros = m.json("/subsz?acc=Nope&subs=1");
+        assert_eq!(zeros["num_subscriptions"], 0, "{who:?}");
+        assert!(zeros.get("subscriptions_list").is_none(), "{who:?}");
+    }
+
+    let (rl, nl) = (reference.json("/accountz"), natsu.json("/accountz"));
+    assert_same_shape("/accountz", &rl, &nl);
+    assert_eq!(sorted(&nl["accounts"]), sorted(&rl["accounts"]));
+    assert_eq!(nl["system_account"], rl["system_account"]);
+    assert_eq!(natsu.json("/varz")["system_account"], reference.json("/varz")["system_account"]);
+
+    let (mut rg, ng) = (reference.json("/accountz?acc=%24G"), natsu.json("/accountz?acc=%24G"));
+    let internal = without_system_imports(&mut rg);
+    assert_same_shape("/accountz?acc=$G", &rg, &ng);
+    let (r, n) = (&rg["account_detail"], &ng["account_detail"]);
+    for k in ["account_name", "client_connections", "leafnode_connections", "expired", "complete", "jetstream_enabled"] {
+        assert_eq!(n[k], r[k], "/accountz?acc=$G {k}");
+    }
+    assert!(n.get("is_system").is_none() && r.get("is_system").is_none());
+    assert_eq!(n.get("imports"), r.get("imports"));
+    // The reference also counts one internal subscription per system import.
+    assert_eq!(n["subscriptions"].as_u64(), Some(2));
+    assert_eq!(r["subscriptions"].as_u64(), Some(2 + internal));
+    assert_eq!(n["sublist_stats"]["num_subscriptions"].as_u64(), Some(2));
+    assert!(is_rfc3339(n["update_time"].as_str().unwrap()));
+
+    let (mut rs, ns) = (reference.json("/accountz?acc=%24SYS"), natsu.json("/accountz?acc=%24SYS"));
+    // The reference's system account exports its system services; natsu's exports nothing.
+    rs["account_detail"].as_object_mut().unwrap().remove("exports");
+    assert_same_shape("/accountz?acc=$SYS", &rs, &ns);
+    assert!(ns["account_detail"].get("exports").is_none());
+    assert_eq!((&ns["account_detail"]["is_system"], &rs["account_detail"]["is_system"]), (&Value::Bool(true), &Value::Bool(true)));
+
+    for target in ["/accstatz", "/accstatz?unused=1", "/accstatz?unused=true&accs=Nope"] {
+        let (r, n) = (reference.json(target), natsu.json(target));
+        let (r, n) = (statz_by_account(&r), statz_by_account(&n));
+        assert_eq!(n, r, "{target}");
+    }
+    assert_eq!(statz_by_account(&natsu.json("/accstatz")).keys().collect::<Vec<_>>(), ["$G"]);
+    let g = &statz_by_account(&natsu.json("/accstatz"))["$G"];
+    assert_eq!((g["conns"].as_u64(), &g["received"]), (Some(2), &serde_json::json!({"msgs": 2, "bytes": 8})));
+
+    for target in ["/subsz?acc=%24G", "/subsz?acc=%24G&subs=1&test=foo", "/connz?acc=%24G&auth=1&subs=detail"] {
+        let (mut r, n) = (reference.json(target), natsu.json(target));
+        if let Some(list) = r.get_mut("subscriptions_list").and_then(Value::as_array_mut) {
+            list.retain(|s| !s["subject"].as_str().unwrap_or_default().starts_with("$SYS."));
+        }
+        assert_same_shape(target, &r, &n);
+    }
+    let subs = natsu.json("/subsz?subs=1");
+    for s in subs["subscriptions_list"].as_array().unwrap() {
+        assert_eq!(s["account"], "$G");
+    }
+    let (r, n) = (reference.json("/subsz?acc=Nope"), natsu.json("/subsz?acc=Nope"));
+    assert_eq!(n, r);
+    for target in ["/accountz?acc=Nope", "/accstatz?unused=x"] {
+        let (r, n) = (reference.get(target), natsu.get(target));
+        assert_eq!((n.status, n.text()), (r.status, r.text()), "{target}");
+        assert_eq!(n.header("content-type"), r.header("content-type"), "{target}");
+    }
+    // JSONP works on the new endpoints as on the others.
+    let body = natsu.get("/accountz?callback=cb").text();
+    assert!(body.starts_with("cb(") && body.ends_with(')'), "{body}");
+
+    let samples = parse_metrics(&natsu.get("/metrics").text());
+    let g = "account=\"$G\",";
+    assert_eq!(metric(&samples, "gnatsd_accstatz_current_connections", g), 2.0);
+    assert_eq!(metric(&samples, "gnatsd_accstatz_subscriptions", g), 2.0);
+    assert_eq!(metric(&samples, "gnatsd_accstatz_received_messages", g), 2.0);
+    assert_eq!(metric(&samples, "gnatsd_accstatz_received_bytes", g), 8.0);
+    assert_eq!(metric(&samples, "natsu_account_out_msgs_total", g), 2.0);
+    assert_eq!(metric(&samples, "gnatsd_accstatz_current_connections", "account=\"$SYS\","), 0.0);
+    assert!(samples.keys().any(|k| k.contains("account_id=\"$G\",account_name=\"$G\"")));
+}
+
+/// Two accounts with users, a stream and a service export from A imported into B.
+const ACCOUNTS_CONF: &str = r#"
+accounts {
+  A {
+    users: [ {user: a, password: pa} ]
+    exports: [ {stream: "a.>"}, {service: "req.a", response_type: stream}, {service: "priv", accounts: [B]} ]
+  }
+  B {
+    users: [ {user: b, password: pb} ]
+    imports: [ {stream: {account: A, subject: "a.>"}, prefix: "fromA"}, {service: {account: A, subject: "req.a"}, to: "ask"} ]
+  }
+}
+"#;
+
+/// Whether natsu reads an `accounts` block (its config parsing lands on its own).
+fn natsu_reads_accounts() -> bool {
+    let d = TempDir::new("accconf");
+    let f = d.0.join("server.conf");
+    std::fs::write(&f, ACCOUNTS_CONF).unwrap();
+    let out = Command::new(natsu_bin()).args(["-c", f.to_str().unwrap(), "-t"]).output().expect("run natsu -t");
+    out.status.success()
+}
+
+/// The same clients on either server: in A a subscriber (`a.x`, `foo`) and a publisher; in B
+/// a subscriber on the imported stream (`fromA.>`), and a publisher that leaves.
+fn account_traffic(m: &Mon) -> Vec<Raw> {
+    let user = |u: &str, name: &str| format!(r#"{{"verbose":false,"user":"{u}","pass":"p{u}","name":"{name}"}}"#);
+    let mut a1 = Raw::connect_with(m.port, &user("a", "a1"));
+    a1.send("SUB a.x 1\r\nSUB foo 2\r\n");
+    a1.flush();
+    let mut b1 = Raw::connect_with(m.port, &user("b", "b1"));
+    b1.send("SUB fromA.> 1\r\n");
+    b1.flush();
+    let mut a2 = Raw::connect_with(m.port, &user("a", "a2"));
+    // (After the CONNECT's PONG: nats-server counts a PUB read together with the CONNECT
+    // on `$G`.)
+    a2.send("PUB a.x 5\r\nhello\r\n");
+    a2.flush();
+    expect_msgs(&mut a1, 1);
+    expect_msgs(&mut b1, 1);
+    let mut b2 = Raw::connect_with(m.port, &user("b", "b2"));
+    b2.send("PUB nobody 3\r\nabc\r\n");
+    b2.flush();
+    let _ = b2.s.shutdown(std::net::Shutdown::Both);
+    wait_for(Duration::from_secs(5), "b2 in /connz?state=closed", || {
+        m.json("/connz?state=closed")["num_connections"].as_u64() == Some(1)
+    });
+    vec![a1, b1, a2]
+}
+
+/// The same config file on both servers: each connection's account (with `auth=1`, after
+/// `authorized_user`), `acc=` filtering and totals, the account list and system account,
+/// each account's detail (less the reference's system-service imports), `/accstatz` and the
+/// per-account `/metrics`.
+#[test]
+fn accounts_block_in_the_monitoring_endpoints() {
+    if !natsu_reads_accounts() {
+        eprintln!("skipped: this natsu does not read an `accounts` block yet");
+        return;
+    }
+    let reference = Mon::start_with(Target::Reference, "-m", Some(ACCOUNTS_CONF), &[]);
+    let natsu = Mon::start_with(Target::Natsu, "-m", Some(ACCOUNTS_CONF), &["--cores", "2"]);
+    let _t = (account_traffic(&reference), account_traffic(&natsu));
+
+    let users = |m: &Mon| -> Vec<(Value, Value)> {
+        let v = m.json("/connz?auth=1&state=all");
+        v["connections"].as_array().unwrap().iter().map(|c| (c["authorized_user"].clone(), c["account"].clone())).collect()
+    };
+    let (ru, nu) = (users(&reference), users(&natsu));
+    assert_eq!(nu, ru);
+    assert_eq!(nu.iter().map(|(_, a)| a.as_str().unwrap()).collect::<Vec<_>>(), ["A", "B", "A", "B"]);
+    for m in [&reference, &natsu] {
+        let who = m.target;
+        let text = m.get("/connz?auth=1&acc=B").text();
+        assert!(text.contains("\"authorized_user\": \"b\",\n      \"account\": \"B\""), "{who:?}: account right after authorized_user: {text}");
+        assert!(m.json("/connz?acc=A")["connections"][0].get("account").is_none(), "{who:?}: only with auth=1");
+        for (target, total, num) in [
+            ("/connz?acc=A&auth=1&limit=1", 2, 1),
+            ("/connz?acc=A&state=closed", 0, 0),
+            ("/connz?acc=B&state=closed", 1, 1),
+            ("/connz?acc=B&state=all", 2, 2),
+            ("/connz?acc=%24G", 0, 0),
+        ] {
+            let v = m.json(target);
+            assert_eq!((v["total"].as_u64(), v["num_connections"].as_u64()), (Some(total), Some(num)), "{who:?} {target}");
+            if target.contains("auth=1") {
+                for c in v["connections"].as_array().unwrap() {
+                    assert_eq!(c["account"], "A", "{who:?} {target}");
+                }
+            }
+        }
+    }
+    // `cid=` with `acc=`: with state=open alone the connection is found whatever its
+    // account; otherwise the account filter comes first. The total is the account's.
+    for m in [&reference, &natsu] {
+        let who = m.target;
+        let cids: Vec<u64> = m.json("/connz?state=all")["connections"].as_array().unwrap().iter().map(|c| c["cid"].as_u64().unwrap()).collect();
+        let (a1, b2) = (cids[0], cids[3]);
+        for (target, total, found) in [
+            (format!("/connz?acc=B&cid={a1}"), 1, Some(a1)),
+            (format!("/connz?acc=B&cid={a1}&state=all"), 2, None),
+            (format!("/connz?acc=A&cid={b2}&state=closed"), 0, None),
+            (format!("/connz?acc=B&cid={b2}&state=closed"), 1, Some(b2)),
+        ] {
+            let v = m.json(&target);
+            assert_eq!(v["total"].as_u64(), Some(total), "{who:?} {target}");
+            assert_eq!(v["connections"].as_array().unwrap().first().and_then(|c| c["cid"].as_u64()), found, "{who:?} {target}");
+        }
+    }
+    for target in ["/connz?acc=A&auth=1&subs=detail", "/connz?acc=B&state=closed&auth=1"] {
+        assert_same_shape(target, &reference.json(target), &natsu.json(target));
+    }
+
+    let (rl, nl) = (reference.json("/accountz"), natsu.json("/accountz"));
+    assert_eq!(sorted(&nl["accounts"]), sorted(&rl["accounts"]));
+    assert_eq!(sorted(&nl["accounts"]), sorted(&serde_json::json!(["$G", "A", "B", "$SYS"])));
+    assert_eq!(nl["system_account"], rl["system_account"]);
+    for (acc, subs) in [("A", 2), ("B", 1)] {
+        let target = format!("/accountz?acc={acc}");
+        let (mut r, n) = (reference.json(&target), natsu.json(&target));
+        without_system_imports(&mut r);
+        assert_same_shape(&target, &r, &n);
+        let (r, n) = (&r["account_detail"], &n["account_detail"]);
+        assert_eq!(sorted(&n["exports"]), sorted(&r["exports"]), "{target} exports");
+        assert_eq!(sorted(&n["imports"]), sorted(&r["imports"]), "{target} imports");
+        for k in ["account_name", "client_connections", "leafnode_connections", "expired", "complete"] {
+            assert_eq!(n[k], r[k], "{target} {k}");
+        }
+        assert!(n.get("is_system").is_none());
+        assert_eq!(n["subscriptions"].as_u64(), Some(subs), "{target}");
+    }
+
+    for target in ["/accstatz", "/accstatz?unused=1"] {
+        assert_eq!(statz_by_account(&natsu.json(target)), statz_by_account(&reference.json(target)), "{target}");
+    }
+    let s = statz_by_account(&natsu.json("/accstatz"));
+    assert_eq!(s.keys().collect::<Vec<_>>(), ["A", "B"]);
+    assert_eq!(s["B"]["received"], serde_json::json!({"msgs": 1, "bytes": 3}), "a closed connection's traffic stays counted");
+
+    let (r, n) = (reference.json("/subsz?acc=B&subs=1"), natsu.json("/subsz?acc=B&subs=1"));
+    assert_same_shape("/subsz?acc=B&subs=1", &r, &n);
+    let subjects = |v: &Value| -> Vec<String> {
+        v["subscriptions_list"].as_array().unwrap().iter().map(|s| format!("{} {}", s["account"], s["subject"])).collect()
+    };
+    assert_eq!(subjects(&n), ["\"B\" \"fromA.>\""]);
+    assert!(subjects(&r).contains(&subjects(&n)[0]));
+    assert_eq!(natsu.json("/subsz")["num_subscriptions"].as_u64(), Some(3), "server-wide: client subscriptions of every account");
+
+    let samples = parse_metrics(&natsu.get("/metrics").text());
+    assert_eq!(metric(&samples, "gnatsd_accstatz_current_connections", "account=\"A\","), 2.0);
+    assert_eq!(metric(&samples, "gnatsd_accstatz_current_connections", "account=\"B\","), 1.0);
+    assert_eq!(metric(&samples, "gnatsd_accstatz_received_messages", "account=\"B\","), 1.0);
+    assert_eq!(metric(&samples, "gnatsd_accstatz_subscriptions", "account=\"A\","), 2.0);
+    assert_eq!(metric(&samples, "natsu_account_out_msgs_total", "account=\"B\","), 1.0);
 }
