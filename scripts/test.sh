@@ -2,7 +2,8 @@
 # Run natsu's whole test suite: the one command for a fresh Debian machine (as root) and
 # for CI (`.ci/run` calls it).
 #
-#   1. install what is missing: the reference nats-server (apt), nats-py and pytest (pip)
+#   1. install what is missing: the reference nats-server (apt), nats-py, nkeys (its NKey
+#      login) and pytest (pip)
 #   2. raise the locked-memory limit for glommio's io_uring buffers, where allowed
 #   3. build everything once: cargo build --release --all-targets
 #   4. cargo test --release: unit, doc and integration tests against natsu
@@ -61,11 +62,11 @@ if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
     apt-get update
     apt-get install -y python3-pip
 fi
-if ! "$PYTHON" -c 'import nats, pytest' >/dev/null 2>&1; then
-    echo "installing nats-py and pytest (pip)"
+if ! "$PYTHON" -c 'import nats, nkeys, pytest' >/dev/null 2>&1; then
+    echo "installing nats-py, nkeys and pytest (pip)"
     # Debian's own python refuses pip installs (PEP 668) unless told otherwise.
-    "$PYTHON" -m pip install --quiet nats-py pytest ||
-        "$PYTHON" -m pip install --quiet --break-system-packages nats-py pytest
+    "$PYTHON" -m pip install --quiet nats-py nkeys pytest ||
+        "$PYTHON" -m pip install --quiet --break-system-packages nats-py nkeys pytest
 fi
 echo "cargo:       $(cargo --version)"
 echo "nats-server: $(nats-server --version)"
@@ -94,7 +95,7 @@ if [ "${NATSU_TEST_REFERENCE:-1}" != "0" ]; then
     targets=()
     for t in protocol clients cores client_api client_encoded client_reconnect bench_cli \
         client_tls_auth server_auth server_signals real_clients_auth_tls restart info_diff \
-        auth_storm isolation; do
+        auth_storm isolation accounts_auth; do
         if [ -f "tests/$t.rs" ]; then
             targets+=(--test "$t")
         fi
