@@ -26,8 +26,11 @@ use x509_cert::ext::pkix::SubjectAltName;
 /// The names a client certificate can be mapped by.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CertNames {
+    /// Email address SANs, tried first, in certificate order.
     pub emails: Vec<String>,
+    /// DNS name SANs, tried next.
     pub dns: Vec<String>,
+    /// URI SANs, tried last of the SANs, as written in the certificate.
     pub uris: Vec<String>,
     /// The subject as a DN, last RDN first (RFC 4514 order); None when it holds an attribute
     /// type outside the known set or a value that is not a string.
