@@ -217,7 +217,6 @@ no_auth_user: anon
 const DENIED_SECRET: &str = "-ERR 'Permissions Violation for Publish to \"secret\"'\r\n";
 
 #[test]
-#[ignore = "natsu still says auth_required: Shard::apply_live is to take it from auth::info_auth_required"]
 fn no_auth_user_info_says_no_auth_required() {
     let server = Server::with_config(NO_AUTH_CONF, &[]);
     let r = Raw::connect(server.port);

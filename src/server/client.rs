@@ -140,6 +140,8 @@ pub struct Client {
     pub verbose: Cell<bool>,
     pub pedantic: Cell<bool>,
     pub no_responders: Cell<bool>,
+    /// Its CONNECT was announced in the system account (a DISCONNECT then follows).
+    pub announced: Cell<bool>,
     /// What the connection is: picks its delivery framing and forwarding rules.
     pub kind: Kind,
     /// The account the client is bound to (an index into the server's account table; 0 is
@@ -210,6 +212,7 @@ impl Client {
             no_responders: Cell::new(false),
             account: Cell::new(0),
             kind: Kind::Client,
+            announced: Cell::new(false),
             opts: RefCell::new(defaults),
             subs: RefCell::new(HashMap::default()),
             pings_out: Cell::new(0),
@@ -823,6 +826,9 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
             *client.opts.borrow_mut() = c;
             if client.verbose.get() {
                 client.send(b"+OK\r\n");
+            }
+            if !client.announced.get() {
+                shard.client_connected(client);
             }
         }
         Op::Info(_) | Op::Ok => {}

@@ -219,6 +219,7 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         total_connections: AtomicU64::new(0),
         next_cid: AtomicU64::new(0),
         batch_pools: (0..cores * cores).map(|_| Default::default()).collect(),
+        sys_seq: AtomicU64::new(0),
         accounts,
     });
     let shared_for_running = shared.clone();
@@ -262,6 +263,7 @@ async fn run_shard(
     let id = senders.peer_id();
     let ncores = senders.nr_consumers();
     let shard = Rc::new(Shard::new(id, ncores, shared.clone()));
+    let _ = shard.me.set(Rc::downgrade(&shard));
     let senders = Rc::new(senders);
     // The mailbox tasks run in the default task queue. A Latency::Matters queue looked like
     // the way to get prompt cross-executor wake-ups, but with glommio 0.9 it lost wake-ups:

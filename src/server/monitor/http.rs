@@ -165,10 +165,10 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> H
 }
 
 /// A response before it is written.
-struct Response {
-    status: u16,
+pub struct Response {
+    pub status: u16,
     content_type: &'static str,
-    body: Vec<u8>,
+    pub body: Vec<u8>,
     /// JSON and JSONP replies carry `Access-Control-Allow-Origin: *`.
     cors: bool,
 }
@@ -233,7 +233,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(ctx: &Ctx, mut stream: S) {
             }
             Head::Gone => break,
         };
-        let resp = route(ctx, &req.target).await;
+        let resp = route(&ctx.shard, &ctx.state, &req.target).await;
         if !write(&mut stream, &resp, req.head_only, req.close).await || req.close {
             break;
         }
@@ -291,13 +291,13 @@ fn json(q: &Query, body: Result<Vec<u8>, serde_json::Error>) -> Response {
     }
 }
 
-/// Answer one request target.
-async fn route(ctx: &Ctx, target: &str) -> Response {
+/// Answer one request target (also the system account's `$SYS.REQ.SERVER` requests, which
+/// ask the same endpoints).
+pub async fn route(shard: &Rc<Shard>, st: &MonitorState, target: &str) -> Response {
     let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
     let q = Query::parse(raw_query);
-    let server_id = ctx.shard.shared.info.server_id.as_str();
-    let accounts = &ctx.shard.shared.accounts;
-    let st = &ctx.state;
+    let server_id = shard.shared.info.server_id.as_str();
+    let accounts = &shard.shared.accounts;
     match path {
         "/" => {
             st.count("/");
@@ -309,8 +309,8 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
                 Ok(b) => b,
                 Err(e) => return Response::text(400, e),
             };
-            let snaps = gather(&ctx.shard, CoreQuery::default()).await;
-            let v = varz::build(&ctx.shard, st, &snaps, with_cores, now_ns());
+            let snaps = gather(shard, CoreQuery::default()).await;
+            let v = varz::build(shard, st, &snaps, with_cores, now_ns());
             json(&q, serde_json::to_vec_pretty(&v))
         }
         "/connz" => {
@@ -322,7 +322,7 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
             if cq.account.as_deref().is_some_and(|a| accounts.id(a).is_none()) {
                 return json(&q, serde_json::to_vec_pretty(&connz::unknown_account(&cq, now_ns())));
             }
-            let snaps = gather(&ctx.shard, CoreQuery { conns: Some(cq.clone()), ..Default::default() }).await;
+            let snaps = gather(shard, CoreQuery { conns: Some(cq.clone()), ..Default::default() }).await;
             let total = snaps.iter().map(|s| s.conns_total).sum();
             let recs = snaps.into_iter().flat_map(|s| s.conns).collect();
             let page = connz::page(server_id, &cq, recs, total, now_ns(), &accounts.names);
@@ -346,7 +346,7 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
             let subs = (sq.subs && account != Some(None))
                 .then(|| SubsQuery { test: sq.test.clone(), account: account.flatten() });
             let query = CoreQuery { subs, accounts: account.is_some(), ..Default::default() };
-            let snaps = gather(&ctx.shard, query).await;
+            let snaps = gather(shard, query).await;
             let stats = match account {
                 None => SublistStats::sum(&snaps),
                 Some(id) => SublistStats::account(&snaps, id),
@@ -361,9 +361,9 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
             let Some(id) = accounts.id(name) else {
                 return Response::text(400, format!("Account {name} does not exist"));
             };
-            let snaps = gather(&ctx.shard, CoreQuery { accounts: true, ..Default::default() }).await;
+            let snaps = gather(shard, CoreQuery { accounts: true, ..Default::default() }).await;
             let figures = sum_accounts(&snaps).get(id as usize).copied().unwrap_or_default();
-            let configured = &ctx.shard.shared.opts.accounts;
+            let configured = &shard.shared.opts.accounts;
             let d = accountz::detail(server_id, accounts, configured, id, &figures, st.start, now_ns());
             json(&q, serde_json::to_vec_pretty(&d))
         }
@@ -373,7 +373,7 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
                 Ok(b) => b,
                 Err(e) => return Response::text(400, e),
             };
-            let snaps = gather(&ctx.shard, CoreQuery { accounts: true, ..Default::default() }).await;
+            let snaps = gather(shard, CoreQuery { accounts: true, ..Default::default() }).await;
             let figures = sum_accounts(&snaps);
             json(&q, serde_json::to_vec_pretty(&accountz::statz(server_id, accounts, &figures, unused, now_ns())))
         }
@@ -383,10 +383,10 @@ async fn route(ctx: &Ctx, target: &str) -> Response {
         }
         "/metrics" => {
             st.count("/metrics");
-            let snaps = gather(&ctx.shard, CoreQuery { totals: true, accounts: true, ..Default::default() }).await;
+            let snaps = gather(shard, CoreQuery { totals: true, accounts: true, ..Default::default() }).await;
             let now = now_ns();
             let mut e = metrics::Exposition::new(server_id);
-            if let Ok(v) = serde_json::to_value(varz::build(&ctx.shard, st, &snaps, false, now)) {
+            if let Ok(v) = serde_json::to_value(varz::build(shard, st, &snaps, false, now)) {
                 metrics::json_gauges(&mut e, "varz", &v, &["server_id", "server_name", "version"]);
             }
             metrics::connz(&mut e, &snaps);

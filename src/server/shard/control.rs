@@ -23,6 +23,8 @@ pub struct Shared {
     pub control: Control,
     /// Batch pools between cores: `batch_pools[from * cores + to]`.
     pub batch_pools: Vec<Arc<BatchPool>>,
+    /// The sequence number of the server's system-account messages (`server.seq`).
+    pub sys_seq: AtomicU64,
     /// The accounts, their ids and their imports: the same on every core, fixed at start.
     pub accounts: AccountTable,
 }

@@ -44,6 +44,8 @@ pub enum Target {
     /// Answers to this process's generated reply subjects (stored in exporting accounts,
     /// on `_R_.<prefix>.>`).
     Responses,
+    /// A request the server answers itself, in the system account (on core zero).
+    System(super::system::Request),
 }
 
 impl PartialEq for Target {
@@ -54,6 +56,7 @@ impl PartialEq for Target {
             (Target::Stream(a), Target::Stream(b)) => Rc::ptr_eq(a, b),
             (Target::Service(a), Target::Service(b)) => Rc::ptr_eq(a, b),
             (Target::Responses, Target::Responses) => true,
+            (Target::System(a), Target::System(b)) => a == b,
             _ => false,
         }
     }
@@ -212,6 +215,7 @@ mod tests {
             Target::Stream(i) => (2, Rc::as_ptr(i) as usize),
             Target::Service(i) => (3, Rc::as_ptr(i) as usize),
             Target::Responses => (4, 0),
+            Target::System(r) => (5, *r as usize),
         }
     }
 

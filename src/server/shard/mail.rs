@@ -97,8 +97,12 @@ impl Shard {
             // A forwarded message (hops > 0) is only for its queue groups.
             if meta.hops == 0 {
                 for t in &r.psubs {
-                    if let Target::Sub(s) = t {
-                        self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                    match t {
+                        Target::Sub(s) => {
+                            self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                        }
+                        Target::System(req) => self.system_request(*req, Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg }),
+                        _ => {}
                     }
                 }
             }

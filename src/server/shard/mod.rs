@@ -13,6 +13,7 @@
 //! - [`routing`]: a publish to its targets, queue picks, delivery;
 //! - [`imports`]: accounts, stream and service imports, generated reply subjects;
 //! - [`mail`]: what other cores send here, and back-pressure between cores;
+//! - [`system`]: the system account's advisories and requests;
 //! - [`outbox`]: the per-peer batches that carry it.
 
 pub mod control;
@@ -22,6 +23,7 @@ mod interest;
 mod mail;
 pub mod outbox;
 mod routing;
+pub mod system;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -96,6 +98,12 @@ pub struct Shard {
     next_probe: Cell<u32>,
     /// Service requests made from this core waiting for their answers.
     pub responses: Responses,
+    /// This shard, for tasks it starts itself (system requests).
+    pub me: std::cell::OnceCell<std::rc::Weak<Shard>>,
+    /// The monitoring state the HTTP port uses (or, without one, the system account's
+    /// requests), and when the shard started.
+    pub monitor_state: std::cell::OnceCell<Rc<super::monitor::MonitorState>>,
+    started_ns: u64,
 }
 
 /// A request that matched no interest this core knows of, asked of every other core before
@@ -142,10 +150,14 @@ impl Shard {
             probes: RefCell::new(HashMap::default()),
             next_probe: Cell::new(0),
             responses: Responses::new(seed.rotate_left(32)),
+            me: Default::default(),
+            monitor_state: Default::default(),
+            started_ns: super::monitor::fmt::now_ns(),
             shared,
         };
         shard.apply_live();
         shard.install_imports();
+        shard.install_system();
         shard
     }
 
@@ -175,7 +187,7 @@ impl Shard {
         let live = self.live.borrow();
         let o = &live.opts;
         let mut info = self.info.borrow_mut();
-        info.auth_required = o.auth.required();
+        info.auth_required = crate::server::auth::info_auth_required(&o.auth);
         // As nats-server: with `allow_non_tls` TLS is offered (`tls_available`), not required;
         // `tls_verify` says client certificates are checked either way.
         let tls = live.tls.is_some();
@@ -274,6 +286,7 @@ impl Shard {
         if self.clients.borrow_mut().remove(&client.cid).is_some() {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
         }
+        self.client_disconnected(client);
     }
 
     /// Connections on this core.

@@ -173,6 +173,10 @@ impl Shard {
                 }
                 Target::Core(c) => mask |= 1 << c,
                 Target::Stream(_) | Target::Service(_) | Target::Responses => imports = true,
+                Target::System(req) => {
+                    self.system_request(*req, m);
+                    any = true;
+                }
             }
         }
         {
@@ -231,7 +235,7 @@ impl Shard {
                 true
             }
             Target::Responses => self.answer(origin, acc, m, depth),
-            Target::Sub(_) | Target::Core(_) => false,
+            Target::Sub(_) | Target::Core(_) | Target::System(_) => false,
         }
     }
 

@@ -1,0 +1,294 @@
+//! The system account: what the server itself publishes and answers there, as nats-server
+//! 2.9 does.
+//!
+//! - `$SYS.ACCOUNT.<account>.CONNECT` and `.DISCONNECT`: an advisory per client that comes
+//!   and goes (`io.nats.server.advisory.v1.client_connect` / `client_disconnect`), published
+//!   by the client's core.
+//! - `$SYS.REQ.SERVER.PING` (and `.STATSZ`) answer with the server's statsz;
+//!   `$SYS.REQ.SERVER.PING.<E>` and `$SYS.REQ.SERVER.<id>.<E>` for `E` in VARZ, CONNZ, SUBSZ,
+//!   HEALTHZ, ACCOUNTZ answer `{"server": ..., "data": <the HTTP endpoint's JSON>}`; the
+//!   request's payload may hold the endpoint's options as JSON. Core zero answers (where the
+//!   monitoring code lives): the other cores hold `Target::Core(0)` on these subjects, so a
+//!   request published anywhere reaches it through the usual mail.
+
+use std::rc::Rc;
+
+use serde_json::Map;
+
+use serde_json::{json, Value};
+
+use super::index::Target;
+use super::routing::{Message, Origin};
+use super::Shard;
+use crate::server::client::{Client, Kind};
+use crate::server::monitor::fmt::{now_ns, rfc3339_nano};
+use crate::server::monitor::gather::reason_text;
+use crate::server::monitor::MonitorState;
+
+/// What a system request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Statsz,
+    Varz,
+    Connz,
+    Subsz,
+    Healthz,
+    Accountz,
+}
+
+impl Request {
+    const ALL: [(Request, &'static str); 6] = [
+        (Request::Statsz, "STATSZ"),
+        (Request::Varz, "VARZ"),
+        (Request::Connz, "CONNZ"),
+        (Request::Subsz, "SUBSZ"),
+        (Request::Healthz, "HEALTHZ"),
+        (Request::Accountz, "ACCOUNTZ"),
+    ];
+}
+
+impl Shard {
+    /// Put the system request subjects into the system account's index: the handlers on core
+    /// zero, a pointer to core zero on the others.
+    pub(super) fn install_system(&self) {
+        let table = &self.shared.accounts;
+        let id = &self.shared.info.server_id;
+        let mut sublist = self.account(table.system).sublist.borrow_mut();
+        let mut add = |subject: String, req: Request| {
+            let t = if self.id == 0 { Target::System(req) } else { Target::Core(0) };
+            let _ = sublist.insert(subject.as_bytes(), None, t);
+        };
+        add("$SYS.REQ.SERVER.PING".into(), Request::Statsz);
+        for (req, name) in Request::ALL {
+            add(format!("$SYS.REQ.SERVER.PING.{name}"), req);
+            add(format!("$SYS.REQ.SERVER.{id}.{name}"), req);
+        }
+    }
+
+    /// The `server` object of every system message; each one takes the next sequence number.
+    fn server_info(&self) -> Value {
+        let info = &self.shared.info;
+        let seq = self.shared.sys_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        json!({
+            "name": info.server_name,
+            "host": info.host,
+            "id": info.server_id,
+            "ver": info.version,
+            "seq": seq,
+            "jetstream": false,
+            "time": rfc3339_nano(now_ns()),
+        })
+    }
+
+    /// Publish a message in the system account from the server itself.
+    fn publish_system(&self, subject: &str, body: &Value) {
+        let payload = body.to_string();
+        let origin = Origin { client: None, cid: 0, kind: Kind::Client };
+        let m = Message { subject: subject.as_bytes(), reply: None, header_len: None, msg: payload.as_bytes() };
+        self.route(origin, self.shared.accounts.system, m, 0);
+    }
+
+    /// The `client` object of a connect or disconnect advisory.
+    fn client_info(&self, c: &Client, closed: bool) -> Value {
+        let opts = c.opts.borrow();
+        let mut v = json!({
+            "start": rfc3339_nano(c.start_ns),
+            "host": c.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+            "id": c.cid,
+            "acc": self.account_name(c),
+        });
+        let o = v.as_object_mut().expect("an object");
+        if let Some(u) = c.user.borrow().as_deref() {
+            o.insert("user".into(), u.into());
+        }
+        for (k, val) in [("name", opts.name.as_deref().unwrap_or("")), ("lang", &opts.lang), ("ver", &opts.version)] {
+            if !val.is_empty() {
+                o.insert(k.into(), val.into());
+            }
+        }
+        if closed {
+            if c.rtt.get() > 0 {
+                o.insert("rtt".into(), c.rtt.get().into());
+            }
+            o.insert("stop".into(), rfc3339_nano(now_ns()).into());
+        }
+        o.insert("kind".into(), "Client".into());
+        o.insert("client_type".into(), "nats".into());
+        v
+    }
+
+    /// A client finished its CONNECT: `$SYS.ACCOUNT.<account>.CONNECT`.
+    pub fn client_connected(&self, c: &Rc<Client>) {
+        c.announced.set(true);
+        let body = json!({
+            "type": "io.nats.server.advisory.v1.client_connect",
+            "id": event_id(),
+            "timestamp": rfc3339_nano(now_ns()),
+            "server": self.server_info(),
+            "client": self.client_info(c, false),
+        });
+        self.publish_system(&format!("$SYS.ACCOUNT.{}.CONNECT", self.account_name(c)), &body);
+    }
+
+    /// A client that was announced went away: `$SYS.ACCOUNT.<account>.DISCONNECT`.
+    pub(super) fn client_disconnected(&self, c: &Client) {
+        if !c.announced.replace(false) {
+            return;
+        }
+        let s = &c.stats;
+        let body = json!({
+            "type": "io.nats.server.advisory.v1.client_disconnect",
+            "id": event_id(),
+            "timestamp": rfc3339_nano(now_ns()),
+            "server": self.server_info(),
+            "client": self.client_info(c, true),
+            "sent": {"msgs": s.out_msgs.get(), "bytes": s.out_bytes.get()},
+            "received": {"msgs": s.in_msgs.get(), "bytes": s.in_bytes.get()},
+            "reason": reason_text(c.close_reason.get()),
+        });
+        self.publish_system(&format!("$SYS.ACCOUNT.{}.DISCONNECT", self.account_name(c)), &body);
+    }
+}
+
+/// A fresh event id, as nats-server's (a NUID).
+fn event_id() -> String {
+    crate::client::nuid::next()
+}
+
+impl Shard {
+    /// A system request matched here (core zero): answer it from a task, since the figures
+    /// come from every core. A request without a reply subject is ignored, as there.
+    pub(super) fn system_request(&self, req: Request, m: Message<'_>) {
+        let Some(reply) = m.reply else { return };
+        let Some(me) = self.me.get().and_then(std::rc::Weak::upgrade) else { return };
+        let reply = reply.to_vec();
+        let body = m.msg[m.header_len.unwrap_or(0).min(m.msg.len())..].to_vec();
+        glommio::spawn_local(async move { me.answer_system(req, reply, body).await }).detach();
+    }
+
+    async fn answer_system(self: Rc<Self>, req: Request, reply: Vec<u8>, body: Vec<u8>) {
+        let state = self.monitor_state.get_or_init(|| Rc::new(MonitorState::new(self.started_ns, 0, 0))).clone();
+        let ask = |target: String| {
+            let (shard, state) = (self.clone(), state.clone());
+            async move { crate::server::monitor::http::route(&shard, &state, &target).await }
+        };
+        let mut out = Map::new();
+        let answer = match endpoint(req, &body) {
+            Err(e) => Err((400, e)),
+            Ok(None) => statsz(&ask("/varz".into()).await, &ask("/accstatz".into()).await).map_err(|e| (500, e)),
+            Ok(Some(target)) => {
+                let r = ask(target).await;
+                if r.status == 200 {
+                    serde_json::from_slice::<Value>(&r.body).map_err(|e| (500, e.to_string()))
+                } else {
+                    Err((r.status, String::from_utf8_lossy(&r.body).trim().to_string()))
+                }
+            }
+        };
+        out.insert("server".into(), self.server_info());
+        match answer {
+            Ok(v) if req == Request::Statsz => out.insert("statsz".into(), v),
+            Ok(v) => out.insert("data".into(), v),
+            Err((code, description)) => out.insert("error".into(), json!({"code": code, "description": description})),
+        };
+        let payload = Value::Object(out).to_string();
+        let origin = Origin { client: None, cid: 0, kind: Kind::Client };
+        let m = Message { subject: &reply, reply: None, header_len: None, msg: payload.as_bytes() };
+        self.route(origin, self.shared.accounts.system, m, 0);
+    }
+}
+
+/// The monitoring request a system request stands for (`None`: statsz), with the options a
+/// request's JSON payload may carry turned into the endpoint's query parameters.
+fn endpoint(req: Request, body: &[u8]) -> Result<Option<String>, String> {
+    let opts: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())?
+    };
+    let path = match req {
+        Request::Statsz => return Ok(None),
+        Request::Varz => "/varz",
+        Request::Connz => "/connz",
+        Request::Subsz => "/subsz",
+        Request::Healthz => "/healthz",
+        Request::Accountz => "/accountz",
+    };
+    let mut query = Vec::new();
+    for (k, v) in &opts {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        // Field names of nats-server's event options, to the HTTP parameters they mirror.
+        let param = match (req, k.as_str()) {
+            (Request::Connz, "subscriptions") | (Request::Subsz, "subscriptions") => "subs",
+            (Request::Connz, "subscriptions_detail") if text == "true" => {
+                query.push("subs=detail".to_string());
+                continue;
+            }
+            (Request::Connz, "state") => {
+                let state = match text.as_str() {
+                    "0" => "open",
+                    "1" => "closed",
+                    _ => "all",
+                };
+                query.push(format!("state={state}"));
+                continue;
+            }
+            (Request::Connz, "sort" | "auth" | "offset" | "limit" | "cid" | "user" | "acc") => k.as_str(),
+            (Request::Subsz, "offset" | "limit" | "test") => k.as_str(),
+            (Request::Subsz | Request::Accountz, "account") => "acc",
+            _ => continue,
+        };
+        query.push(format!("{param}={}", url_escape(&text)));
+    }
+    Ok(Some(if query.is_empty() { path.to_string() } else { format!("{path}?{}", query.join("&")) }))
+}
+
+/// Escape a query value (subjects and names hold few characters that need it).
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' | b'$' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// nats-server's statsz, from the same figures `/varz` and `/accstatz` show.
+fn statsz(varz: &crate::server::monitor::http::Response, accstatz: &crate::server::monitor::http::Response) -> Result<Value, String> {
+    let v: Value = serde_json::from_slice(&varz.body).map_err(|e| e.to_string())?;
+    let a: Value = serde_json::from_slice(&accstatz.body).map_err(|e| e.to_string())?;
+    let active = a.get("account_statz").and_then(Value::as_array).map_or(0, Vec::len);
+    Ok(json!({
+        "start": v["start"],
+        "mem": v["mem"],
+        "cores": v["cores"],
+        "cpu": v["cpu"],
+        "connections": v["connections"],
+        "total_connections": v["total_connections"],
+        "active_accounts": active,
+        "subscriptions": v["subscriptions"],
+        "sent": {"msgs": v["out_msgs"], "bytes": v["out_bytes"]},
+        "received": {"msgs": v["in_msgs"], "bytes": v["in_bytes"]},
+        "slow_consumers": v["slow_consumers"],
+        "active_servers": 1,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_options_become_query_parameters() {
+        assert_eq!(endpoint(Request::Statsz, b""), Ok(None));
+        assert_eq!(endpoint(Request::Varz, b" "), Ok(Some("/varz".into())));
+        assert_eq!(endpoint(Request::Connz, br#"{"acc":"A","subscriptions":true,"state":1}"#), Ok(Some("/connz?acc=A&subs=true&state=closed".into())));
+        assert_eq!(endpoint(Request::Accountz, br#"{"account":"B"}"#), Ok(Some("/accountz?acc=B".into())));
+        assert!(endpoint(Request::Connz, b"{bad").is_err());
+    }
+}
