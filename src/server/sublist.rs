@@ -150,9 +150,8 @@ impl std::error::Error for SublistError {}
 /// One trie node: the subscriptions whose pattern ends here, and the next level.
 struct Node<T> {
     /// Children for literal tokens. Keyed by boxed bytes so a lookup borrows the publish
-    /// subject's token as `&[u8]` with no allocation. An empty map does not allocate, which
-    /// matters because most nodes are leaves.
-    literal: HashMap<Box<[u8]>, Node<T>, TokenHasher>,
+    /// subject's token as `&[u8]` with no allocation.
+    literal: Children<T>,
     /// Child for a `*` token; a slot of its own so matching never hashes a wildcard.
     pwc: Option<Box<Node<T>>>,
     /// Child for a `>` token; it never has children itself since `>` is last.
@@ -168,7 +167,7 @@ struct Node<T> {
 impl<T> Node<T> {
     fn new() -> Self {
         Node {
-            literal: HashMap::with_hasher(TokenHasher),
+            literal: Children::Few(Vec::new()),
             pwc: None,
             fwc: None,
             psubs: Vec::new(),
@@ -195,6 +194,108 @@ impl<T: Clone> Node<T> {
                 Some((_, existing)) => existing.extend_from_slice(members),
                 None => out.qsubs.push((name.clone(), members.clone())),
             }
+        }
+    }
+}
+
+/// Most literal children kept in a list: a short scan of few tokens beats hashing, and a
+/// list of one child costs one small allocation where a hash table costs four buckets (most
+/// nodes have one child: `orders.<id>.created` makes a chain of them per subscription).
+const FEW_CHILDREN: usize = 8;
+
+/// The literal children of a node: a list while few, a hash table beyond.
+enum Children<T> {
+    Few(Vec<(Box<[u8]>, Node<T>)>),
+    Many(HashMap<Box<[u8]>, Node<T>, TokenHasher>),
+}
+
+impl<T> Children<T> {
+    #[inline]
+    fn get(&self, tok: &[u8]) -> Option<&Node<T>> {
+        match self {
+            Children::Few(v) => v.iter().find(|(k, _)| **k == *tok).map(|(_, n)| n),
+            Children::Many(m) => m.get(tok),
+        }
+    }
+
+    fn get_mut(&mut self, tok: &[u8]) -> Option<&mut Node<T>> {
+        match self {
+            Children::Few(v) => v.iter_mut().find(|(k, _)| **k == *tok).map(|(_, n)| n),
+            Children::Many(m) => m.get_mut(tok),
+        }
+    }
+
+    #[cfg(test)]
+    fn contains_key(&self, tok: &[u8]) -> bool {
+        self.get(tok).is_some()
+    }
+
+    /// The child for `tok`, made if missing (the key is allocated only then).
+    fn get_or_insert(&mut self, tok: &[u8]) -> &mut Node<T> {
+        if let Children::Few(v) = self {
+            if v.len() >= FEW_CHILDREN && !v.iter().any(|(k, _)| **k == *tok) {
+                let mut m = HashMap::with_capacity_and_hasher(FEW_CHILDREN * 2, TokenHasher);
+                m.extend(v.drain(..));
+                *self = Children::Many(m);
+            }
+        }
+        match self {
+            Children::Few(v) => {
+                let i = match v.iter().position(|(k, _)| **k == *tok) {
+                    Some(i) => i,
+                    None => {
+                        // Grow one at a time: most lists stay at one or two children.
+                        v.reserve_exact(1);
+                        v.push((tok.into(), Node::new()));
+                        v.len() - 1
+                    }
+                };
+                &mut v[i].1
+            }
+            Children::Many(m) => {
+                // Look up before inserting so the common "node exists" case does not
+                // allocate a key.
+                if !m.contains_key(tok) {
+                    m.insert(tok.into(), Node::new());
+                }
+                m.get_mut(tok).expect("present: found or inserted just above")
+            }
+        }
+    }
+
+    fn remove(&mut self, tok: &[u8]) {
+        match self {
+            Children::Few(v) => {
+                if let Some(i) = v.iter().position(|(k, _)| **k == *tok) {
+                    v.swap_remove(i);
+                    v.shrink_to_fit();
+                }
+            }
+            Children::Many(m) => {
+                m.remove(tok);
+                // A level that held many tokens keeps its table after they go; give the
+                // memory back once it is mostly empty.
+                if m.len() <= FEW_CHILDREN / 2 {
+                    let v: Vec<_> = m.drain().collect();
+                    *self = Children::Few(v);
+                } else if m.capacity() > 64 && m.len() * 4 < m.capacity() {
+                    m.shrink_to_fit();
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Few(v) => v.is_empty(),
+            Children::Many(m) => m.is_empty(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &Node<T>)> + '_> {
+        match self {
+            Children::Few(v) => Box::new(v.iter().map(|(k, n)| (&k[..], n))),
+            Children::Many(m) => Box::new(m.iter().map(|(k, n)| (&k[..], n))),
         }
     }
 }
@@ -357,21 +458,18 @@ impl<T: Clone + PartialEq> Sublist<T> {
                 b"*" => node.pwc.get_or_insert_with(|| Box::new(Node::new())),
                 b">" => node.fwc.get_or_insert_with(|| Box::new(Node::new())),
                 _ => {
-                    // Look up before inserting so the common "node exists" case does not
-                    // allocate a key.
-                    if !node.literal.contains_key(tok) {
-                        node.literal.insert(tok.into(), Node::new());
-                    }
-                    match node.literal.get_mut(tok) {
-                        Some(n) => n,
-                        // Just inserted above; unreachable, but no panic on the hot path.
-                        None => return Err(SublistError::InvalidSubject),
-                    }
+node.literal.get_or_insert(tok)
                 }
             };
         }
         match queue {
-            None => node.psubs.push(item),
+            None => {
+                // Most patterns have one subscriber: room for one, not Vec's first four.
+                if node.psubs.capacity() == 0 {
+                    node.psubs.reserve_exact(1);
+                }
+                node.psubs.push(item)
+            }
             Some(q) => match node.qsubs.iter_mut().find(|(n, _)| n[..] == *q) {
                 Some((_, members)) => members.push(item),
                 None => node.qsubs.push((Bytes::copy_from_slice(q), vec![item])),
@@ -437,13 +535,6 @@ impl<T: Clone + PartialEq> Sublist<T> {
                 b">" => node.fwc = None,
                 _ => {
                     node.literal.remove(tok);
-                    // A level that held many tokens keeps its table after they go; give the
-                    // memory back once it is mostly empty.
-                    if node.literal.capacity() > 64
-                        && node.literal.len() * 4 < node.literal.capacity()
-                    {
-                        node.literal.shrink_to_fit();
-                    }
                 }
             }
         }
@@ -695,7 +786,6 @@ impl<T: Clone + PartialEq> Sublist<T> {
         let children = node
             .literal
             .iter()
-            .map(|(k, n)| (&k[..], n))
             .chain(node.pwc.as_deref().map(|n| (&b"*"[..], n)))
             .chain(node.fwc.as_deref().map(|n| (&b">"[..], n)));
         for (tok, child) in children {
