@@ -28,6 +28,9 @@ use crate::server::options::{ExportKind, Options, ResponseType, GLOBAL_ACCOUNT};
 /// `response_threshold`.
 pub const RESPONSE_THRESHOLD: Duration = Duration::from_secs(120);
 
+/// Most reply mappings a core keeps waiting (about 100 bytes each).
+const MAX_WAITING: usize = 1 << 20;
+
 /// Most imports a message crosses, so accounts that import from each other in a circle
 /// cannot send one message round forever.
 pub const MAX_IMPORT_DEPTH: u8 = 4;
@@ -243,6 +246,20 @@ impl Responses {
             self.next_sweep.set(Some(now + RESPONSE_THRESHOLD));
         }
         let mut map = self.map.borrow_mut();
+        if map.len() >= MAX_WAITING {
+            // Bounded: requests whose responders never answer must not grow this without
+            // end. The expired go first; failing that, an arbitrary eighth (a batch, so the
+            // scan is paid once per many requests).
+            map.retain(|_, w| w.expires > now);
+            let mut over = (map.len() + MAX_WAITING / 8).saturating_sub(MAX_WAITING);
+            map.retain(|_, _| {
+                if over == 0 {
+                    return true;
+                }
+                over -= 1;
+                false
+            });
+        }
         loop {
             let token = self.next_token();
             if !map.contains_key(&token) {
@@ -275,6 +292,11 @@ impl Responses {
             return map.remove(&token).map(|w| (w.account, w.reply));
         }
         Some((w.account, w.reply.clone()))
+    }
+
+    /// Forget a mapping (its request reached nobody).
+    pub fn close(&self, token: u64) {
+        self.map.borrow_mut().remove(&token);
     }
 
     /// Mappings waiting for an answer.

@@ -223,13 +223,15 @@ impl Shard {
             }
             Target::Service(i) => {
                 let subject = i.rename.apply(m.subject);
-                let reply = m.reply.map(|r| {
-                    let token = self.responses.open(acc, r, i.response);
-                    reply_subject(&self.shared.accounts.reply_prefix, self.id, token)
-                });
+                let token = m.reply.map(|r| self.responses.open(acc, r, i.response));
+                let reply = token.map(|t| reply_subject(&self.shared.accounts.reply_prefix, self.id, t));
                 let rtt = origin.client.map_or(0, |c| c.rtt.get());
                 let (header_len, msg) = with_request_info(m.header_len, m.msg, &self.account(acc).name, rtt);
-                self.route(origin, i.to, Message { subject: &subject, reply: reply.as_deref(), header_len: Some(header_len), msg: &msg }, depth + 1);
+                let reached = self.route(origin, i.to, Message { subject: &subject, reply: reply.as_deref(), header_len: Some(header_len), msg: &msg }, depth + 1);
+                if let Some(t) = token.filter(|_| !reached) {
+                    // Nobody will answer: the mapping would only wait out the threshold.
+                    self.responses.close(t);
+                }
                 // As nats-server 2.9: a request that reached a service import is never
                 // answered "no responders", responder or not.
                 true
