@@ -242,6 +242,61 @@ mod tests {
         toks.join(".")
     }
 
+    fn sub(client: &Rc<Client>, sid: &str, subject: &str, queue: Option<&str>) -> Target {
+        Target::Sub(Rc::new(Subscription {
+            client: client.clone(),
+            sid: sid.as_bytes().into(),
+            subject: subject.as_bytes().into(),
+            queue: queue.map(|q| q.as_bytes().into()),
+            max: Cell::new(0),
+            delivered: Cell::new(0),
+            closed: Cell::new(false),
+        }))
+    }
+
+    /// The same subjects in two accounts' indexes, with targets of each kind: every match
+    /// names exactly its own account's targets.
+    #[test]
+    fn table_of_matches_per_account() {
+        let client = Rc::new(Client::new(1, -1, None, 1 << 20));
+        let (a, b) = (AccountIndex::new("A".into()), AccountIndex::new("B".into()));
+        let a_foo = sub(&client, "1", "foo", None);
+        let a_wild = sub(&client, "2", "foo.*", None);
+        let a_q = sub(&client, "3", "foo", Some("q"));
+        let b_foo = sub(&client, "4", "foo", None);
+        let stream = Target::Stream(Rc::new(StreamImport { from: 0, into: 1, subject: (*b"foo").into(), rename: super::super::imports::Rename::Keep }));
+        let entries: [(&AccountIndex, &str, Option<&str>, &Target); 7] = [
+            (&a, "foo", None, &a_foo),
+            (&a, "foo.*", None, &a_wild),
+            (&a, "foo", Some("q"), &a_q),
+            (&a, "foo", Some("q"), &Target::Core(2)),
+            (&a, "foo", None, &stream),
+            (&b, "foo", None, &b_foo),
+            (&b, ">", None, &Target::Core(1)),
+        ];
+        for (index, subject, queue, t) in entries {
+            index.sublist.borrow_mut().insert(subject.as_bytes(), queue.map(str::as_bytes), t.clone()).unwrap();
+        }
+        let table: [(&AccountIndex, &str, Vec<&Target>, Vec<(&str, Vec<&Target>)>); 5] = [
+            (&a, "foo", vec![&a_foo, &stream], vec![("q", vec![&a_q, &Target::Core(2)])]),
+            (&a, "foo.bar", vec![&a_wild], vec![]),
+            (&a, "bar", vec![], vec![]),
+            (&b, "foo", vec![&b_foo, &Target::Core(1)], vec![]),
+            (&b, "foo.bar", vec![&Target::Core(1)], vec![]),
+        ];
+        for (index, subject, psubs, qsubs) in table {
+            let r = index.sublist.borrow_mut().match_subject(subject.as_bytes());
+            let mut got: Vec<_> = r.psubs.iter().map(key).collect();
+            let mut want: Vec<_> = psubs.into_iter().map(key).collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{} {subject}", index.name);
+            let got_q: Vec<(Vec<u8>, Vec<(u8, usize)>)> = r.qsubs.iter().map(|(n, m)| (n.to_vec(), m.iter().map(key).collect())).collect();
+            let want_q: Vec<(Vec<u8>, Vec<(u8, usize)>)> = qsubs.into_iter().map(|(n, m)| (n.as_bytes().to_vec(), m.into_iter().map(key).collect())).collect();
+            assert_eq!(got_q, want_q, "{} {subject}", index.name);
+        }
+    }
+
     /// Several accounts' indexes, with targets of every kind coming and going, against a
     /// brute-force matcher: a match never leaks another account's targets, finds every
     /// matching one (queue members grouped by name), and the interest count read off the
