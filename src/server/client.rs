@@ -440,6 +440,13 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
     use std::os::unix::io::AsRawFd;
     let fd = tcp.as_raw_fd();
     let addr = tcp.peer_addr().ok();
+    // A reload published since this core last looked applies to this connection already
+    // (the control task looks only a few times a second); the connected clients are then
+    // checked again here, as the control task would have.
+    if shard.refresh_live() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move { super::reauthorize(&shard).await }).detach();
+    }
     let opts = shard.opts();
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(opts.write_deadline));

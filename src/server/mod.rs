@@ -368,7 +368,7 @@ async fn lame_duck(shard: &Rc<Shard>) {
 
 /// After a reload: close clients whose credentials no longer pass, refresh the permissions
 /// of the others.
-async fn reauthorize(shard: &Rc<Shard>) {
+pub(crate) async fn reauthorize(shard: &Rc<Shard>) {
     let opts = shard.opts();
     for c in shard.clients() {
         if !c.authorized.get() {
