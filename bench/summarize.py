@@ -5,7 +5,8 @@
 
 Reads OUT/<workload>/<server>-<round>/summary.json (written by natsu-bench run) and
 OUT/loopback.txt, takes the median of every figure over the rounds, and prints one table
-of natsu against nats-server with the ratio and the issue's target for each figure.
+of natsu against nats-server with the ratio and the issue's target for each figure; with
+baseline runs (NATSU_BASELINE), a second table of natsu against that build.
 """
 import json
 import re
@@ -127,6 +128,20 @@ def main():
             if m:
                 print(f"| machine | loopback TCP round trip, {cpus}, p50 / p99 µs | {m.group(1)} / {m.group(2)} | | | |")
 
+    if any(srv == "natsu-base" for _, srv in runs):
+        # NATSU_BASELINE: the change measured against the older build in the same rounds.
+        print("\nA/B against the baseline build (natsu-base), same rounds; ratio = natsu / natsu-base.\n")
+        print("| workload | figure | natsu | natsu-base | ratio | nats-server |")
+        print("| --- | --- | ---: | ---: | ---: | ---: |")
+        for workload in SHOW:
+            if (workload, "natsu-base") not in runs:
+                continue
+            for fig in SHOW[workload]:
+                if fig == "lost":
+                    continue
+                a, b, c = (median(workload, srv, fig) for srv in ("natsu", "natsu-base", "nats-server"))
+                ratio = a / b if a is not None and b else None
+                print(f"| {workload} | {fig} | {fmt(a)} | {fmt(b)} | {fmt(ratio) + '×' if ratio else '–'} | {fmt(c)} |")
 
 if __name__ == "__main__":
     main()
