@@ -173,7 +173,9 @@ pub struct Client {
     pub nonce: Option<Box<str>>,
     /// The client certificate's names, read after the handshake when `verify_and_map` maps
     /// certificates to users.
-    pub cert: OnceCell<CertNames>,
+    /// (Boxed: the names are big, seldom used, and a connection's hot fields should stay
+    /// close together.)
+    pub cert: OnceCell<Box<CertNames>>,
     /// nats-server's `v<version>:<lang>:<name>` label for log lines, set by CONNECT.
     pub label: RefCell<String>,
     /// For /connz: when the connection was accepted and last read from or written to (Unix
@@ -248,7 +250,7 @@ impl Client {
     /// logged in, under the new options. None: they no longer pass.
     pub async fn recheck(&self, opts: &super::options::Options) -> Option<Identity> {
         let connect = self.opts.borrow().clone();
-        let p = Presented { connect: &connect, nonce: self.nonce.as_deref(), cert: self.cert.get() };
+        let p = Presented { connect: &connect, nonce: self.nonce.as_deref(), cert: self.cert.get().map(|c| &**c) };
         auth::authenticate(opts, &p).await
     }
 
@@ -426,7 +428,7 @@ fn read_client_cert(client: &Client, t: &Transport) {
     let Some(leaf) = s.get_ref().1.peer_certificates().and_then(|c| c.first()) else { return };
     match CertNames::from_der(leaf) {
         Ok(names) => {
-            let _ = client.cert.set(names);
+            let _ = client.cert.set(Box::new(names));
         }
         Err(e) => tracing::debug!(cid = client.cid, "{e}"),
     }
@@ -805,7 +807,7 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
                 // A bcrypt check may wait behind others: give it up once the client has hung
                 // up or been closed (auth timeout), so dead connections cost no check.
                 let gone = || client.state.get() != State::Open || auth::peer_hung_up(client.fd);
-                let p = Presented { connect: &c, nonce: client.nonce.as_deref(), cert: client.cert.get() };
+                let p = Presented { connect: &c, nonce: client.nonce.as_deref(), cert: client.cert.get().map(|c| &**c) };
                 match auth::authenticate_client(&opts, &p, gone).await {
                     Verdict::Pass(id) => {
                         if !authorize(shard, client, id) {
