@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{reference, Raw, Server, TempDir};
+use common::{natsu_and_reference, Raw};
 
 const CONF: &str = r#"
 accounts {
@@ -36,19 +36,6 @@ accounts {
 
 /// Rounds per test: each opens new connections, which natsu spreads over its cores.
 const ROUNDS: usize = 4;
-
-/// The target (natsu on two cores, or the reference) and, when the target is natsu, the
-/// reference too: every check runs on each.
-fn servers(conf: &str) -> Vec<(&'static str, Server, Option<TempDir>)> {
-    let mut v = vec![("target", Server::with_config(conf, if reference() { &[] } else { &["--cores", "2"] }), None)];
-    if !reference() {
-        let d = TempDir::new("ref-conf");
-        let f = d.0.join("server.conf");
-        std::fs::write(&f, conf).unwrap();
-        v.push(("nats-server", Server::reference_with(&["-p", "-1", "-c", f.to_str().unwrap()]), Some(d)));
-    }
-    v
-}
 
 fn login(port: u16, user: &str) -> Raw {
     Raw::connect_with(port, &format!(r#"{{"verbose":false,"user":"{user}","pass":"{user}","headers":true,"no_responders":true}}"#))
@@ -83,7 +70,8 @@ fn msgs(r: &mut Raw) -> Vec<String> {
 
 #[test]
 fn publishers_reach_only_their_own_account() {
-    for (name, srv, _d) in servers(CONF) {
+    let (_dir, servers) = natsu_and_reference(CONF, &["--cores", "2"]);
+    for (name, srv) in servers {
         for round in 0..ROUNDS {
             let mut a = login(srv.port, "a");
             let mut a2 = login(srv.port, "a2");
@@ -114,7 +102,8 @@ fn publishers_reach_only_their_own_account() {
 
 #[test]
 fn stream_imports_rename_with_prefix_and_to() {
-    for (name, srv, _d) in servers(CONF) {
+    let (_dir, servers) = natsu_and_reference(CONF, &["--cores", "2"]);
+    for (name, srv) in servers {
         for round in 0..ROUNDS {
             let mut a = login(srv.port, "a");
             let mut b = login(srv.port, "b");
@@ -150,7 +139,8 @@ fn request(a: &mut Raw, b: &mut Raw, b_subject: &str, a_subject: &str, answers: 
 
 #[test]
 fn service_imports_answer_on_the_requesters_inbox() {
-    for (name, srv, _d) in servers(CONF) {
+    let (_dir, servers) = natsu_and_reference(CONF, &["--cores", "2"]);
+    for (name, srv) in servers {
         for round in 0..ROUNDS {
             let mut a = login(srv.port, "a");
             let mut b = login(srv.port, "b");
@@ -179,7 +169,8 @@ fn service_imports_answer_on_the_requesters_inbox() {
 /// status even when the exporter has no responder (the requester times out instead).
 #[test]
 fn a_service_import_without_a_responder_stays_silent() {
-    for (name, srv, _d) in servers(CONF) {
+    let (_dir, servers) = natsu_and_reference(CONF, &["--cores", "2"]);
+    for (name, srv) in servers {
         let mut b = login(srv.port, "b");
         b.send("SUB _INBOX.b.* 9\r\nPUB echo _INBOX.b.1 1\r\nx\r\n");
         assert_eq!(msgs(&mut b), Vec::<String>::new(), "{name}");

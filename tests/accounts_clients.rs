@@ -32,7 +32,7 @@ use futures::channel::mpsc::{self, UnboundedReceiver};
 use futures::StreamExt;
 use serde_json::Value;
 
-use common::{reference, Server, TempDir};
+use common::natsu_and_reference;
 
 /// Upper bound on one wait of a client.
 const WAIT: Duration = Duration::from_secs(5);
@@ -63,24 +63,6 @@ accounts {{
 "#,
         b_user.public_key()
     )
-}
-
-/// The servers every check runs on, all reading one config file (kept in the returned
-/// directory): natsu on two cores and the reference, or the reference alone.
-fn servers(conf: &str) -> (TempDir, Vec<(&'static str, Server)>) {
-    let dir = TempDir::new("accounts-clients");
-    let path = dir.0.join("server.conf");
-    std::fs::write(&path, conf).unwrap();
-    let file = path.to_str().unwrap();
-    let list = if reference() {
-        vec![("nats-server", Server::target_with(&["-p", "-1", "-c", file]))]
-    } else {
-        vec![
-            ("natsu --cores 2", Server::target_with(&["-p", "-1", "-c", file, "--cores", "2"])),
-            ("nats-server", Server::reference_with(&["-p", "-1", "-c", file])),
-        ]
-    };
-    (dir, list)
 }
 
 async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
@@ -240,7 +222,7 @@ where
 {
     let b_key = nkeys::KeyPair::new_user();
     let seed = b_key.seed().unwrap();
-    let (_dir, servers) = servers(&conf(&b_key));
+    let (_dir, servers) = natsu_and_reference(&conf(&b_key), &["--cores", "2"]);
     runtime().block_on(async {
         for (name, srv) in &servers {
             for n in 0..ROUNDS {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{reference, Raw, Server, TempDir};
+use common::{natsu_and_reference, Raw, Server};
 use serde_json::Value;
 
 const CONF: &str = r#"
@@ -15,17 +15,6 @@ accounts {
 }
 system_account: SYS
 "#;
-
-fn servers() -> Vec<(&'static str, Server, Option<TempDir>)> {
-    let mut v = vec![("target", Server::with_config(CONF, if reference() { &[] } else { &["--cores", "2"] }), None)];
-    if !reference() {
-        let d = TempDir::new("ref-conf");
-        let f = d.0.join("server.conf");
-        std::fs::write(&f, CONF).unwrap();
-        v.push(("nats-server", Server::reference_with(&["-p", "-1", "-c", f.to_str().unwrap()]), Some(d)));
-    }
-    v
-}
 
 fn login(port: u16, user: &str) -> Raw {
     Raw::connect_with(port, &format!(r#"{{"verbose":false,"user":"{user}","pass":"{user}","headers":true,"no_responders":true,"name":"n-{user}","lang":"rust","version":"9.9"}}"#))
@@ -126,7 +115,8 @@ fn observe(name: &str, srv: &Server) -> Seen {
 #[test]
 fn advisories_and_requests_match_the_reference() {
     let mut seen = Vec::new();
-    for (name, srv, _d) in servers() {
+    let (_dir, servers) = natsu_and_reference(CONF, &["--cores", "2"]);
+    for (name, srv) in servers {
         let s = observe(name, &srv);
         // What each server must say whatever the other does.
         assert_eq!(s.connect["type"], "io.nats.server.advisory.v1.client_connect", "{name}");
@@ -139,7 +129,7 @@ fn advisories_and_requests_match_the_reference() {
         // natsu counts what the client published; nats-server 2.9 reports 0 messages here
         // (it counts a read loop's traffic into the client only later), a difference kept.
         let received = (s.disconnect["received"]["msgs"].as_u64(), s.disconnect["received"]["bytes"].as_u64());
-        if name == "target" && !reference() {
+        if name == "natsu" {
             assert_eq!(received, (Some(1), Some(2)), "{name}");
         } else {
             assert!(received.0.is_some() && received.1.is_some(), "{name}");

@@ -221,6 +221,24 @@ impl Drop for Server {
     }
 }
 
+/// For differential tests: the servers every check runs on, all reading one config file made
+/// of `conf` (kept in the returned directory): natsu (with `natsu_args` too, e.g. `--cores 2`)
+/// and the reference, or the reference alone when it is the target. Names are "natsu" and
+/// "nats-server".
+pub fn natsu_and_reference(conf: &str, natsu_args: &[&str]) -> (TempDir, Vec<(&'static str, Server)>) {
+    let dir = TempDir::new("conf");
+    let path = dir.0.join("server.conf");
+    std::fs::write(&path, conf).unwrap();
+    let file = path.to_str().unwrap();
+    let list = if reference() {
+        vec![("nats-server", Server::target_with(&["-p", "-1", "-c", file]))]
+    } else {
+        let args: Vec<&str> = ["-p", "-1", "-c", file].iter().chain(natsu_args).copied().collect();
+        vec![("natsu", Server::target_with(&args)), ("nats-server", Server::reference_with(&["-p", "-1", "-c", file]))]
+    };
+    (dir, list)
+}
+
 /// Path of the natsu binary built with the tests, or `NATSU_TEST_BIN` (to run the suite
 /// against another build, e.g. an older commit's, to see a test fail where it should).
 pub fn natsu_bin() -> PathBuf {
