@@ -101,7 +101,7 @@ impl Shard {
                         Target::Sub(s) => {
                             self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
                         }
-                        Target::System(req) => self.system_request(*req, Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg }),
+                        Target::System(req) => self.system_request(*req, meta.account, Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg }),
                         _ => {}
                     }
                 }

@@ -174,7 +174,7 @@ impl Shard {
                 Target::Core(c) => mask |= 1 << c,
                 Target::Stream(_) | Target::Service(_) | Target::Responses => imports = true,
                 Target::System(req) => {
-                    self.system_request(*req, m);
+                    self.system_request(*req, acc, m);
                     any = true;
                 }
             }

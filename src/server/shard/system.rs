@@ -34,6 +34,12 @@ pub enum Request {
     Subsz,
     Healthz,
     Accountz,
+    /// Asked from another account (`$SYS.REQ.SERVER.PING.CONNZ`, `$SYS.REQ.ACCOUNT.PING.CONNZ`
+    /// there): that account's connections only, as nats-server's imports into every account
+    /// answer.
+    AccountConnz,
+    /// `$SYS.REQ.ACCOUNT.PING.STATZ` from another account: its own `/accstatz` entry.
+    AccountStatz,
 }
 
 impl Request {
@@ -62,6 +68,22 @@ impl Shard {
         for (req, name) in Request::ALL {
             add(format!("$SYS.REQ.SERVER.PING.{name}"), req);
             add(format!("$SYS.REQ.SERVER.{id}.{name}"), req);
+        }
+        drop(sublist);
+        // What nats-server imports into every other account: its own connections and figures.
+        for (acc, index) in self.accounts.iter().enumerate() {
+            if acc as u32 == table.system {
+                continue;
+            }
+            let mut sublist = index.sublist.borrow_mut();
+            for (subject, req) in [
+                ("$SYS.REQ.SERVER.PING.CONNZ", Request::AccountConnz),
+                ("$SYS.REQ.ACCOUNT.PING.CONNZ", Request::AccountConnz),
+                ("$SYS.REQ.ACCOUNT.PING.STATZ", Request::AccountStatz),
+            ] {
+                let t = if self.id == 0 { Target::System(req) } else { Target::Core(0) };
+                let _ = sublist.insert(subject.as_bytes(), None, t);
+            }
         }
     }
 
@@ -158,28 +180,35 @@ fn event_id() -> String {
 impl Shard {
     /// A system request matched here (core zero): answer it from a task, since the figures
     /// come from every core. A request without a reply subject is ignored, as there.
-    pub(super) fn system_request(&self, req: Request, m: Message<'_>) {
+    /// `acc` is the account the request was published in (the answer goes back there).
+    pub(super) fn system_request(&self, req: Request, acc: u32, m: Message<'_>) {
         let Some(reply) = m.reply else { return };
         let Some(me) = self.me.get().and_then(std::rc::Weak::upgrade) else { return };
         let reply = reply.to_vec();
         let body = m.msg[m.header_len.unwrap_or(0).min(m.msg.len())..].to_vec();
-        glommio::spawn_local(async move { me.answer_system(req, reply, body).await }).detach();
+        glommio::spawn_local(async move { me.answer_system(req, acc, reply, body).await }).detach();
     }
 
-    async fn answer_system(self: Rc<Self>, req: Request, reply: Vec<u8>, body: Vec<u8>) {
+    async fn answer_system(self: Rc<Self>, req: Request, acc: u32, reply: Vec<u8>, body: Vec<u8>) {
         let state = self.monitor_state.get_or_init(|| Rc::new(MonitorState::new(self.started_ns, 0, 0))).clone();
         let ask = |target: String| {
             let (shard, state) = (self.clone(), state.clone());
             async move { crate::server::monitor::http::route(&shard, &state, &target).await }
         };
         let mut out = Map::new();
-        let answer = match endpoint(req, &body) {
+        let account = self.account(acc).name.clone();
+        let answer = match endpoint(req, &body, &account) {
             Err(e) => Err((400, e)),
             Ok(None) => statsz(&ask("/varz".into()).await, &ask("/accstatz".into()).await).map_err(|e| (500, e)),
             Ok(Some(target)) => {
                 let r = ask(target).await;
                 if r.status == 200 {
-                    serde_json::from_slice::<Value>(&r.body).map_err(|e| (500, e.to_string()))
+                    let v = serde_json::from_slice::<Value>(&r.body).map_err(|e| (500, e.to_string()));
+                    if req == Request::AccountStatz {
+                        v.map(|v| own_statz(v, &account))
+                    } else {
+                        v
+                    }
                 } else {
                     Err((r.status, String::from_utf8_lossy(&r.body).trim().to_string()))
                 }
@@ -194,13 +223,21 @@ impl Shard {
         let payload = Value::Object(out).to_string();
         let origin = Origin { client: None, cid: 0, kind: Kind::Client };
         let m = Message { subject: &reply, reply: None, header_len: None, msg: payload.as_bytes() };
-        self.route(origin, self.shared.accounts.system, m, 0);
+        self.route(origin, acc, m, 0);
     }
+}
+
+/// An `/accstatz` answer cut down to one account's entry.
+fn own_statz(mut v: Value, account: &str) -> Value {
+    if let Some(list) = v.get_mut("account_statz").and_then(Value::as_array_mut) {
+        list.retain(|e| e["acc"] == account);
+    }
+    v
 }
 
 /// The monitoring request a system request stands for (`None`: statsz), with the options a
 /// request's JSON payload may carry turned into the endpoint's query parameters.
-fn endpoint(req: Request, body: &[u8]) -> Result<Option<String>, String> {
+fn endpoint(req: Request, body: &[u8], account: &str) -> Result<Option<String>, String> {
     let opts: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
@@ -213,8 +250,14 @@ fn endpoint(req: Request, body: &[u8]) -> Result<Option<String>, String> {
         Request::Subsz => "/subsz",
         Request::Healthz => "/healthz",
         Request::Accountz => "/accountz",
+        // Another account sees only itself, whatever its options say.
+        Request::AccountConnz => "/connz",
+        Request::AccountStatz => return Ok(Some("/accstatz?unused=1".into())),
     };
     let mut query = Vec::new();
+    if req == Request::AccountConnz {
+        query.push(format!("acc={}", url_escape(account)));
+    }
     for (k, v) in &opts {
         let text = match v {
             Value::String(s) => s.clone(),
@@ -224,12 +267,12 @@ fn endpoint(req: Request, body: &[u8]) -> Result<Option<String>, String> {
         };
         // Field names of nats-server's event options, to the HTTP parameters they mirror.
         let param = match (req, k.as_str()) {
-            (Request::Connz, "subscriptions") | (Request::Subsz, "subscriptions") => "subs",
-            (Request::Connz, "subscriptions_detail") if text == "true" => {
+            (Request::Connz | Request::AccountConnz, "subscriptions") | (Request::Subsz, "subscriptions") => "subs",
+            (Request::Connz | Request::AccountConnz, "subscriptions_detail") if text == "true" => {
                 query.push("subs=detail".to_string());
                 continue;
             }
-            (Request::Connz, "state") => {
+            (Request::Connz | Request::AccountConnz, "state") => {
                 let state = match text.as_str() {
                     "0" => "open",
                     "1" => "closed",
@@ -239,6 +282,7 @@ fn endpoint(req: Request, body: &[u8]) -> Result<Option<String>, String> {
                 continue;
             }
             (Request::Connz, "sort" | "auth" | "offset" | "limit" | "cid" | "user" | "acc") => k.as_str(),
+            (Request::AccountConnz, "sort" | "auth" | "offset" | "limit" | "cid" | "user") => k.as_str(),
             (Request::Subsz, "offset" | "limit" | "test") => k.as_str(),
             (Request::Subsz | Request::Accountz, "account") => "acc",
             _ => continue,
@@ -285,10 +329,13 @@ mod tests {
 
     #[test]
     fn request_options_become_query_parameters() {
-        assert_eq!(endpoint(Request::Statsz, b""), Ok(None));
-        assert_eq!(endpoint(Request::Varz, b" "), Ok(Some("/varz".into())));
-        assert_eq!(endpoint(Request::Connz, br#"{"acc":"A","subscriptions":true,"state":1}"#), Ok(Some("/connz?acc=A&subs=true&state=closed".into())));
-        assert_eq!(endpoint(Request::Accountz, br#"{"account":"B"}"#), Ok(Some("/accountz?acc=B".into())));
-        assert!(endpoint(Request::Connz, b"{bad").is_err());
+        assert_eq!(endpoint(Request::Statsz, b"", "$SYS"), Ok(None));
+        assert_eq!(endpoint(Request::Varz, b" ", "$SYS"), Ok(Some("/varz".into())));
+        assert_eq!(endpoint(Request::Connz, br#"{"acc":"A","subscriptions":true,"state":1}"#, "$SYS"), Ok(Some("/connz?acc=A&subs=true&state=closed".into())));
+        assert_eq!(endpoint(Request::Accountz, br#"{"account":"B"}"#, "$SYS"), Ok(Some("/accountz?acc=B".into())));
+        assert!(endpoint(Request::Connz, b"{bad", "$SYS").is_err());
+        // Another account cannot widen its view.
+        assert_eq!(endpoint(Request::AccountConnz, br#"{"acc":"B","limit":5}"#, "A"), Ok(Some("/connz?acc=A&limit=5".into())));
+        assert_eq!(own_statz(json!({"account_statz": [{"acc": "A"}, {"acc": "B"}]}), "B"), json!({"account_statz": [{"acc": "B"}]}));
     }
 }
