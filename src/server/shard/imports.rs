@@ -180,9 +180,8 @@ impl AccountTable {
                 }
             }
         }
-        let mut reply_prefix = b"_R_.".to_vec();
-        reply_prefix.extend_from_slice(random_token(6).as_bytes());
-        reply_prefix.push(b'.');
+        // Six random letters and digits (a NUID's start), as nats-server's reply prefixes look.
+        let reply_prefix = format!("_R_.{}.", &crate::client::nuid::next()[..6]).into_bytes();
         AccountTable { names, by_name, system, streams, services, exporters, reply_prefix: reply_prefix.into() }
     }
 
@@ -195,22 +194,6 @@ impl AccountTable {
     pub fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or(GLOBAL_ACCOUNT, |n| n)
     }
-}
-
-/// `n` random letters and digits, as nats-server's reply prefixes look.
-fn random_token(n: usize) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut h = ahash::RandomState::new().build_hasher();
-    h.write_u64(std::process::id() as u64);
-    let mut x = h.finish();
-    (0..n)
-        .map(|_| {
-            let c = ALPHABET[(x % ALPHABET.len() as u64) as usize] as char;
-            x /= ALPHABET.len() as u64;
-            c
-        })
-        .collect()
 }
 
 /// Where an answer to a generated reply subject goes.
