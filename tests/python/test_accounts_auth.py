@@ -14,14 +14,10 @@ Keys and certificates are made afresh; nothing secret is checked in.
 
 import asyncio
 import os
-import random
-import shutil
-import subprocess
-import types
 
 import pytest
 
-from test_auth_tls import AUTH_VIOLATION, assert_auth_violation, client_ctx, connect, refused, round_trip, run
+from test_auth_tls import AUTH_VIOLATION, Certs, assert_auth_violation, client_ctx, connect, refused, round_trip, run
 from test_auth_tls import OPENSSL_CNF as TLS_OPENSSL_CNF
 
 nkeys = pytest.importorskip("nkeys", reason="nats-py's NKey login needs the nkeys package (pip install nkeys)")
@@ -67,30 +63,11 @@ subjectAltName = email:nobody@example.com, DNS:nobody.example.com
 def map_pki(tmp_path_factory):
     """A CA, a server certificate, a client certificate whose email SAN is a user's name
     (`alice`) and one that names no user (`nobody`)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl CLI is not on PATH: the certificate mapping case needs it")
-    d = tmp_path_factory.mktemp("map-pki")
-    cnf = d / "openssl.cnf"
-    cnf.write_text(OPENSSL_CNF)
-
-    def ossl(*args):
-        r = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, f"openssl {' '.join(args)}:\n{r.stderr}"
-
-    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    ossl("req", "-x509", "-config", str(cnf), "-extensions", "ca_ext", *newkey, "-keyout", "ca-key.pem",
-         "-out", "ca.pem", "-days", "2", "-subj", "/CN=natsu map CA")
+    c = Certs(tmp_path_factory, "map-pki", OPENSSL_CNF, "the certificate mapping case needs it")
+    c.ca("ca", "natsu map CA")
     for name, cn, ext in [("server", "localhost", "server_ext"), ("alice", "alice", "alice_ext"), ("nobody", "nobody", "nobody_ext")]:
-        ossl("req", "-new", "-config", str(cnf), *newkey, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
-             "-subj", f"/CN={cn}")
-        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-             "-set_serial", str(random.getrandbits(63)), "-days", "2", "-extfile", str(cnf),
-             "-extensions", ext, "-out", f"{name}.pem")
-    return types.SimpleNamespace(**{
-        name.replace("-", "_"): str(d / f"{name}.pem")
-        for name in ["ca", "server", "server-key", "alice", "alice-key", "nobody", "nobody-key"]
-    })
+        c.leaf(name, cn, "ca", ext)
+    return c.paths(["ca", "server", "server-key", "alice", "alice-key", "nobody", "nobody-key"])
 
 
 def test_mapped_certificate(start_broker, map_pki):

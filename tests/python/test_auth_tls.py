@@ -321,44 +321,52 @@ authorityKeyIdentifier = keyid
 """
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """A throw-away PKI made with the openssl CLI: a CA, a server certificate for 127.0.0.1
-    and localhost, a client certificate, and a second CA (with a client certificate) that
-    the server does not trust. Paths to PEM files; nothing is checked in."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl CLI is not on PATH: the TLS cases need it to make certificates")
-    d = tmp_path_factory.mktemp("pki")
-    cnf = d / "openssl.cnf"
-    cnf.write_text(OPENSSL_CNF)
+class Certs:
+    """Throw-away certificates made with the openssl CLI in a temporary directory, from an
+    openssl.cnf whose extension sections the callers name. Nothing is checked in."""
 
-    def ossl(*args):
-        r = subprocess.run([openssl, *args], cwd=d, capture_output=True, text=True, timeout=60)
+    NEWKEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def __init__(self, tmp_path_factory, name, cnf, why):
+        self.openssl = shutil.which("openssl")
+        if self.openssl is None:
+            pytest.skip(f"the openssl CLI is not on PATH: {why}")
+        self.dir = tmp_path_factory.mktemp(name)
+        self.cnf = self.dir / "openssl.cnf"
+        self.cnf.write_text(cnf)
+
+    def ossl(self, *args):
+        r = subprocess.run([self.openssl, *args], cwd=self.dir, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, f"openssl {' '.join(args)}:\n{r.stderr}"
 
-    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    def ca(self, name, cn):
+        self.ossl("req", "-x509", "-config", str(self.cnf), "-extensions", "ca_ext", *self.NEWKEY,
+                  "-keyout", f"{name}-key.pem", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={cn}")
 
-    def ca(name, cn):
-        ossl("req", "-x509", "-config", str(cnf), "-extensions", "ca_ext", *newkey, "-keyout", f"{name}-key.pem",
-             "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={cn}")
+    def leaf(self, name, cn, issuer, ext):
+        self.ossl("req", "-new", "-config", str(self.cnf), *self.NEWKEY, "-keyout", f"{name}-key.pem",
+                  "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        self.ossl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}-key.pem",
+                  "-set_serial", str(random.getrandbits(63)), "-days", "2", "-extfile", str(self.cnf),
+                  "-extensions", ext, "-out", f"{name}.pem")
 
-    def leaf(name, cn, issuer, ext):
-        ossl("req", "-new", "-config", str(cnf), *newkey, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
-             "-subj", f"/CN={cn}")
-        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}-key.pem",
-             "-set_serial", str(random.getrandbits(63)), "-days", "2", "-extfile", str(cnf), "-extensions", ext,
-             "-out", f"{name}.pem")
+    def paths(self, names):
+        """PEM paths by name (`-` becomes `_`)."""
+        return types.SimpleNamespace(**{n.replace("-", "_"): str(self.dir / f"{n}.pem") for n in names})
 
-    ca("ca", "natsu test CA")
-    ca("other-ca", "untrusted CA")
-    leaf("server", "localhost", "ca", "server_ext")
-    leaf("client", "natsu-client", "ca", "client_ext")
-    leaf("rogue", "rogue-client", "other-ca", "client_ext")
-    return types.SimpleNamespace(**{
-        name.replace("-", "_"): str(d / f"{name}.pem")
-        for name in ["ca", "other-ca", "server", "server-key", "client", "client-key", "rogue", "rogue-key"]
-    })
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A throw-away PKI: a CA, a server certificate for 127.0.0.1 and localhost, a client
+    certificate, and a second CA (with a client certificate) that the server does not trust.
+    Paths to PEM files."""
+    c = Certs(tmp_path_factory, "pki", OPENSSL_CNF, "the TLS cases need it to make certificates")
+    c.ca("ca", "natsu test CA")
+    c.ca("other-ca", "untrusted CA")
+    c.leaf("server", "localhost", "ca", "server_ext")
+    c.leaf("client", "natsu-client", "ca", "client_ext")
+    c.leaf("rogue", "rogue-client", "other-ca", "client_ext")
+    return c.paths(["ca", "other-ca", "server", "server-key", "client", "client-key", "rogue", "rogue-key"])
 
 
 def client_ctx(ca, cert=None, key=None):
