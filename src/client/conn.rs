@@ -1374,7 +1374,7 @@ fn handle(conn: &Connection, op: Op<'_>) -> Result<()> {
             // reconnecting follows. Permission errors leave it open.
             inner.report(conn, None, e);
         }
-        Op::Connect(_) | Op::Pub(_) | Op::Sub { .. } | Op::Unsub { .. } => {
+        Op::Connect(_) | Op::Pub(_) | Op::Sub { .. } | Op::Unsub { .. } | Op::RouteSub { .. } | Op::RouteUnsub { .. } | Op::Routed(_) => {
             return Err(Error::Protocol("the server sent a client-only operation".into()));
         }
     }

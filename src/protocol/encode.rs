@@ -106,3 +106,49 @@ mod tests {
         assert_eq!(out, b"-ERR 'Invalid Subject'\r\n");
     }
 }
+
+/// Append a message for a route: `RMSG account subject [reply] size` with no queue groups,
+/// `RMSG account subject + reply q… size` or `RMSG account subject | q… size` with some
+/// (the groups the receiving server is to deliver to), or the HMSG form with a header size.
+///
+/// ```
+/// let mut out = Vec::new();
+/// let queues: [&[u8]; 2] = [b"q1", b"q2"];
+/// natsu::protocol::encode::routed(&mut out, b"$G", b"foo", Some(b"r"), &queues, None, b"hi");
+/// assert_eq!(out, b"RMSG $G foo + r q1 q2 2\r\nhi\r\n");
+/// ```
+pub fn routed(out: &mut Vec<u8>, account: &[u8], subject: &[u8], reply: Option<&[u8]>, queues: &[&[u8]], header_len: Option<usize>, msg: &[u8]) {
+    let op: &[u8] = if header_len.is_some() { b"HMSG " } else { b"RMSG " };
+    let mut num = itoa::Buffer::new();
+    out.reserve(op.len() + account.len() + subject.len() + reply.map_or(0, <[u8]>::len) + queues.iter().map(|q| q.len() + 1).sum::<usize>() + msg.len() + 32);
+    out.extend_from_slice(op);
+    out.extend_from_slice(account);
+    out.push(b' ');
+    out.extend_from_slice(subject);
+    out.push(b' ');
+    match (reply, queues.is_empty()) {
+        (Some(r), false) => {
+            out.extend_from_slice(b"+ ");
+            out.extend_from_slice(r);
+            out.push(b' ');
+        }
+        (None, false) => out.extend_from_slice(b"| "),
+        (Some(r), true) => {
+            out.extend_from_slice(r);
+            out.push(b' ');
+        }
+        (None, true) => {}
+    }
+    for q in queues {
+        out.extend_from_slice(q);
+        out.push(b' ');
+    }
+    if let Some(h) = header_len {
+        out.extend_from_slice(num.format(h).as_bytes());
+        out.push(b' ');
+    }
+    out.extend_from_slice(num.format(msg.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(msg);
+    out.extend_from_slice(b"\r\n");
+}

@@ -8,4 +8,4 @@ pub mod info;
 pub mod parser;
 pub mod subject;
 
-pub use parser::{Delivery, Op, ParseError, Parser, Publish, Role};
+pub use parser::{Delivery, Op, ParseError, Parser, Publish, Role, Routed};

@@ -20,6 +20,9 @@ pub enum Role {
     Server,
     /// A client reading the broker: INFO, MSG, HMSG, PING, PONG, +OK, -ERR.
     Client,
+    /// A server reading another server over a route: INFO, CONNECT, RS+, RS-, LS+, LS-,
+    /// RMSG, HMSG, LMSG, PING, PONG, +OK, -ERR (nats-server 2.9's route protocol).
+    Route,
 }
 
 /// One protocol operation, borrowing from the read buffer.
@@ -45,6 +48,29 @@ pub enum Op<'a> {
     Ok,
     /// `-ERR 'text'`: the text after `-ERR `.
     Err(&'a [u8]),
+    /// `RS+ account subject [queue weight]` from a route (or `LS+ origin account ...`, whose
+    /// origin cluster is dropped: natsu has no leaf nodes to keep it for).
+    RouteSub { account: &'a [u8], subject: &'a [u8], queue: Option<&'a [u8]>, weight: u32 },
+    /// `RS- account subject [queue]` (or `LS-`).
+    RouteUnsub { account: &'a [u8], subject: &'a [u8], queue: Option<&'a [u8]> },
+    /// `RMSG`, `HMSG` or `LMSG` from a route.
+    Routed(Routed<'a>),
+}
+
+/// A message from a route: `RMSG account subject [+ reply q… | | q… | reply] size`, the
+/// HMSG form with a header size before the total, or `LMSG origin account …` (always
+/// with headers).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Routed<'a> {
+    pub account: &'a [u8],
+    pub subject: &'a [u8],
+    pub reply: Option<&'a [u8]>,
+    /// The queue groups the sending server picked this server for, space separated (empty:
+    /// none, and then no queue group here gets the message).
+    pub queues: &'a [u8],
+    /// `Some` marks HMSG/LMSG.
+    pub header_len: Option<usize>,
+    pub msg: &'a [u8],
 }
 
 /// A message published by a client.
@@ -124,24 +150,42 @@ enum Kind {
     Pong,
     Ok,
     Err,
+    RSub,
+    RUnsub,
+    LSub,
+    LUnsub,
+    RMsg,
+    LMsg,
 }
 
-/// Op names, upper case, with which roles accept them. A server ignores a client's INFO and
-/// +OK, as nats-server does; a client never sends MSG.
-const OPS: &[(&[u8], Kind, bool, bool)] = &[
-    // (name, kind, a server accepts it, a client accepts it)
-    (b"PUB", Kind::Pub, true, false),
-    (b"HPUB", Kind::HPub, true, false),
-    (b"SUB", Kind::Sub, true, false),
-    (b"UNSUB", Kind::Unsub, true, false),
-    (b"CONNECT", Kind::Connect, true, false),
-    (b"MSG", Kind::Msg, false, true),
-    (b"HMSG", Kind::HMsg, false, true),
-    (b"INFO", Kind::Info, true, true),
-    (b"PING", Kind::Ping, true, true),
-    (b"PONG", Kind::Pong, true, true),
-    (b"+OK", Kind::Ok, true, true),
-    (b"-ERR", Kind::Err, true, true),
+/// Which roles read an op (a bit per [`Role`]).
+const SERVER: u8 = 1;
+const CLIENT: u8 = 2;
+const ROUTE: u8 = 4;
+const ALL: u8 = SERVER | CLIENT | ROUTE;
+
+/// Op names, upper case, with the roles that accept them. A server ignores a client's INFO
+/// and +OK, as nats-server does; a client never sends MSG. HMSG from a route has the route
+/// form (account first).
+const OPS: &[(&[u8], Kind, u8)] = &[
+    (b"PUB", Kind::Pub, SERVER),
+    (b"HPUB", Kind::HPub, SERVER),
+    (b"SUB", Kind::Sub, SERVER),
+    (b"UNSUB", Kind::Unsub, SERVER),
+    (b"CONNECT", Kind::Connect, SERVER | ROUTE),
+    (b"MSG", Kind::Msg, CLIENT),
+    (b"HMSG", Kind::HMsg, CLIENT | ROUTE),
+    (b"INFO", Kind::Info, ALL),
+    (b"PING", Kind::Ping, ALL),
+    (b"PONG", Kind::Pong, ALL),
+    (b"+OK", Kind::Ok, ALL),
+    (b"-ERR", Kind::Err, ALL),
+    (b"RS+", Kind::RSub, ROUTE),
+    (b"RS-", Kind::RUnsub, ROUTE),
+    (b"LS+", Kind::LSub, ROUTE),
+    (b"LS-", Kind::LUnsub, ROUTE),
+    (b"RMSG", Kind::RMsg, ROUTE),
+    (b"LMSG", Kind::LMsg, ROUTE),
 ];
 
 const MAX_ARGS: usize = 5;
@@ -234,6 +278,7 @@ impl Parser {
             Kind::Pong => Op::Pong,
             Kind::Ok => Op::Ok,
             Kind::Err => {
+                // A client's -ERR ends it; a route's is reported by whoever reads the route.
                 if self.role == Role::Server {
                     return Err(ParseError::PeerError);
                 }
@@ -253,6 +298,49 @@ impl Parser {
                 0 => return Err(no_args),
                 _ => return Err(ParseError::BadArgs),
             },
+            Kind::RSub | Kind::LSub => {
+                let n = split_args(line, &mut args)?;
+                // LS+ names the origin cluster first.
+                let off = usize::from(kind == Kind::LSub);
+                match n.checked_sub(off) {
+                    Some(2) => Op::RouteSub { account: args[off], subject: args[off + 1], queue: None, weight: 0 },
+                    Some(4) => {
+                        let weight = parse_size(args[off + 3]).and_then(|w| u32::try_from(w).ok()).ok_or(ParseError::BadArgs)?;
+                        Op::RouteSub { account: args[off], subject: args[off + 1], queue: Some(args[off + 2]), weight }
+                    }
+                    _ if n == 0 => return Err(no_args),
+                    _ => return Err(ParseError::BadArgs),
+                }
+            }
+            Kind::RUnsub | Kind::LUnsub => match split_args(line, &mut args)? {
+                2 => Op::RouteUnsub { account: args[0], subject: args[1], queue: None },
+                3 => Op::RouteUnsub { account: args[0], subject: args[1], queue: Some(args[2]) },
+                0 => return Err(no_args),
+                _ => return Err(ParseError::BadArgs),
+            },
+            Kind::RMsg | Kind::LMsg | Kind::HMsg if self.role == Role::Route => {
+                let a = routed_args(rest_after_op(line), kind == Kind::LMsg, kind != Kind::RMsg).ok_or(if line_end == name_len { no_args } else { ParseError::BadArgs })?;
+                if a.total > self.max_payload {
+                    return Err(ParseError::MaxPayload);
+                }
+                let end = body_start + a.total;
+                if buf.len() > end && buf[end] != b'\r' {
+                    return Err(ParseError::UnknownOp);
+                }
+                if buf.len() < end + 2 {
+                    self.need = if buf.len() > end { end + 2 } else { end + 1 };
+                    return Ok(None);
+                }
+                self.need = 0;
+                if buf[end + 1] != b'\n' {
+                    return Err(ParseError::UnknownOp);
+                }
+                let msg = &buf[body_start..end];
+                let op = Op::Routed(Routed { account: a.account, subject: a.subject, reply: a.reply, queues: a.queues, header_len: a.header_len, msg });
+                return Ok(Some((op, end + 2)));
+            }
+            // Only a route-role parser knows these (see above).
+            Kind::RMsg | Kind::LMsg => return Err(ParseError::UnknownOp),
             Kind::Pub | Kind::HPub | Kind::Msg | Kind::HMsg => {
                 let n = split_args(line, &mut args)?;
                 if n == 0 {
@@ -334,6 +422,7 @@ impl Parser {
         let (name, fixed): (&[u8; 4], usize) = match self.role {
             Role::Server => (b"PUB ", 2),
             Role::Client => (b"MSG ", 3),
+            Role::Route => return None,
         };
         if buf.len() < 8 || buf[..4] != name[..] {
             return None;
@@ -398,7 +487,7 @@ impl Parser {
         let msg = &buf[body_start..end];
         let op = match self.role {
             Role::Server => Op::Pub(Publish { subject: args[0], reply: with_reply.then(|| args[1]), header_len: None, msg }),
-            Role::Client => Op::Msg(Delivery {
+            Role::Client | Role::Route => Op::Msg(Delivery {
                 subject: args[0],
                 sid: args[1],
                 reply: with_reply.then(|| args[2]),
@@ -415,12 +504,16 @@ impl Parser {
         let head = &buf[..buf.len().min(9)];
         let word_end = head.iter().position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
         let word = &head[..word_end.unwrap_or(head.len())];
-        let server = self.role == Role::Server;
+        let role = match self.role {
+            Role::Server => SERVER,
+            Role::Client => CLIENT,
+            Role::Route => ROUTE,
+        };
         let mut prefix_of_some = false;
         // Only names that start with the same letter can match: one compare skips the rest.
         let first = head[0].to_ascii_uppercase();
-        for &(name, kind, by_server, by_client) in OPS {
-            if name[0] != first || !(if server { by_server } else { by_client }) {
+        for &(name, kind, roles) in OPS {
+            if name[0] != first || roles & role == 0 {
                 continue;
             }
             if word_end.is_some() {
@@ -485,6 +578,66 @@ fn split_args<'a>(line: &'a [u8], out: &mut [&'a [u8]; MAX_ARGS]) -> Result<usiz
         }
     }
     Ok(n)
+}
+
+/// The arguments of a routed message, without its payload.
+struct RoutedArgs<'a> {
+    account: &'a [u8],
+    subject: &'a [u8],
+    reply: Option<&'a [u8]>,
+    queues: &'a [u8],
+    header_len: Option<usize>,
+    total: usize,
+}
+
+/// Parse `[origin] account subject [+ reply q… | | q… | reply] [hdr] size` (`origin` for
+/// LMSG, `hdr` for HMSG and LMSG), as nats-server 2.9 reads them. None: malformed.
+fn routed_args(rest: &[u8], origin: bool, headers: bool) -> Option<RoutedArgs<'_>> {
+    let tokens = || rest.split(|&b| is_blank(b)).filter(|t| !t.is_empty());
+    let off = usize::from(origin);
+    let sizes = 1 + usize::from(headers);
+    let n = tokens().count().checked_sub(off)?;
+    if n < 2 + sizes {
+        return None;
+    }
+    let mut t = tokens().skip(off);
+    let (account, subject) = (t.next()?, t.next()?);
+    let mut reply = None;
+    let mut queues: &[u8] = &[];
+    let rest_n = n - 2 - sizes;
+    match rest_n {
+        0 => {}
+        1 => reply = t.next(),
+        _ => {
+            let indicator = t.next()?;
+            let skip = match indicator {
+                b"+" => {
+                    reply = t.next();
+                    2
+                }
+                b"|" => 1,
+                _ => return None,
+            };
+            let count = rest_n.checked_sub(skip)?;
+            let (mut first, mut last): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+            for q in t.by_ref().take(count) {
+                first = first.or(Some(q));
+                last = Some(q);
+            }
+            if let (Some(first), Some(last)) = (first, last) {
+                // One span from the first name to the last: the names stay space separated.
+                let start = first.as_ptr() as usize - rest.as_ptr() as usize;
+                let end = last.as_ptr() as usize - rest.as_ptr() as usize + last.len();
+                queues = &rest[start..end];
+            }
+        }
+    }
+    let header_len = if headers { Some(parse_size(t.next()?)?) } else { None };
+    let total = parse_size(t.next()?)?;
+    if header_len.is_some_and(|h| h > total) {
+        return None;
+    }
+    Some(RoutedArgs { account, subject, reply, queues, header_len, total })
 }
 
 /// A decimal size: ASCII digits only, at most 18 of them (so it cannot overflow).
@@ -555,6 +708,45 @@ mod tests {
 HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nHPUB foo inbox.1 12 12\r\nNATS/1.0\r\n\r\n\r\n\
 SUB foo 1\r\nSUB foo.* q 2\r\nUNSUB 1\r\nUNSUB 2 10\r\nPING\r\nPONG\r\nping\r\npub\tfoo\t1\r\nx\r\n\
 sub  bar   3 \r\nPING\n+OK\r\nINFO {}\r\n";
+
+    /// The route protocol as nats-server 2.9 writes it, whole and a byte at a time; and what
+    /// it refuses.
+    #[test]
+    fn route_ops() {
+        let route = || Parser::new(Role::Route, MCL, MP);
+        let input: &[u8] = b"INFO {}\r\nCONNECT {}\r\nRS+ $G foo\r\nRS+ A foo.* q 3\r\nLS+ c1 $G bar\r\nLS+ c1 $G bar q 1\r\n\
+RS- $G foo\r\nRS- A foo.* q\r\nLS- $G bar\r\nRMSG $G foo 2\r\nhi\r\nRMSG $G foo _INBOX.1 2\r\nhi\r\n\
+RMSG $G foo + _INBOX.1 q1 q2 2\r\nhi\r\nRMSG $G foo | q1 0\r\n\r\nHMSG $G foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n\
+HMSG $G foo + r q 12 12\r\nNATS/1.0\r\n\r\n\r\nLMSG c1 $G foo | q 12 12\r\nNATS/1.0\r\n\r\n\r\nPING\r\nPONG\r\n-ERR 'x'\r\n";
+        let whole = parse_all(&mut route(), input).unwrap();
+        for step in [1, 2, 7] {
+            assert_eq!(parse_stepwise(&mut route(), input, step).unwrap(), whole, "step {step}");
+        }
+        let want = [
+            (2, Op::RouteSub { account: b"$G", subject: b"foo", queue: None, weight: 0 }),
+            (3, Op::RouteSub { account: b"A", subject: b"foo.*", queue: Some(b"q"), weight: 3 }),
+            (4, Op::RouteSub { account: b"$G", subject: b"bar", queue: None, weight: 0 }),
+            (7, Op::RouteUnsub { account: b"A", subject: b"foo.*", queue: Some(b"q") }),
+            (9, Op::Routed(Routed { account: b"$G", subject: b"foo", reply: None, queues: b"", header_len: None, msg: b"hi" })),
+            (10, Op::Routed(Routed { account: b"$G", subject: b"foo", reply: Some(b"_INBOX.1"), queues: b"", header_len: None, msg: b"hi" })),
+            (11, Op::Routed(Routed { account: b"$G", subject: b"foo", reply: Some(b"_INBOX.1"), queues: b"q1 q2", header_len: None, msg: b"hi" })),
+            (12, Op::Routed(Routed { account: b"$G", subject: b"foo", reply: None, queues: b"q1", header_len: None, msg: b"" })),
+            (13, Op::Routed(Routed { account: b"$G", subject: b"foo", reply: None, queues: b"", header_len: Some(12), msg: b"NATS/1.0\r\n\r\nhi" })),
+            (14, Op::Routed(Routed { account: b"$G", subject: b"foo", reply: Some(b"r"), queues: b"q", header_len: Some(12), msg: b"NATS/1.0\r\n\r\n" })),
+            (15, Op::Routed(Routed { account: b"$G", subject: b"foo", reply: None, queues: b"q", header_len: Some(12), msg: b"NATS/1.0\r\n\r\n" })),
+            (18, Op::Err(b"'x'")),
+        ];
+        assert_eq!(whole.len(), 19);
+        for (i, op) in want {
+            assert_eq!(whole[i], format!("{op:?}"), "op {i}");
+        }
+        for bad in [&b"RMSG $G foo x q 2\r\nhi\r\n"[..], b"RMSG $G 2\r\nhi\r\n", b"RS+ $G foo q\r\n", b"RS+ $G foo q x\r\n", b"HMSG $G foo 3 2\r\nhi\r\n"] {
+            assert_eq!(parse_all(&mut route(), bad), Err(ParseError::BadArgs), "{}", String::from_utf8_lossy(bad));
+        }
+        // Client ops are not route ops, and route ops are not client ops.
+        assert_eq!(parse_all(&mut route(), b"PUB foo 1\r\nx\r\n"), Err(ParseError::UnknownOp));
+        assert_eq!(parse_all(&mut server(), b"RS+ $G foo\r\n"), Err(ParseError::UnknownOp));
+    }
 
     #[test]
     fn every_op_whole() {

@@ -841,8 +841,8 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
             }
         }
         Op::Info(_) | Op::Ok => {}
-        // The parser only yields these to a client-role parser.
-        Op::Msg(_) | Op::Err(_) => return Err(CloseReason::ParseError),
+        // The parser only yields these to client- and route-role parsers.
+        Op::Msg(_) | Op::Err(_) | Op::RouteSub { .. } | Op::RouteUnsub { .. } | Op::Routed(_) => return Err(CloseReason::ParseError),
     }
     Ok(())
 }
