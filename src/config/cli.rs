@@ -8,7 +8,8 @@ use std::ffi::OsString;
 
 use clap::{Arg, ArgAction, Command};
 
-use super::{parse_duration, parse_size, parse_spin};
+use super::{file, parse_duration, parse_size, parse_spin};
+use crate::server::options::Cluster;
 use crate::server::Options;
 
 /// Logging settings from the flags.
@@ -106,21 +107,14 @@ fn takes_value(name: &str) -> bool {
             | "tls"
             | "tlsverify"
             | "help_tls"
+            | "no_advertise"
     )
 }
 
 /// nats-server 2.9 flags natsu does not serve yet, and whether each takes a value. Given, they
 /// are refused by name rather than ignored or called unknown: the flag is right, the feature
-/// is what is missing. The cluster ones are still read and checked ([`cluster_flags`]) so
-/// the cluster work only has to lift the refusal.
+/// is what is missing.
 const NOT_SERVED_FLAGS: &[(&str, bool)] = &[
-    ("cluster", true),
-    ("cluster_listen", true),
-    ("cluster_advertise", true),
-    ("cluster_name", true),
-    ("routes", true),
-    ("no_advertise", false),
-    ("connect_retries", true),
     ("client_advertise", true),
     ("ports_file_dir", true),
     ("log_size_limit", true),
@@ -204,6 +198,12 @@ fn command() -> Command {
         .arg(flag("help", 'h', "help", "Show this message"))
         .arg(flag("version", 'v', "version", "Show version"))
         .arg(gobool("help_tls", "help_tls", "TLS help"))
+        .arg(val("routes", "routes", "Routes to solicit and connect, comma-separated (nats://[user:pass@]host:port)").value_name("rurl-1, rurl-2"))
+        .arg(val("cluster", "cluster", "Cluster URL for solicited routes (nats://[user:pass@]host:port; port -1 for a random one)").visible_alias("cluster_listen").value_name("cluster-url"))
+        .arg(val("cluster_name", "cluster_name", "Cluster Name, if not set one will be dynamically generated"))
+        .arg(gobool("no_advertise", "no_advertise", "Do not advertise known cluster information to clients"))
+        .arg(val("cluster_advertise", "cluster_advertise", "Cluster URL to advertise to other servers (host:port, or host for the cluster port)"))
+        .arg(val("connect_retries", "connect_retries", "For implicit routes, number of connect retries"))
         .args(NOT_SERVED_FLAGS.iter().map(|&(id, value)| (if value { val(id, id, "") } else { gobool(id, id, "") }).hide(true)))
         .after_help(not_served_help())
 }
@@ -415,92 +415,61 @@ fn tls_flags(m: &clap::ArgMatches, o: &mut Options) -> Result<(), String> {
     Ok(())
 }
 
-/// `--cluster`, `--routes`, `--cluster_name`, `--no_advertise`, `--connect_retries` over the
-/// file's `cluster`.
+/// `--cluster` (`--cluster_listen`), `--routes`, `--cluster_name`, `--no_advertise`,
+/// `--connect_retries`, `--cluster_advertise` over the file's `cluster`, field by field.
 fn cluster_flags(m: &clap::ArgMatches, o: &mut Options) -> Result<(), String> {
     let get = |id: &str| m.get_one::<String>(id).map(String::as_str);
     if let Some(u) = get("cluster") {
-        let (host, port, user, pass) = parse_cluster_url(u)?;
-        let c = o.cluster.get_or_insert_with(Default::default);
-        c.host = host;
-        c.port = port;
-        if user.is_some() {
-            c.user = user;
-            c.password = pass;
+        let url = file::parse_listen_url(u).map_err(|why| format!("invalid --cluster URL {u:?}: {why}"))?;
+        if url.user.is_some() && url.password.is_none() {
+            // nats-server's words.
+            return Err("expected cluster password to be set".into());
         }
+        let c = o.cluster.get_or_insert_with(Cluster::default);
+        c.host = url.host;
+        c.port = url.port;
+        // As nats-server: the flag's credentials replace the file's, and a URL without
+        // any clears them.
+        c.user = url.user;
+        c.password = url.password;
     }
-    let need = |o: &mut Options, flag: &str| -> Result<(), String> {
-        if o.cluster.is_none() {
-            return Err(format!("{flag} needs a cluster: --cluster nats://host:port or a cluster block with a port"));
-        }
-        Ok(())
-    };
     if let Some(r) = get("routes") {
-        if o.cluster.is_none() {
+        let routes: Vec<&str> = r.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        if o.cluster.is_none() && !routes.is_empty() {
             // nats-server's words.
             return Err("solicited routes require cluster capabilities, e.g. --cluster".into());
         }
-        let mut routes = Vec::new();
-        for u in r.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            super::file::check_route_url(u).map_err(|why| format!("error parsing route url {u:?}: {why}"))?;
-            routes.push(u.to_string());
+        for u in &routes {
+            file::parse_route_url(u).map_err(|why| format!("error parsing route url {u:?}: {why}"))?;
         }
+        // An empty --routes clears the file's, as in nats-server.
         if let Some(c) = o.cluster.as_mut() {
-            c.routes = routes;
+            c.routes = routes.into_iter().map(str::to_string).collect();
         }
     }
     if let Some(n) = get("cluster_name") {
-        need(o, "--cluster_name")?;
-        if n.is_empty() || n.contains(char::is_whitespace) {
-            return Err(format!("cluster name {n:?} must be non-empty and cannot contain spaces or new lines"));
-        }
-        if let Some(c) = o.cluster.as_mut() {
-            c.name = Some(n.to_string());
-        }
+        file::check_cluster_name(n)?;
+        need_cluster(o, "--cluster_name")?.name = Some(n.to_string());
     }
     if let Some(v) = get("no_advertise") {
-        need(o, "--no_advertise")?;
         let b = parse_bool(v).ok_or_else(|| format!("invalid boolean {v:?} for --no_advertise"))?;
-        if let Some(c) = o.cluster.as_mut() {
-            c.no_advertise = b;
-        }
+        need_cluster(o, "--no_advertise")?.no_advertise = b;
     }
     if let Some(v) = get("connect_retries") {
-        need(o, "--connect_retries")?;
         let n: u32 = v.parse().map_err(|_| format!("--connect_retries: invalid number {v:?}"))?;
-        if let Some(c) = o.cluster.as_mut() {
-            c.connect_retries = n;
-        }
+        need_cluster(o, "--connect_retries")?.connect_retries = n;
+    }
+    if let Some(a) = get("cluster_advertise") {
+        file::advertise_host_port(a, 0)?;
+        need_cluster(o, "--cluster_advertise")?.advertise = Some(a.to_string());
     }
     Ok(())
 }
 
-/// `nats://[user:pass@]host:port` as `--cluster` takes it; port -1 is a random one (0).
-fn parse_cluster_url(u: &str) -> Result<(String, u16, Option<String>, Option<String>), String> {
-    let bad = |why: &str| format!("invalid --cluster URL {u:?}: {why}");
-    let (scheme, rest) = u.split_once("://").ok_or_else(|| bad("expected nats://host:port"))?;
-    if !matches!(scheme, "nats" | "nats-route" | "tls") {
-        return Err(bad("the scheme must be nats://, nats-route:// or tls://"));
-    }
-    let (userinfo, hostport) = match rest.trim_end_matches('/').rsplit_once('@') {
-        Some((ui, hp)) => (Some(ui), hp),
-        None => (None, rest.trim_end_matches('/')),
-    };
-    let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("expected host:port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(bad("missing host"));
-    }
-    let port = match port.parse::<i64>() {
-        Ok(-1) => 0,
-        Ok(n) if (1..=65535).contains(&n) => n as u16,
-        _ => return Err(bad("invalid port")),
-    };
-    let (user, pass) = match userinfo.map(|ui| ui.split_once(':').map_or((ui, None), |(a, b)| (a, Some(b)))) {
-        Some((a, b)) => (Some(a.to_string()), b.map(str::to_string)),
-        None => (None, None),
-    };
-    Ok((host.to_string(), port, user, pass))
+/// The cluster a cluster flag sets a field of. nats-server takes such a flag without a
+/// cluster and forms none; natsu refuses it rather than drop it.
+fn need_cluster<'o>(o: &'o mut Options, flag: &str) -> Result<&'o mut Cluster, String> {
+    o.cluster.as_mut().ok_or_else(|| format!("{flag} needs a cluster: --cluster nats://host:port or a cluster block with a port"))
 }
 
 /// `--help_tls`: nats-server's TLS help, with the suites and groups natsu's TLS (rustls)
@@ -529,9 +498,13 @@ natsu speaks TLS 1.2 and 1.3 with these cipher suites, best first:
 {suites}
 and these key exchange groups:
 {groups}
-nats-server's cipher_suites, curve_preferences, pinned_certs, verify_and_map,
+The same keys secure routes in the cluster block (cluster {{ tls {{ ... }} }}), where
+the peer's certificate is always verified, as in nats-server.
+
+nats-server's cipher_suites, curve_preferences, pinned_certs,
 verify_cert_and_check_known_urls, insecure and connection_rate_limit keys are not
-supported by natsu yet: a file that sets one is refused.
+supported by natsu yet, nor verify_and_map in the cluster's tls: a file that sets one
+is refused.
 "
     )
 }
@@ -642,6 +615,7 @@ mod tests {
         for args in [
             &["--bogus"][..],
             &["-routes", "nats://x:1"],
+            &["-cluster", "x"],
             &["-p", "notaport"],
             &["-p", "70000"],
             &["--cores", "0"],
@@ -782,51 +756,90 @@ mod tests {
     }
 
     /// nats-server's flags natsu does not serve are refused by name, all of them at once,
-    /// whatever else is right; a config file's cluster block is refused too.
+    /// whatever else is right.
     #[test]
     fn flags_not_served_yet_are_errors() {
         let table: &[(&[&str], &str)] = &[
-            (&["--routes", "nats://127.0.0.1:6223"], "--routes is not supported by natsu yet"),
-            (&["-routes=nats://a:1"], "--routes is not supported by natsu yet"),
-            (&["--cluster", "nats://127.0.0.1:6222"], "--cluster is not supported by natsu yet"),
-            (&["-cluster_listen", "nats://127.0.0.1:6222"], "--cluster_listen is not supported by natsu yet"),
-            (&["--cluster_name", "c1", "-p", "4333"], "--cluster_name is not supported by natsu yet"),
-            (&["--cluster", "nats://h:1", "--routes", "nats://h:2", "--no_advertise"], "--cluster is not supported by natsu yet\n--routes is not supported by natsu yet\n--no_advertise is not supported by natsu yet"),
-            (&["--connect_retries", "3"], "--connect_retries is not supported by natsu yet"),
+            (&["--client_advertise", "h:4222"], "--client_advertise is not supported by natsu yet"),
             (&["-js", "-p", "4333"], "--js is not supported by natsu yet"),
-            (&["--store_dir", "/tmp/js"], "--store_dir is not supported by natsu yet"),
+            (&["--store_dir", "/tmp/js", "--cluster", "nats://h:1", "-jetstream"], "--jetstream is not supported by natsu yet\n--store_dir is not supported by natsu yet"),
         ];
         for (args, want) in table {
             assert_eq!(run(args).unwrap_err(), *want, "{args:?}");
         }
-        let f = Conf::new("port: 4333\ncluster { port: 6222 }\n");
-        assert_eq!(run(&["-c", f.path()]).unwrap_err(), format!("{}:2:1: \"cluster\" is not supported by natsu yet", f.path()));
         let help = printed(&["--help"]).unwrap();
-        assert!(help.contains("Not supported by natsu yet, and refused:") && help.contains(" --routes,") && help.contains(" --store_dir."), "{help}");
+        assert!(help.contains("Not supported by natsu yet, and refused:") && help.contains(" --client_advertise,") && help.contains(" --store_dir."), "{help}");
+        assert!(help.contains("--routes <rurl-1, rurl-2>") && help.contains("--cluster <cluster-url>") && help.contains("cluster_listen"), "{help}");
     }
 
-    /// The cluster flags as read and checked, kept for the cluster work to lift the refusal.
+    /// The cluster flags, alone and over a file's cluster block.
     #[test]
-    fn cluster_flags_are_checked() {
-        let apply = |args: &[&str], o: &mut Options| {
-            let m = command().try_get_matches_from(normalize(std::iter::once("natsu").chain(args.iter().copied()).map(OsString::from))).unwrap();
-            cluster_flags(&m, o)
-        };
-        let mut o = Options::default();
-        apply(&["--cluster", "nats://127.0.0.1:6222", "--routes", "nats://127.0.0.1:6223, nats://127.0.0.1:6224", "--cluster_name", "c1", "--no_advertise", "--connect_retries", "3"], &mut o).unwrap();
+    fn cluster_flags() {
+        let (o, _) = run(&["--cluster", "nats://127.0.0.1:6222", "--routes", "nats://127.0.0.1:6223, nats-route://u:p@127.0.0.1:6224", "--cluster_name", "c1", "--no_advertise", "--connect_retries", "3", "--cluster_advertise", "10.0.0.1:7222", "-p", "4333"]).unwrap();
         let c = o.cluster.unwrap();
         assert_eq!((c.host.as_str(), c.port, c.name.as_deref(), c.no_advertise, c.connect_retries), ("127.0.0.1", 6222, Some("c1"), true, 3));
-        assert_eq!(c.routes, ["nats://127.0.0.1:6223", "nats://127.0.0.1:6224"]);
-        let mut o = Options::default();
-        apply(&["-cluster", "nats://ru:rp@0.0.0.0:-1"], &mut o).unwrap();
-        let c = o.cluster.unwrap();
-        assert_eq!((c.port, c.user.as_deref(), c.password.as_deref()), (0, Some("ru"), Some("rp")));
-        let err = |args: &[&str]| apply(args, &mut Options::default()).unwrap_err();
-        assert_eq!(err(&["--routes", "nats://a:1"]), "solicited routes require cluster capabilities, e.g. --cluster");
-        assert!(err(&["--cluster_name", "x"]).contains("needs a cluster"));
-        assert!(err(&["--cluster", "127.0.0.1:6222"]).contains("invalid --cluster URL"));
-        assert!(err(&["--cluster", "nats://h:1", "--routes", "h:2"]).contains("error parsing route url"));
-        assert!(err(&["--cluster", "nats://h:1", "--cluster_name", "a b"]).contains("must be non-empty"));
+        assert_eq!((c.routes.as_slice(), c.advertise.as_deref()), (&["nats://127.0.0.1:6223".to_string(), "nats-route://u:p@127.0.0.1:6224".to_string()][..], Some("10.0.0.1:7222")));
+        assert_eq!(o.port, 4333);
+        // Go style, the -1 random port, credentials, --cluster_listen, no host.
+        let c = run(&["-cluster", "nats://ru:rp@0.0.0.0:-1", "-routes=tls://h:1", "-no_advertise=true"]).unwrap().0.cluster.unwrap();
+        assert_eq!((c.port, c.user.as_deref(), c.password.as_deref(), c.routes.as_slice(), c.no_advertise), (0, Some("ru"), Some("rp"), &["tls://h:1".to_string()][..], true));
+        let c = run(&["--cluster_listen", "nats://:6222"]).unwrap().0.cluster.unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.user.as_deref()), ("0.0.0.0", 6222, None));
+        // A boolean flag does not swallow the next argument.
+        let (o, _) = run(&["--cluster", "nats://h:1", "--no_advertise", "-p", "4333"]).unwrap();
+        assert!(o.cluster.unwrap().no_advertise && o.port == 4333);
+
+        // Over the file: each flag replaces its field, the rest of the block stays.
+        let f = Conf::new("cluster {\n name: file\n listen: 127.0.0.1:6222\n authorization { user: fu, password: fp }\n routes: [nats://127.0.0.1:6223]\n no_advertise: true\n connect_retries: 5\n}\n");
+        let c = run(&["-c", f.path()]).unwrap().0.cluster.unwrap();
+        assert_eq!((c.name.as_deref(), c.port, c.user.as_deref(), c.routes.len(), c.no_advertise, c.connect_retries), (Some("file"), 6222, Some("fu"), 1, true, 5));
+        let c = run(&["-c", f.path(), "--cluster_name", "flag", "--routes", "nats://127.0.0.1:7000,nats://127.0.0.1:7001", "--no_advertise=false", "--connect_retries", "1"]).unwrap().0.cluster.unwrap();
+        assert_eq!((c.name.as_deref(), c.host.as_str(), c.port, c.user.as_deref()), (Some("flag"), "127.0.0.1", 6222, Some("fu")));
+        assert_eq!((c.routes.len(), c.no_advertise, c.connect_retries), (2, false, 1));
+        // --cluster replaces the listen address and, as in nats-server, the credentials.
+        let c = run(&["-c", f.path(), "--cluster", "nats://0.0.0.0:7222"]).unwrap().0.cluster.unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.user.as_deref(), c.password.as_deref(), c.name.as_deref()), ("0.0.0.0", 7222, None, None, Some("file")));
+        // An empty --routes clears the file's (and needs no cluster).
+        assert!(run(&["-c", f.path(), "--routes="]).unwrap().0.cluster.unwrap().routes.is_empty());
+        assert!(run(&["--routes", ""]).unwrap().0.cluster.is_none());
+        // Flags make the file's portless block (no cluster) a cluster.
+        let portless = Conf::new("cluster { name: c }\n");
+        let c = run(&["-c", portless.path(), "--cluster", "nats://127.0.0.1:-1"]).unwrap().0.cluster.unwrap();
+        assert_eq!((c.port, c.name), (0, None));
+    }
+
+    /// The cluster flags' mistakes, in nats-server's words where it has some.
+    #[test]
+    fn cluster_flag_errors() {
+        let table: &[(&[&str], &str)] = &[
+            (&["--routes", "nats://127.0.0.1:1"], "solicited routes require cluster capabilities, e.g. --cluster"),
+            (&["--cluster", "nats://u@127.0.0.1:6222"], "expected cluster password to be set"),
+            (&["--cluster", "nats://127.0.0.1"], "invalid --cluster URL \"nats://127.0.0.1\": address 127.0.0.1: missing port in address"),
+            (&["--cluster", "nats://127.0.0.1:abc"], "invalid --cluster URL \"nats://127.0.0.1:abc\": invalid port \":abc\" after host"),
+            (&["--cluster", "nats://127.0.0.1:0"], "invalid --cluster URL \"nats://127.0.0.1:0\": invalid port \":0\" after host"),
+            (&["--cluster", "127.0.0.1:6222"], "invalid --cluster URL \"127.0.0.1:6222\": expected scheme://host:port"),
+            (&["--cluster", "http://127.0.0.1:6222"], "invalid --cluster URL \"http://127.0.0.1:6222\": the scheme must be nats://, nats-route:// or tls://"),
+            (&["--cluster", "nats://h:1", "--routes", "h:2"], "error parsing route url \"h:2\": expected scheme://host:port"),
+            (&["--cluster", "nats://h:1", "--routes", "nats://a:1,nats://b"], "error parsing route url \"nats://b\": address b: missing port in address"),
+            (&["--cluster", "nats://h:1", "--cluster_name", "a b"], "cluster name \"a b\" must be non-empty and cannot contain spaces or new lines"),
+            (&["--cluster", "nats://h:1", "--connect_retries", "x"], "--connect_retries: invalid number \"x\""),
+            (&["--cluster", "nats://h:1", "--no_advertise=maybe"], "invalid boolean \"maybe\" for --no_advertise"),
+            (&["--cluster", "nats://h:1", "--cluster_advertise", "a:b:c"], "invalid Cluster.Advertise value of a:b:c, err=address a:b:c: too many colons in address"),
+            // nats-server takes these and forms no cluster; natsu refuses rather than drop them.
+            (&["--cluster_name", "c1"], "--cluster_name needs a cluster: --cluster nats://host:port or a cluster block with a port"),
+            (&["--no_advertise"], "--no_advertise needs a cluster: --cluster nats://host:port or a cluster block with a port"),
+            (&["--connect_retries", "3"], "--connect_retries needs a cluster: --cluster nats://host:port or a cluster block with a port"),
+            (&["--cluster_advertise", "h:1"], "--cluster_advertise needs a cluster: --cluster nats://host:port or a cluster block with a port"),
+        ];
+        for (args, want) in table {
+            assert_eq!(run(args).unwrap_err(), *want, "{args:?}");
+        }
+        // The file's block with its mistakes, and -t accepting a good one with flags.
+        let f = Conf::new("port: 4333\ncluster { port: 6222, pool_size: 3 }\n");
+        assert_eq!(run(&["-c", f.path()]).unwrap_err(), format!("{}:2:23: \"pool_size\" is a nats-server 2.10 setting: natsu speaks the 2.9 route protocol, which has no route pools", f.path()));
+        let f = Conf::new("cluster { port: 6222 }\n");
+        let out = printed(&["-c", f.path(), "-t", "--routes", "nats://127.0.0.1:6223"]).unwrap();
+        assert!(out.ends_with("is valid"), "{out}");
     }
 
     #[test]

@@ -4,13 +4,12 @@
 //!
 //! The accounts, `no_auth_user` and `system_account` are read and checked across the whole
 //! file in `accounts`, the mapping an import's `to` makes in `mapping`, the users and their
-//! permissions in `users`.
+//! permissions in `users`, the `cluster` block and the route URL forms in `cluster`.
 //!
 //! No setting is ignored: an unknown key is an error in nats-server 2.9's words
 //! (`file:line:col: unknown field "x"`), and a key nats-server 2.9 knows that natsu does not
-//! serve yet is refused by name (`file:line:col: "leafnodes" is not supported by natsu yet`),
-//! the `cluster` block included. natsu's own `cores` and `spin` are the keys nats-server
-//! does not know.
+//! serve yet is refused by name (`file:line:col: "leafnodes" is not supported by natsu yet`).
+//! natsu's own `cores` and `spin` are the keys nats-server does not know.
 //!
 //! Loading only checks: TLS certificate files are read when the server starts.
 //!
@@ -19,17 +18,21 @@
 //! ```
 
 mod accounts;
+mod cluster;
 mod mapping;
 mod users;
+
+pub use cluster::{advertise_host_port, parse_route_url, RouteUrl};
+pub(crate) use cluster::{check_cluster_name, parse_listen_url};
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::cli::LogOptions;
 use super::conf::{self, Entry, Kind, Map, Pos, Value};
-use super::keys::{Block, Unknown, AUTHORIZATION, CLUSTER, TLS, TOP};
+use super::keys::{Block, Unknown, AUTHORIZATION, TLS, TOP};
 use super::{parse_duration, parse_spin};
-use crate::server::options::{Auth, Cluster, Tls, User};
+use crate::server::options::{Auth, Tls, User};
 use crate::server::Options;
 
 /// nats-server keeps sizes in 32-bit integers and refuses larger ones.
@@ -43,18 +46,6 @@ pub fn load(path: &str) -> Result<(Options, LogOptions, Vec<String>), String> {
 
 /// [`load`] with the environment as a lookup function.
 pub fn load_with_env(path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(Options, LogOptions, Vec<String>), String> {
-    let (mut o, log, warnings, errors) = read(path, env);
-    if errors.is_empty() {
-        o.config_file = Some(path.to_string());
-        Ok((o, log, warnings))
-    } else {
-        Err(errors.join("\n"))
-    }
-}
-
-/// Everything the file says, mistakes or not: the options as far as they were read, the
-/// log options, the warnings and the errors. Tests look at a refused block's values here.
-fn read(path: &str, env: &dyn Fn(&str) -> Option<String>) -> (Options, LogOptions, Vec<String>, Vec<String>) {
     let (root, mut errors) = conf::parse_file_with_env(Path::new(path), env);
     let mut l = Loader::default();
     let mut o = Options::default();
@@ -63,7 +54,12 @@ fn read(path: &str, env: &dyn Fn(&str) -> Option<String>) -> (Options, LogOption
     l.top(&root, &mut o, &mut log);
     l.finish(&mut o);
     errors.append(&mut l.errors);
-    (o, log, l.warnings, errors)
+    if errors.is_empty() {
+        o.config_file = Some(path.to_string());
+        Ok((o, log, l.warnings))
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 #[derive(Default)]
@@ -312,17 +308,14 @@ impl Loader {
                 }
                 "tls" => {
                     if let Some(m) = self.map(k, v) {
-                        o.tls = self.tls(m, &v.pos);
+                        o.tls = self.tls(m, &v.pos, &TLS);
                     }
                 }
                 "allow_non_tls" => o.allow_non_tls = self.bool(k, v).unwrap_or(o.allow_non_tls),
-                // Routes are not served yet, so a file that asks for them is refused; the block
-                // is still read and checked, for the cluster work to lift only the refusal.
                 "cluster" => {
                     if let Some(m) = self.map(k, v) {
                         o.cluster = self.cluster(m, &v.pos);
                     }
-                    self.not_served(e);
                 }
                 "debug" => log.debug = self.bool(k, v).unwrap_or(log.debug),
                 // nats-server's verbose trace also traces its system account; natsu has none.
@@ -407,19 +400,22 @@ impl Loader {
         a
     }
 
-    fn tls(&mut self, m: &Map, pos: &Pos) -> Option<Tls> {
+    /// A `tls { ... }` block: the clients' (`block` is `TLS`) or the routes' (`CLUSTER_TLS`,
+    /// which refuses more of the keys).
+    fn tls(&mut self, m: &Map, pos: &Pos, block: &Block) -> Option<Tls> {
         let mut t = Tls::default();
         let (mut cert, mut key) = (None, None);
         for e in &m.entries {
             let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
             match k.as_str() {
+                k if block.not_served.contains(&k) => self.unserved(e, block),
                 "cert_file" => cert = self.string(&k, v).or(cert),
                 "key_file" => key = self.string(&k, v).or(key),
                 "ca_file" => t.ca_file = self.string(&k, v).or(t.ca_file.take()),
                 "verify" => t.verify = self.bool(&k, v).unwrap_or(t.verify),
                 "verify_and_map" => t.verify_and_map = self.bool(&k, v).unwrap_or(t.verify_and_map),
                 "timeout" => t.timeout = self.seconds(&k, v).unwrap_or(t.timeout),
-                _ => self.unserved(e, &TLS),
+                _ => self.unserved(e, block),
             }
         }
         // Mapping a certificate to a user verifies it first, whatever `verify` says (in
@@ -442,80 +438,6 @@ impl Loader {
             }
         }
     }
-
-    fn cluster(&mut self, m: &Map, pos: &Pos) -> Option<Cluster> {
-        let mut c = Cluster { host: "0.0.0.0".into(), ..Cluster::default() };
-        let mut port_set = false;
-        for e in &m.entries {
-            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
-            match k.as_str() {
-                "name" => {
-                    if let Some(n) = self.string(&k, v) {
-                        if n.is_empty() || n.contains(char::is_whitespace) {
-                            self.err(&v.pos, format_args!("cluster name {n:?} must be non-empty and cannot contain spaces or new lines"));
-                        } else {
-                            c.name = Some(n);
-                        }
-                    }
-                }
-                "listen" => {
-                    if let Some((host, port)) = self.host_port(&k, v) {
-                        if let Some(h) = host {
-                            c.host = h;
-                        }
-                        (c.port, port_set) = cluster_port(port);
-                    }
-                }
-                "host" | "net" => c.host = self.string(&k, v).unwrap_or(c.host),
-                "port" => {
-                    if let Some(p) = self.int_in(&k, v, -1, 65535) {
-                        (c.port, port_set) = cluster_port(p);
-                    }
-                }
-                "routes" => match &v.kind {
-                    Kind::Array(items) => {
-                        for item in items {
-                            let Some(u) = self.string("routes", item) else { continue };
-                            match check_route_url(&u) {
-                                Ok(()) => c.routes.push(u),
-                                Err(why) => self.err(&item.pos, format_args!("error parsing route url {u:?}: {why}")),
-                            }
-                        }
-                    }
-                    _ => self.wrong_type(&k, v, "an array of route URLs"),
-                },
-                "authorization" => {
-                    if let Some(am) = self.map(&k, v) {
-                        self.cluster_authorization(am, &v.pos, &mut c);
-                    }
-                }
-                "no_advertise" => c.no_advertise = self.bool(&k, v).unwrap_or(c.no_advertise),
-                "connect_retries" => c.connect_retries = self.int_in(&k, v, 0, u32::MAX as i64).map_or(c.connect_retries, |n| n as u32),
-                _ => self.unserved(e, &CLUSTER),
-            }
-        }
-        if !port_set {
-            // As nats-server: without a port the cluster is off (routes included).
-            self.warn(pos, "cluster block has no listen or port: no cluster will be formed");
-            return None;
-        }
-        Some(c)
-    }
-
-    fn cluster_authorization(&mut self, m: &Map, pos: &Pos, c: &mut Cluster) {
-        for e in &m.entries {
-            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
-            match k.as_str() {
-                "user" | "username" => c.user = self.string(&k, v).or(c.user.take()),
-                "password" | "pass" => c.password = self.string(&k, v).or(c.password.take()),
-                "timeout" => c.auth_timeout = self.seconds(&k, v).or(c.auth_timeout),
-                // nats-server's words.
-                "token" => self.err(pos, "Cluster authorization does not support tokens"),
-                "users" => self.err(pos, "Cluster authorization does not allow multiple users"),
-                _ => self.unserved(e, &AUTHORIZATION),
-            }
-        }
-    }
 }
 
 /// nats-server's client port: 0 is the default port, -1 a random one (0 in [`Options`]).
@@ -524,15 +446,6 @@ fn client_port(p: i64) -> u16 {
         0 => 4222,
         -1 => 0,
         n => n as u16,
-    }
-}
-
-/// A cluster port and whether the cluster is on: -1 is a random port, 0 leaves it off.
-fn cluster_port(p: i64) -> (u16, bool) {
-    match p {
-        0 => (0, false),
-        -1 => (0, true),
-        n => (n as u16, true),
     }
 }
 
@@ -547,23 +460,6 @@ fn set_monitor_port(key: &str, p: i64, o: &mut Options) {
         o.https_port = p;
     } else {
         o.http_port = p;
-    }
-}
-
-/// A route URL: `nats://[user:pass@]host:port` (also `nats-route://`, `tls://`).
-pub(crate) fn check_route_url(u: &str) -> Result<(), &'static str> {
-    let (scheme, rest) = u.split_once("://").ok_or("expected scheme://host:port")?;
-    if !matches!(scheme, "nats" | "nats-route" | "tls") {
-        return Err("the scheme must be nats://, nats-route:// or tls://");
-    }
-    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h).trim_end_matches('/');
-    let (host, port) = hostport.rsplit_once(':').ok_or("expected host:port")?;
-    if host.is_empty() || host.contains('/') {
-        return Err("missing host");
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err("invalid port"),
     }
 }
 
@@ -584,7 +480,7 @@ fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::options::{Account, Export, ExportKind, Import, Permissions, ResponseType, SubjectPermission};
+    use crate::server::options::{Account, Cluster, Export, ExportKind, Import, Permissions, ResponseType, SubjectPermission};
 
     /// A scratch directory removed on drop.
     struct Tmp(std::path::PathBuf);
@@ -1007,32 +903,42 @@ mod tests {
         check_errors(table);
     }
 
-    /// The cluster block is read and checked, and refused: routes are not served yet.
+    /// The cluster block's mistakes, each in nats-server's words where it has some.
     #[test]
-    fn cluster_is_checked_and_refused() {
+    fn cluster_errors() {
         let table: &[(&str, &str)] = &[
-            ("cluster { port: 6222 }", "t.conf:1:1: \"cluster\" is not supported by natsu yet"),
+            ("cluster: 6222", "t.conf:1:10: \"cluster\" must be a map { ... }, got integer 6222"),
             ("cluster { port: 6222, routes: \"nats://a:1\" }", "t.conf:1:31: \"routes\" must be an array of route URLs, got string \"nats://a:1\""),
             ("cluster { port: 6222, routes: [\"127.0.0.1:6223\"] }", "t.conf:1:32: error parsing route url \"127.0.0.1:6223\": expected scheme://host:port"),
             ("cluster { port: 6222, routes: [\"http://a:1\"] }", "t.conf:1:32: error parsing route url \"http://a:1\": the scheme must be nats://, nats-route:// or tls://"),
-            ("cluster { port: 6222, routes: [\"nats://a\"] }", "t.conf:1:32: error parsing route url \"nats://a\": expected host:port"),
+            ("cluster { port: 6222, routes: [\"nats://a\"] }", "t.conf:1:32: error parsing route url \"nats://a\": address a: missing port in address"),
+            ("cluster { port: 6222, routes: [\"nats://a:0\"] }", "t.conf:1:32: error parsing route url \"nats://a:0\": invalid port \":0\" after host"),
+            ("cluster { port: 6222, routes: [1] }", "t.conf:1:32: \"routes\" must be a string, got integer 1"),
             ("cluster { port: 6222, name: \"a b\" }", "t.conf:1:29: cluster name \"a b\" must be non-empty and cannot contain spaces or new lines"),
             ("cluster { port: 6222, authorization { token: x } }", "t.conf:1:37: Cluster authorization does not support tokens"),
             ("cluster { port: 6222, authorization { users: [] } }", "t.conf:1:37: Cluster authorization does not allow multiple users"),
             ("cluster { port: 6222, authorization { user: a, bogus: 1 } }", "t.conf:1:48: unknown field \"bogus\""),
             ("cluster { port: 6222, connect_retries: -1 }", "t.conf:1:40: \"connect_retries\" must be from 0 to 4294967295, got -1"),
             ("cluster { port: 6222, bogus: 1 }", "t.conf:1:23: unknown field \"bogus\""),
-            ("cluster { port: 6222, tls { cert_file: c, key_file: k } }", "t.conf:1:23: \"tls\" is not supported by natsu yet"),
+            ("cluster { port: 6222, advertise: 5 }", "t.conf:1:34: \"advertise\" must be a string, got integer 5"),
+            ("cluster { port: 6222, advertise: \"a:b:c\" }", "t.conf:1:34: invalid Cluster.Advertise value of a:b:c, err=address a:b:c: too many colons in address"),
+            ("cluster { port: 6222, cluster_advertise: \"h:x\" }", "t.conf:1:42: invalid Cluster.Advertise value of h:x, err=invalid port \"x\""),
+            // The clients' tls block's checks, and its refusals, and verify_and_map.
+            ("cluster { port: 6222, tls { cert_file: c } }", "t.conf:1:27: missing 'key_file' in TLS configuration"),
+            ("cluster { port: 6222, tls { cert_file: c, key_file: k, bogus: 1 } }", "t.conf:1:56: error parsing tls config, unknown field [\"bogus\"]"),
+            ("cluster { port: 6222, tls { cert_file: c, key_file: k, insecure: true } }", "t.conf:1:56: \"insecure\" is not supported by natsu yet"),
+            ("cluster { port: 6222, tls { cert_file: c, key_file: k, verify_and_map: true } }", "t.conf:1:56: \"verify_and_map\" is not supported by natsu yet"),
+            ("cluster { port: 6222, tls { cert_file: c, key_file: k, pinned_certs: [] } }", "t.conf:1:56: \"pinned_certs\" is not supported by natsu yet"),
+            ("cluster { port: 6222, tls { cert_file: c, key_file: k, cipher_suites: [] } }", "t.conf:1:56: \"cipher_suites\" is not supported by natsu yet"),
+            // Route permissions are not served yet, in the block or its authorization.
+            ("cluster { port: 6222, permissions: { import: x } }", "t.conf:1:23: \"permissions\" is not supported by natsu yet"),
+            ("cluster { port: 6222, authorization { user: a, password: b, permissions: { import: x } } }", "t.conf:1:61: \"permissions\" is not supported by natsu yet"),
+            // nats-server 2.10's keys (2.9 calls them unknown).
+            ("cluster { port: 6222, pool_size: 3 }", "t.conf:1:23: \"pool_size\" is a nats-server 2.10 setting: natsu speaks the 2.9 route protocol, which has no route pools"),
+            ("cluster { port: 6222, compression: s2_auto }", "t.conf:1:23: \"compression\" is a nats-server 2.10 setting: natsu speaks the 2.9 route protocol, which has no route compression"),
+            ("cluster { port: 6222, accounts: [A] }", "t.conf:1:23: \"accounts\" is a nats-server 2.10 setting: natsu speaks the 2.9 route protocol, which has no per-account routes"),
         ];
-        // The block's own mistakes come first, then the refusal of the block.
-        let with_refusal: Vec<(&str, String)> = table
-            .iter()
-            .map(|(t, e)| {
-                let refusal = "t.conf:1:1: \"cluster\" is not supported by natsu yet";
-                (*t, if *e == refusal { e.to_string() } else { format!("{e}\n{refusal}") })
-            })
-            .collect();
-        check_errors(&with_refusal.iter().map(|(t, e)| (*t, e.as_str())).collect::<Vec<_>>());
+        check_errors(table);
     }
 
     /// Each line of `table` is a file and every error it must give, one per line.
@@ -1106,7 +1012,7 @@ mod tests {
 
     #[test]
     fn all_errors_at_once_unknown_and_not_served() {
-        let errs = errors("port: 4222\nfoo: 1\ntls {\n  cert_file: c\n  key_file: k\n  insecure: true\n  bar: 2\n}\naccounts { A { jetstream: enabled } }\ncluster { port: 6222 }\nmax_payload: x\nauthorization { users: [ {user: a, colour: red} ] }\nno_auth_user: nobody\n");
+        let errs = errors("port: 4222\nfoo: 1\ntls {\n  cert_file: c\n  key_file: k\n  insecure: true\n  bar: 2\n}\naccounts { A { jetstream: enabled } }\ncluster { port: 6222, pool_size: 3 }\nmax_payload: x\nauthorization { users: [ {user: a, colour: red} ] }\nno_auth_user: nobody\n");
         // The checks across the file (no_auth_user names a user) come last.
         assert_eq!(
             errs,
@@ -1115,7 +1021,7 @@ mod tests {
                 "t.conf:6:3: \"insecure\" is not supported by natsu yet",
                 "t.conf:7:3: error parsing tls config, unknown field [\"bar\"]",
                 "t.conf:9:16: \"jetstream\" is not supported by natsu yet",
-                "t.conf:10:1: \"cluster\" is not supported by natsu yet",
+                "t.conf:10:23: \"pool_size\" is a nats-server 2.10 setting: natsu speaks the 2.9 route protocol, which has no route pools",
                 "t.conf:11:14: \"max_payload\" must be an integer, got string \"x\"",
                 "t.conf:12:36: unknown field \"colour\"",
                 "t.conf:13:15: no_auth_user: \"nobody\" not present as user in authorization block or account configuration",
@@ -1123,39 +1029,45 @@ mod tests {
         );
     }
 
-    /// The cluster block as read, though the load refuses it: for the cluster work.
+    /// The cluster block's forms and what each gives.
     #[test]
     fn cluster_forms() {
-        let cluster = |text: &str| {
-            let t = Tmp::new("cl");
-            let (o, _, w, e) = read(&t.write("t.conf", text), &env);
-            assert_eq!(e.len(), 1, "{e:?}");
-            assert!(e[0].ends_with("t.conf:1:1: \"cluster\" is not supported by natsu yet"), "{e:?}");
-            (o.cluster, w.iter().map(|w| w.replace(&format!("{}/", t.0.display()), "")).collect::<Vec<_>>())
-        };
-        let c = cluster("cluster { host: 127.0.0.1, port: -1 }").0.unwrap();
+        let cluster = |text: &str| ok(text).0.cluster.unwrap();
+        let c = cluster("cluster { host: 127.0.0.1, port: -1 }");
         assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 0));
-        let c = cluster("cluster { listen: 6222 }").0.unwrap();
-        assert_eq!((c.host.as_str(), c.port), ("0.0.0.0", 6222));
+        let c = cluster("cluster { listen: 6222 }");
+        assert_eq!(c, Cluster { port: 6222, ..Cluster::default() });
+        assert_eq!(c.host, "0.0.0.0");
+        let c = cluster("cluster { listen: \"[::1]:6222\" }");
+        assert_eq!((c.host.as_str(), c.port), ("::1", 6222));
         let c = cluster(
-            "cluster {\n name: c1\n listen: \"0.0.0.0:6222\"\n routes: [ \"nats://127.0.0.1:6223\", \"nats-route://u:p@10.0.0.1:6224\" ]\n authorization { user: ru, password: rp, timeout: 0.5 }\n no_advertise: true\n connect_retries: 3\n}",
-        )
-        .0
-        .unwrap();
+            "cluster {\n name: c1\n listen: \"0.0.0.0:6222\"\n routes: [ \"nats://127.0.0.1:6223\", \"nats-route://u:p@10.0.0.1:6224\", \"tls://[::1]:6225\" ]\n authorization { user: ru, password: rp, timeout: 0.5 }\n no_advertise: true\n connect_retries: 3\n advertise: \"10.0.0.9:7222\"\n tls { cert_file: r.pem, key_file: rk.pem, ca_file: ca.pem, verify: true, timeout: 3 }\n}",
+        );
         assert_eq!((c.name.as_deref(), c.host.as_str(), c.port), (Some("c1"), "0.0.0.0", 6222));
-        assert_eq!(c.routes, ["nats://127.0.0.1:6223", "nats-route://u:p@10.0.0.1:6224"]);
+        assert_eq!(c.routes, ["nats://127.0.0.1:6223", "nats-route://u:p@10.0.0.1:6224", "tls://[::1]:6225"]);
         assert_eq!((c.user.as_deref(), c.password.as_deref(), c.auth_timeout), (Some("ru"), Some("rp"), Some(Duration::from_millis(500))));
         assert!(c.no_advertise);
-        assert_eq!(c.connect_retries, 3);
-        let (c, w) = cluster("cluster { routes: [\"nats://a:1\"] }");
-        assert!(c.is_none());
+        assert_eq!((c.connect_retries, c.advertise.as_deref()), (3, Some("10.0.0.9:7222")));
+        let tls = Tls { cert_file: "r.pem".into(), key_file: "rk.pem".into(), ca_file: Some("ca.pem".into()), verify: true, timeout: Duration::from_secs(3), ..Tls::default() };
+        assert_eq!(c.tls, Some(tls));
+        // nats-server's other spellings; `verify` kept as written (routes verify anyway).
+        let c = cluster("cluster { port: 6222, cluster_advertise: h, authorization { username: u, pass: p }, tls { cert_file: c, key_file: k } }");
+        assert_eq!((c.advertise.as_deref(), c.user.as_deref(), c.password.as_deref()), (Some("h"), Some("u"), Some("p")));
+        assert!(!c.tls.unwrap().verify);
+        // A repeated route is dropped with nats-server's warning.
+        let (o, _, w) = ok("cluster { port: 6222, routes: [\"nats://a:1\", \"nats://b:1\", \"nats://a:1\"] }");
+        assert_eq!(o.cluster.unwrap().routes, ["nats://a:1", "nats://b:1"]);
+        assert_eq!(w, ["t.conf:1:60: invalid use of field \"nats://a:1\": Duplicate route entry detected"]);
+        // Without a port there is no cluster, as in nats-server, and a warning says so.
+        let (o, _, w) = ok("cluster { routes: [\"nats://a:1\"] }");
+        assert!(o.cluster.is_none());
         assert_eq!(w, ["t.conf:1:9: cluster block has no listen or port: no cluster will be formed"]);
+        assert!(ok("cluster { port: 0 }").0.cluster.is_none());
     }
 
-    /// Every sample in configs/ loads without errors or warnings; the cluster samples in
-    /// configs/cluster/ are refused for their cluster block alone. nats-server 2.9 accepts
-    /// them all (when installed); it opens the TLS certificates while checking, so it runs
-    /// from a directory holding generated ones.
+    /// Every sample in configs/ and configs/cluster/ loads without errors or warnings.
+    /// nats-server 2.9 accepts them all (when installed); it opens the TLS certificates
+    /// while checking, so it runs from a directory holding generated ones.
     #[test]
     fn sample_configs_load_here_and_in_nats_server() {
         let confs = |dir: &Path| {
@@ -1166,33 +1078,30 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let (files, cluster_files) = (confs(&dir), confs(&dir.join("cluster")));
         let names: Vec<String> = files.iter().chain(&cluster_files).map(|p| p.strip_prefix(&dir).unwrap().display().to_string()).collect();
-        for want in ["minimal.conf", "auth.conf", "tls.conf", "cluster/seed.conf", "cluster/node.conf"] {
+        for want in ["minimal.conf", "auth.conf", "tls.conf", "cluster/seed.conf", "cluster/node.conf", "cluster/node2.conf"] {
             assert!(names.iter().any(|n| n == want), "configs/{want} is missing: {names:?}");
         }
         // Only the sample's own variables: none may leak in from the test's environment.
         let no_env = |_: &str| None;
-        for f in &files {
+        for f in files.iter().chain(&cluster_files) {
             let (o, _, w) = load_with_env(f.to_str().unwrap(), &no_env).unwrap_or_else(|e| panic!("{}:\n{e}", f.display()));
             assert!(w.is_empty(), "{}: {w:?}", f.display());
-            match f.file_name().unwrap().to_str().unwrap() {
+            let name = f.file_name().unwrap().to_str().unwrap();
+            match name {
                 "auth.conf" => {
                     assert_eq!(o.auth.users.len(), 4);
                     assert!(o.auth.users[0].password.starts_with("$2a$"));
                     assert!(bcrypt::verify("changeme", &o.auth.users[0].password).unwrap());
                 }
                 "tls.conf" => assert_eq!(o.tls.unwrap().cert_file, "./certs/server-cert.pem"),
-                _ => {}
-            }
-        }
-        for f in &cluster_files {
-            let (o, _, w, e) = read(f.to_str().unwrap(), &no_env);
-            assert!(w.is_empty(), "{}: {w:?}", f.display());
-            assert_eq!(e.len(), 1, "{}: {e:?}", f.display());
-            assert!(e[0].ends_with(": \"cluster\" is not supported by natsu yet"), "{}: {e:?}", f.display());
-            let c = o.cluster.unwrap_or_else(|| panic!("{}: no cluster", f.display()));
-            match f.file_name().unwrap().to_str().unwrap() {
-                "seed.conf" => assert_eq!(c.port, 6222),
-                "node.conf" => assert_eq!(c.routes, ["nats://route:route-secret@127.0.0.1:6222"]),
+                // A three-server cluster on one machine: the seed, and two nodes routing to it.
+                "seed.conf" | "node.conf" | "node2.conf" => {
+                    let n = ["seed.conf", "node.conf", "node2.conf"].iter().position(|x| *x == name).unwrap() as u16;
+                    let c = o.cluster.unwrap();
+                    assert_eq!((o.port, o.http_port, c.port, c.name.as_deref()), (4222 + n, Some(8222 + n), 6222 + n, Some("natsu-cluster")));
+                    let routes: &[&str] = if n == 0 { &[] } else { &["nats://route:route-secret@127.0.0.1:6222"] };
+                    assert_eq!(c.routes, routes);
+                }
                 _ => {}
             }
         }

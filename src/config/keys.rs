@@ -22,7 +22,7 @@ pub(super) enum Unknown {
     Permissions,
 }
 
-/// The top level; `cluster` is refused where it is parsed.
+/// The top level.
 pub(super) const TOP: Block = Block {
     not_served: &[
         "account_resolver",
@@ -100,7 +100,21 @@ pub(super) const IMPORT: Block = Block { not_served: &["share"], unknown: Unknow
 /// An import's `{account: A, subject: S}`.
 pub(super) const IMPORT_FROM: Block = Block { not_served: &[], unknown: Unknown::Field };
 
-pub(super) const CLUSTER: Block = Block { not_served: &["advertise", "cluster_advertise", "permissions", "tls"], unknown: Unknown::Field };
+/// `cluster`: route permissions (also refused in its `authorization`, where nats-server
+/// takes them as deprecated).
+pub(super) const CLUSTER: Block = Block { not_served: &["permissions"], unknown: Unknown::Field };
+
+/// `cluster { tls }`: the clients' refusals, and `verify_and_map` (which maps a client's
+/// certificate to a user; routes have no users).
+pub(super) const CLUSTER_TLS: Block = Block {
+    not_served: &["cipher_suites", "connection_rate_limit", "curve_preferences", "insecure", "pinned_certs", "verify_and_map", "verify_cert_and_check_known_urls"],
+    unknown: Unknown::Tls,
+};
+
+/// nats-server 2.10's `cluster` keys, refused by name with what they are for: natsu speaks
+/// the 2.9 route protocol (one route per server pair, every account on it, uncompressed).
+/// nats-server 2.9 calls them unknown fields.
+pub(super) const NEWER_CLUSTER_KEYS: &[(&str, &str)] = &[("accounts", "per-account routes"), ("compression", "route compression"), ("pool_size", "route pools")];
 
 #[cfg(test)]
 mod tests {
@@ -109,10 +123,21 @@ mod tests {
     /// Keys are matched lowercased, so a list entry with a capital would never match.
     #[test]
     fn lists_are_lowercase() {
-        for b in [&TOP, &AUTHORIZATION, &USER, &PERMISSIONS, &TLS, &ACCOUNT, &EXPORT, &IMPORT, &IMPORT_FROM, &CLUSTER] {
+        for b in [&TOP, &AUTHORIZATION, &USER, &PERMISSIONS, &TLS, &ACCOUNT, &EXPORT, &IMPORT, &IMPORT_FROM, &CLUSTER, &CLUSTER_TLS] {
             for k in b.not_served {
                 assert_eq!(*k, k.to_ascii_lowercase());
             }
+        }
+        for (k, _) in NEWER_CLUSTER_KEYS {
+            assert_eq!(*k, k.to_ascii_lowercase());
+        }
+    }
+
+    /// What the clients' TLS refuses, the routes' refuses too.
+    #[test]
+    fn cluster_tls_refuses_what_tls_refuses() {
+        for k in TLS.not_served {
+            assert!(CLUSTER_TLS.not_served.contains(k), "{k}");
         }
     }
 }

@@ -186,18 +186,71 @@ impl Default for Tls {
     }
 }
 
-/// The `cluster` block (routes); parsed and checked now, served by the cluster issue.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The `cluster` block and the cluster flags (`--cluster`, `--routes`, ...): where this
+/// server listens for routes, which routes it solicits, and how routes authenticate. Flags
+/// override the block field by field, as in nats-server.
+///
+/// ```
+/// let (o, _, _) = natsu::config::file::load("configs/cluster/seed.conf").unwrap();
+/// let c = o.cluster.unwrap();
+/// assert_eq!((c.host.as_str(), c.port), ("0.0.0.0", 6222));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
 pub struct Cluster {
+    /// Every server of a cluster carries the same name; None: one is made up at start
+    /// (nats-server's dynamic cluster name), which routes then agree on.
     pub name: Option<String>,
+    /// Where routes connect (`listen`, `host`, `--cluster nats://host:port`; default "0.0.0.0").
     pub host: String,
+    /// The route port; 0 picks a free one (`port: -1`, `--cluster nats://host:-1`).
     pub port: u16,
+    /// Routes to solicit, as written: `nats://`, `nats-route://` or `tls://`, each with an
+    /// optional `user:pass@` (what this server presents to that route). Checked when read
+    /// ([`parse_route_url`](crate::config::file::parse_route_url) gives the parts).
     pub routes: Vec<String>,
+    /// `authorization { user password }`: what routes connecting here must present, and
+    /// what this server presents on the routes it learns from others (nats-server's
+    /// implicit routes carry the server's own cluster credentials).
     pub user: Option<String>,
     pub password: Option<String>,
+    /// How long a route has to send CONNECT; None: nats-server's default (2s, or the TLS
+    /// `timeout` plus one second with cluster TLS).
     pub auth_timeout: Option<Duration>,
+    /// Do not tell clients about the other servers' client URLs (`connect_urls` in INFO).
     pub no_advertise: bool,
+    /// How often to retry a route learned from another server (an implicit route) before
+    /// giving up on it; 0: one attempt. Routes in `routes` are retried for ever, as in
+    /// nats-server.
     pub connect_retries: u32,
+    /// The address other servers should reach this one at (`advertise`, `cluster_advertise`,
+    /// `--cluster_advertise`), as written: `host:port`, or `host` alone for the route port.
+    /// Checked when read ([`advertise_host_port`](crate::config::file::advertise_host_port)
+    /// resolves it).
+    pub advertise: Option<String>,
+    /// TLS on routes (`cluster { tls { cert_file key_file ca_file verify timeout } }`). Routes
+    /// are mutual TLS whatever `verify` says, as in nats-server: the accepting side asks for
+    /// and verifies the peer's certificate and the soliciting side presents the same
+    /// certificate as a client one ([`route_client_config`](crate::server::tls::route_client_config)).
+    /// `verify` is kept as written.
+    pub tls: Option<Tls>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            name: None,
+            host: "0.0.0.0".into(),
+            port: 0,
+            routes: Vec::new(),
+            user: None,
+            password: None,
+            auth_timeout: None,
+            no_advertise: false,
+            connect_retries: 0,
+            advertise: None,
+            tls: None,
+        }
+    }
 }
 
 /// One `accounts { NAME { ... } }` entry.
