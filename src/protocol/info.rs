@@ -59,6 +59,80 @@ pub struct Info {
 }
 
 /// CONNECT options; unknown fields are ignored, as nats-server does.
+/// The INFO a server sends over a route, with nats-server 2.9's field names in its order.
+/// Read from peers too: fields of newer servers that natsu must notice (2.10's pooled and
+/// per-account routes) are read and never written.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteInfo {
+    pub server_id: String,
+    pub server_name: String,
+    pub version: String,
+    pub proto: i32,
+    pub go: String,
+    pub host: String,
+    pub port: u16,
+    pub headers: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
+    pub max_payload: i64,
+    /// `nats-route://host:port/`: where to dial this server (set when it advertises, and
+    /// by a server gossiping a new peer to the others).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub cluster: String,
+    /// The cluster name was made up, not configured: a peer's configured name wins.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic: bool,
+    /// The client URLs of the server (for clients' discovery).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_urls: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ldm: bool,
+    pub lnoc: bool,
+    /// 2.10+: the account this route is dedicated to (natsu refuses such routes).
+    #[serde(skip_serializing)]
+    pub route_account: Option<String>,
+    /// 2.10+: the size of the peer's route pool (natsu never sends one, so a 2.10 peer
+    /// treats it as an old server and uses one route).
+    #[serde(skip_serializing)]
+    pub route_pool_size: i64,
+    /// A gateway's INFO (natsu has no gateways).
+    #[serde(skip_serializing)]
+    pub gateway: Option<String>,
+}
+
+/// The CONNECT a soliciting server sends over a route. `lang` and `gateway` are read only:
+/// a client or a gateway that dialled the route port says so with them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteConnect {
+    pub echo: bool,
+    pub verbose: bool,
+    pub pedantic: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
+    pub tls_required: bool,
+    pub headers: bool,
+    /// The soliciting server's id.
+    pub name: String,
+    pub cluster: String,
+    pub dynamic: bool,
+    pub lnoc: bool,
+    #[serde(skip_serializing)]
+    pub lang: String,
+    #[serde(skip_serializing)]
+    pub gateway: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Connect {

@@ -53,6 +53,12 @@ pub enum CloseReason {
     TlsHandshakeError,
     /// Closed in lame duck mode.
     LameDuck,
+    /// A second route to a server already routed to.
+    DuplicateRoute,
+    ClusterNameConflict,
+    DuplicateServerName,
+    /// A client on the route port.
+    WrongPort,
 }
 
 impl CloseReason {
@@ -74,6 +80,10 @@ impl CloseReason {
             CloseReason::TlsHandshakeError => "TLS Handshake Failure",
             // nats-server closes lame-duck clients as a server shutdown.
             CloseReason::LameDuck => "Server Shutdown",
+            CloseReason::DuplicateRoute => "Duplicate Route",
+            CloseReason::ClusterNameConflict => "Cluster Name Conflict",
+            CloseReason::DuplicateServerName => "Duplicate Server Name",
+            CloseReason::WrongPort => "Incorrect Port",
         }
     }
 }
@@ -96,6 +106,8 @@ pub enum Pending {
 pub enum Kind {
     #[default]
     Client,
+    /// Another server of the cluster (see `server::route`).
+    Route,
 }
 
 /// Counters for one connection.
@@ -239,7 +251,7 @@ impl Client {
     }
 
     /// A PONG came: if it answers the pinger's PING, that timed the round trip.
-    fn pong_received(&self) {
+    pub(crate) fn pong_received(&self) {
         let sent = self.ping_sent.replace(0);
         if sent != 0 {
             self.rtt.set(now_ns().saturating_sub(sent).max(1));
@@ -434,7 +446,7 @@ fn read_client_cert(client: &Client, t: &Transport) {
     }
 }
 
-type Stream = crate::net::Shared<Transport>;
+pub(crate) type Stream = crate::net::Shared<Transport>;
 use crate::net::{ReadBuf, Transport};
 
 /// Serve one accepted connection until it closes.
@@ -532,7 +544,7 @@ const BIG_WRITE_BUF: usize = 1 << 20;
 const BIG_WRITE_BUF_KEEP: Duration = Duration::from_secs(1);
 
 /// Send what is queued, a whole buffer per pass, until the connection closes.
-async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
+pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
     let mut spare: Vec<u8> = Vec::new();
     let deadline = shard.opts().write_deadline;
     // When a pass last filled at least a quarter of its buffer (now_ns).
@@ -858,7 +870,7 @@ async fn auth_timeout(client: Rc<Client>, timeout: Duration) {
 }
 
 /// PING the client every ping_interval; close it when ping_max PINGs go unanswered.
-async fn pinger(shard: Rc<Shard>, client: Rc<Client>) {
+pub(crate) async fn pinger(shard: Rc<Shard>, client: Rc<Client>) {
     let opts = shard.opts();
     let interval = opts.ping_interval.max(Duration::from_millis(10));
     loop {

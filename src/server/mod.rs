@@ -4,13 +4,15 @@
 //! - [`client`]: a connection's reader, writer and pinger tasks;
 //! - [`shard`]: one core's state: per-account indexes, routing, mail between cores (a folder);
 //! - [`sublist`]: the subscription trie and its match cache, which each account index is;
-//! - [`monitor`]: the HTTP monitoring port (core zero), figures gathered from every core.
+//! - [`monitor`]: the HTTP monitoring port (core zero), figures gathered from every core;
+//! - [`route`]: the cluster's routes (core zero).
 
 pub mod auth;
 pub mod client;
 pub mod listener;
 pub mod monitor;
 pub mod options;
+pub mod route;
 pub mod shard;
 pub mod sublist;
 pub mod tls;
@@ -44,6 +46,9 @@ pub struct Running {
     shared: Arc<Shared>,
     /// The client port's listening socket, shut from here when the server stops accepting.
     listen_fd: RawFd,
+    /// The route listener's address and socket, in a cluster.
+    pub cluster_addr: Option<SocketAddr>,
+    cluster_fd: Option<RawFd>,
 }
 
 impl Running {
@@ -101,6 +106,9 @@ impl Running {
         // As nats-server: new connections are refused from this moment, not from the next
         // time the cores look at the control plane.
         listener::shut(self.listen_fd);
+        if let (Some(fd), Mode::Stopping) = (self.cluster_fd, mode) {
+            listener::shut(fd);
+        }
         let deadline = Instant::now() + within;
         let cores = self.shared.opts.cores;
         while c.cores_done.load(Ordering::Acquire) < cores {
@@ -193,6 +201,13 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
     let tls = opts.tls.as_ref().map(tls::server_config).transpose().map_err(StartError::Tls)?;
     let (listener, addr) = listener::bind(&opts.host, opts.port)?;
     let listen_fd = listener.as_raw_fd();
+    // The route port too, before any executor starts: a port in use is an error at start.
+    let cluster = match &opts.cluster {
+        Some(c) => Some(listener::bind(&c.host, c.port)?),
+        None => None,
+    };
+    let cluster_addr = cluster.as_ref().map(|(_, a)| *a);
+    let cluster_fd = cluster.as_ref().map(|(l, _)| l.as_raw_fd());
     let server_id = new_server_id();
     let info = Info {
         server_id: server_id.clone(),
@@ -242,9 +257,9 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         // One blocking thread waits in accept(2) for good (see `listener`); the others do
         // what blocking work there is (bcrypt checks).
         .blocking_thread_pool_placement(PoolPlacement::Unbound(3))
-        .on_all_shards(move || async move { run_shard(shared, mesh, listener).await })
+        .on_all_shards(move || async move { run_shard(shared, mesh, listener, cluster).await })
         .map_err(|e| StartError::Executors(e.to_string()))?;
-    Ok(Running { addr, server_id, handles, shared: shared_for_running, listen_fd })
+    Ok(Running { addr, server_id, handles, shared: shared_for_running, listen_fd, cluster_addr, cluster_fd })
 }
 
 /// The life of one executor: join the mesh, start the cross-core tasks, accept connections.
@@ -252,6 +267,7 @@ async fn run_shard(
     shared: Arc<Shared>,
     mesh: MeshBuilder<Mail, glommio::channels::channel_mesh::Full>,
     listener: Arc<std::net::TcpListener>,
+    cluster: Option<(Arc<std::net::TcpListener>, SocketAddr)>,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(x) => x,
@@ -297,6 +313,9 @@ async fn run_shard(
     }
     if id == 0 {
         monitor::spawn(&shard);
+        if let (Some((l, addr)), Some(c)) = (cluster, shard.shared.opts.cluster.clone()) {
+            route::start(&shard, c, l, addr);
+        }
     }
     let accepting = glommio::spawn_local({
         let shard = shard.clone();
@@ -340,6 +359,9 @@ async fn control_task(shard: &Rc<Shard>) {
             c.drain_and_close(client::CloseReason::ServerShutdown);
         }
     }
+    for r in shard.routes() {
+        r.client.drain_and_close(client::CloseReason::ServerShutdown);
+    }
     // Give writers a moment to send what is queued, then report done.
     let deadline = Instant::now() + Duration::from_secs(2);
     while shard.client_count() > 0 && Instant::now() < deadline {
@@ -352,6 +374,8 @@ async fn control_task(shard: &Rc<Shard>) {
 /// evenly over the rest of lame_duck_duration, so they do not all reconnect at once.
 async fn lame_duck(shard: &Rc<Shard>) {
     let opts = shard.opts();
+    // The other servers stop sending clients here.
+    shard.routes_lame_duck();
     // Only clients that take INFO updates (protocol 1) are told, as nats-server does.
     for c in shard.clients().iter().filter(|c| c.opts.borrow().protocol >= 1) {
         c.send(shard.ldm_info_line(c.cid, c.addr).as_bytes());

@@ -175,6 +175,12 @@ fn presents_nothing(c: &Connect) -> bool {
 /// Who a client that skipped CONNECT is: the `no_auth_user`, as nats-server 2.9 takes a
 /// first line other than CONNECT when one is configured (its `telnet` demos); None: such a
 /// client is refused.
+/// A route's CONNECT credentials against the cluster's `authorization` (the password plain
+/// or bcrypt, as for clients).
+pub async fn route_credentials_match(user: &str, password: &str, given_user: &str, given_pass: &str) -> bool {
+    user == given_user && matches!(secret_matches(password, given_user, given_pass, None, &|| false).await, Match::Yes)
+}
+
 pub fn skipped_connect(opts: &Options) -> Option<Identity> {
     no_auth_user(&opts.auth).map(|u| Identity::of(u, &u.user))
 }

@@ -46,6 +46,9 @@ pub enum Target {
     Responses,
     /// A request the server answers itself, in the system account (on core zero).
     System(super::system::Request),
+    /// Another server of the cluster has interest (on core zero, where routes live; one
+    /// entry per queue member it announced).
+    Route(Rc<crate::server::route::Route>),
 }
 
 impl PartialEq for Target {
@@ -57,6 +60,7 @@ impl PartialEq for Target {
             (Target::Service(a), Target::Service(b)) => Rc::ptr_eq(a, b),
             (Target::Responses, Target::Responses) => true,
             (Target::System(a), Target::System(b)) => a == b,
+            (Target::Route(a), Target::Route(b)) => Rc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -127,6 +131,7 @@ impl Shard {
             client.subs.borrow_mut().insert(sid.into(), sub);
             bump(&self.stats.sub_inserts, 1);
             self.interest_changed(acc, subj, queue, true);
+            self.tell_routes(acc, subj, queue, true);
             client.need_epoch.set(self.epoch.get());
         }
         if client.verbose.get() {
@@ -162,6 +167,7 @@ impl Shard {
         sub.client.subs.borrow_mut().remove(&sub.sid);
         bump(&self.stats.sub_removes, 1);
         self.interest_changed(acc, &sub.subject, sub.queue.as_deref(), false);
+        self.tell_routes(acc, &sub.subject, sub.queue.as_deref(), false);
     }
 
     /// Client subscriptions on this core, in every account.
@@ -216,6 +222,7 @@ mod tests {
             Target::Service(i) => (3, Rc::as_ptr(i) as usize),
             Target::Responses => (4, 0),
             Target::System(r) => (5, *r as usize),
+            Target::Route(r) => (6, Rc::as_ptr(r) as usize),
         }
     }
 

@@ -22,7 +22,8 @@ impl Shard {
         // a publishing core can weigh each core by its member count and every member is
         // about equally likely, as on nats-server. Plain interest needs only the 0↔1 edges.
         if queue.is_none() {
-            let here = self.account(acc).sublist.borrow().count_at(subj, None, |t| matches!(t, Target::Sub(_)));
+            // Routes' interest is this core's too (on core zero, where they live).
+            let here = self.account(acc).sublist.borrow().count_at(subj, None, |t| matches!(t, Target::Sub(_) | Target::Route(_)));
             let edge = if add { here == 1 } else { here == 0 };
             if !edge {
                 return;
@@ -40,6 +41,8 @@ impl Shard {
         let mut sublist = self.account(account).sublist.borrow_mut();
         let core = Target::Core(from as u16);
         let _ = if add { sublist.insert(subject, queue, core) } else { sublist.remove(subject, queue, &core) };
+        drop(sublist);
+        self.tell_routes(account, subject, queue, add);
     }
 
     /// Ask every other core to acknowledge once it has handled everything this core sent it

@@ -51,6 +51,7 @@ impl Shard {
             }
             Mail::Ack { epoch } => self.acknowledged(from, epoch),
             Mail::Stats(req) => crate::server::monitor::answer(self, req),
+            Mail::ConnectUrls(urls) => self.set_connect_urls(&urls),
         }
     }
 
@@ -84,7 +85,7 @@ impl Shard {
                     }
                 }
                 for (_, members) in &r.qsubs {
-                    if let Pick::Local(s) = self.pick(m.subject, None, members, false) {
+                    if let Pick::Local(s) = self.pick(m.subject, None, members, false, false) {
                         delivered |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
                     }
                 }
@@ -94,6 +95,10 @@ impl Shard {
                 self.stall_origin(from, meta.origin);
                 continue;
             }
+            let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg };
+            // Routes (on core zero) get what a client on another core published, never what
+            // came from a route.
+            let to_routes = !meta.local;
             // A forwarded message (hops > 0) is only for its queue groups.
             if meta.hops == 0 {
                 for t in &r.psubs {
@@ -101,16 +106,27 @@ impl Shard {
                         Target::Sub(s) => {
                             self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
                         }
-                        Target::System(req) => self.system_request(*req, meta.account, Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg }),
+                        Target::System(req) => self.system_request(*req, meta.account, msg),
+                        Target::Route(rt) if to_routes => self.add_route_target(rt, None),
                         _ => {}
                     }
                 }
             }
             for q in m.queues() {
-                let members = r.qsubs.iter().find(|(n, _)| &n[..] == q).map_or(&[][..], |(_, v)| &v[..]);
-                if let Pick::Local(s) = self.pick(m.subject, None, members, false) {
-                    self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
-                    continue;
+                let (name, members) = match r.qsubs.iter().find(|(n, _)| &n[..] == q) {
+                    Some((n, v)) => (Some(n), &v[..]),
+                    None => (None, &[][..]),
+                };
+                match self.pick(m.subject, None, members, false, to_routes) {
+                    Pick::Local(s) => {
+                        self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                        continue;
+                    }
+                    Pick::Route(rt) => {
+                        self.add_route_target(rt, name);
+                        continue;
+                    }
+                    _ => {}
                 }
                 // The group left this core while the message was in flight: hand it to
                 // another core that still has members, if any. The sender too: its members
@@ -127,13 +143,14 @@ impl Shard {
                     ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::once(q), super::outbox::Meta { hops: meta.hops + 1, ..meta });
                 }
             }
+            self.send_to_routes(meta.account, msg);
             self.stall_origin(from, meta.origin);
         }
     }
 
     /// An answer to a generated reply subject whose mapping is on this core.
     fn answer_from(&self, from: usize, m: &BatchMsg<'_>) {
-        let origin = Origin { client: None, cid: m.meta.origin, kind: m.meta.kind };
+        let origin = Origin::from_core(&m.meta);
         let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg };
         self.answer(origin, m.meta.account, msg, 1);
         self.stall_origin(from, m.meta.origin);

@@ -14,6 +14,7 @@
 //! - [`imports`]: accounts, stream and service imports, generated reply subjects;
 //! - [`mail`]: what other cores send here, and back-pressure between cores;
 //! - [`system`]: the system account's advisories and requests;
+//! - [`routes`]: other servers' interest, ours told to them, messages to and from them;
 //! - [`outbox`]: the per-peer batches that carry it.
 
 pub mod control;
@@ -22,6 +23,7 @@ pub mod index;
 mod interest;
 mod mail;
 pub mod outbox;
+mod routes;
 mod routing;
 pub mod system;
 
@@ -83,6 +85,11 @@ pub struct Shard {
     pub stats: ShardStats,
     /// Queue groups picked for other cores while routing one message (reused).
     picks: RefCell<Vec<(u16, Bytes)>>,
+    /// Routes the message being routed goes to, with the queue groups picked for each
+    /// (reused; see `routes`).
+    route_targets: RefCell<Vec<(Rc<crate::server::route::Route>, Vec<Bytes>)>>,
+    /// The cluster: on core zero, when routes are configured.
+    pub cluster: std::cell::OnceCell<Rc<crate::server::route::Cluster>>,
     /// A client that went over half its max_pending during this pass: whoever produced the
     /// messages waits for it at the end of the pass (see [`Shard::end_of_pass`]).
     stall: RefCell<Option<Rc<Client>>>,
@@ -142,6 +149,8 @@ impl Shard {
             rng: Cell::new(seed | 1),
             stats: ShardStats::default(),
             picks: RefCell::new(Vec::new()),
+            route_targets: RefCell::new(Vec::new()),
+            cluster: Default::default(),
             stall: RefCell::new(None),
             live: RefCell::new(shared.control.live()),
             live_generation: Cell::new(shared.control.generation.load(Ordering::Acquire)),
@@ -199,6 +208,20 @@ impl Shard {
         // unnamed one gets a made-up name there, here one derived from the server id so every
         // core says the same.
         info.cluster = o.cluster.as_ref().map(|c| c.name.clone().unwrap_or_else(|| info.server_id.chars().take(22).collect()));
+    }
+
+    /// How many cores the server runs on.
+    pub fn core_count(&self) -> usize {
+        self.outboxes.len()
+    }
+
+    /// The client URLs new connections' INFO names.
+    pub fn info_connect_urls(&self) -> Vec<String> {
+        self.info.borrow().connect_urls.clone()
+    }
+
+    pub fn set_info_connect_urls(&self, urls: Vec<String>) {
+        self.info.borrow_mut().connect_urls = urls;
     }
 
     /// Every client on this core.

@@ -40,6 +40,8 @@ pub enum Mail {
     /// The answer to a probe message (see [`Meta::probe`]): whether the sending core
     /// delivered it to anyone.
     ProbeAck { token: u32, delivered: bool },
+    /// The cluster's client URLs changed (from core zero, where routes live).
+    ConnectUrls(Arc<Vec<String>>),
 }
 
 /// A range into a batch's data.
@@ -68,6 +70,8 @@ pub struct Meta {
     /// A reply to a service import's generated `_R_` subject whose mapping lives on the
     /// receiving core: it resolves it there (see `shard::imports`).
     pub response: bool,
+    /// Never to a route: it came from one, or an import carried it into this account.
+    pub local: bool,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -11,11 +11,13 @@ use super::outbox::Meta;
 use super::{Probe, Shard};
 use crate::protocol::{encode, subject, Publish};
 use crate::server::client::{Client, Kind, Pending, State};
+use crate::server::route::Route;
 
 /// Where a queue message goes.
 pub(super) enum Pick<'a> {
     Local(&'a Rc<Subscription>),
     Core(u16),
+    Route(&'a Rc<Route>),
     Nobody,
 }
 
@@ -26,11 +28,27 @@ pub(super) struct Origin<'a> {
     pub client: Option<&'a Rc<Client>>,
     pub cid: u64,
     pub kind: Kind,
+    /// The queue groups this message is for, space separated, when a route picked them
+    /// (None: every group, as for a client's message).
+    pub queues: Option<&'a [u8]>,
+    /// Whether the message may go to routes: not when it came from one (one hop), nor once
+    /// a stream import carried it into another account (the peer does its own imports).
+    pub to_routes: bool,
 }
 
 impl<'a> Origin<'a> {
     pub fn of(client: &'a Rc<Client>) -> Origin<'a> {
-        Origin { client: Some(client), cid: client.cid, kind: client.kind }
+        Origin { client: Some(client), cid: client.cid, kind: client.kind, queues: None, to_routes: true }
+    }
+
+    /// A message handed over by another core.
+    pub fn from_core(meta: &Meta) -> Origin<'static> {
+        Origin { client: None, cid: meta.origin, kind: meta.kind, queues: None, to_routes: !meta.local }
+    }
+
+    /// Whether queue group `name` is one this message is for.
+    fn wants_queue(&self, name: &[u8]) -> bool {
+        self.queues.map_or(true, |qs| qs.split(|&b| b == b' ').any(|q| q == name))
     }
 
     /// A publisher with echo off, whose own subscriptions do not get its messages.
@@ -46,7 +64,7 @@ impl<'a> Origin<'a> {
     }
 
     fn meta(&self, account: u32) -> Meta {
-        Meta { account, origin: self.cid, kind: self.kind, ..Meta::default() }
+        Meta { account, origin: self.cid, kind: self.kind, local: !self.to_routes, ..Meta::default() }
     }
 }
 
@@ -172,6 +190,11 @@ impl Shard {
                     }
                 }
                 Target::Core(c) => mask |= 1 << c,
+                Target::Route(rt) => {
+                    if origin.to_routes {
+                        self.add_route_target(rt, None);
+                    }
+                }
                 Target::Stream(_) | Target::Service(_) | Target::Responses => imports = true,
                 Target::System(req) => {
                     self.system_request(*req, acc, m);
@@ -182,17 +205,19 @@ impl Shard {
         {
             let mut picks = self.picks.borrow_mut();
             picks.clear();
-            for (name, members) in &r.qsubs {
-                match self.pick(m.subject, skip, members, true) {
+            for (name, members) in r.qsubs.iter().filter(|(n, _)| origin.wants_queue(n)) {
+                match self.pick(m.subject, skip, members, true, origin.to_routes) {
                     Pick::Local(s) => any |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg),
                     Pick::Core(c) => {
                         picks.push((c, name.clone()));
                         mask |= 1 << c;
                     }
+                    Pick::Route(rt) => self.add_route_target(rt, Some(name)),
                     Pick::Nobody => {}
                 }
             }
         }
+        any |= self.send_to_routes(acc, m);
         if mask != 0 {
             any = true;
             origin.crossed();
@@ -219,7 +244,8 @@ impl Shard {
         match t {
             Target::Stream(i) => {
                 let subject = i.rename.apply(m.subject);
-                self.route(origin, i.into, Message { subject: &subject, ..m }, depth + 1)
+                // Local subscribers only: a peer server imports the stream itself.
+                self.route(Origin { to_routes: false, ..origin }, i.into, Message { subject: &subject, ..m }, depth + 1)
             }
             Target::Service(i) => {
                 let subject = i.rename.apply(m.subject);
@@ -237,7 +263,7 @@ impl Shard {
                 true
             }
             Target::Responses => self.answer(origin, acc, m, depth),
-            Target::Sub(_) | Target::Core(_) | Target::System(_) => false,
+            Target::Sub(_) | Target::Core(_) | Target::Route(_) | Target::System(_) => false,
         }
     }
 
@@ -253,20 +279,23 @@ impl Shard {
             return true;
         }
         let Some((into, reply)) = self.responses.answer(token) else { return false };
-        // The answer's own reply subject is the exporter's: the requester gets none.
-        self.route(origin, into, Message { subject: &reply, reply: None, ..m }, depth + 1)
+        // The answer's own reply subject is the exporter's: the requester gets none. The
+        // requester is on this server (its mapping is), so the answer stays here.
+        self.route(Origin { to_routes: false, ..origin }, into, Message { subject: &reply, reply: None, ..m }, depth + 1)
     }
 
     /// Choose the one member of a queue group that gets a message: a live local member, or
     /// with `cores` a core that has members (listed once per member it has, so each member
-    /// server-wide is about equally likely). `skip` is a publisher with echo off, whose own
+    /// server-wide is about equally likely), with `routes` a route (listed once per member
+    /// its server announced). `skip` is a publisher with echo off, whose own
     /// members are not eligible.
-    pub(super) fn pick<'a>(&self, subj: &[u8], skip: Option<&Rc<Client>>, members: &'a [Target], cores: bool) -> Pick<'a> {
+    pub(super) fn pick<'a>(&self, subj: &[u8], skip: Option<&Rc<Client>>, members: &'a [Target], cores: bool, routes: bool) -> Pick<'a> {
         let eligible = |t: &&Target| match t {
             Target::Sub(s) => {
                 !s.closed.get() && s.client.state.get() == State::Open && !s.client.denies_delivery(subj) && !skip.is_some_and(|o| Rc::ptr_eq(&s.client, o))
             }
             Target::Core(c) => cores && *c as usize != self.id,
+            Target::Route(r) => routes && r.client.state.get() == State::Open,
             _ => false,
         };
         let n = members.iter().filter(eligible).count();
@@ -276,6 +305,7 @@ impl Shard {
         match members.iter().filter(eligible).nth(self.random(n)) {
             Some(Target::Sub(s)) => Pick::Local(s),
             Some(Target::Core(c)) => Pick::Core(*c),
+            Some(Target::Route(r)) => Pick::Route(r),
             _ => Pick::Nobody,
         }
     }
@@ -298,7 +328,8 @@ impl Shard {
             let was_empty = out.is_empty();
             let start = out.len();
             match c.kind {
-                Kind::Client => encode::msg(&mut out, subj, &sub.sid, reply, h, body),
+                // Routes hold no subscriptions: their interest is `Target::Route`.
+            Kind::Client | Kind::Route => encode::msg(&mut out, subj, &sub.sid, reply, h, body),
             }
             if crate::logging::trace_enabled() {
                 let line = &out[start..];

@@ -105,7 +105,7 @@ impl Shard {
     /// Publish a message in the system account from the server itself.
     fn publish_system(&self, subject: &str, body: &Value) {
         let payload = body.to_string();
-        let origin = Origin { client: None, cid: 0, kind: Kind::Client };
+        let origin = Origin { client: None, cid: 0, kind: Kind::Client, queues: None, to_routes: true };
         let m = Message { subject: subject.as_bytes(), reply: None, header_len: None, msg: payload.as_bytes() };
         self.route(origin, self.shared.accounts.system, m, 0);
     }
@@ -221,7 +221,7 @@ impl Shard {
             Err((code, description)) => out.insert("error".into(), json!({"code": code, "description": description})),
         };
         let payload = Value::Object(out).to_string();
-        let origin = Origin { client: None, cid: 0, kind: Kind::Client };
+        let origin = Origin { client: None, cid: 0, kind: Kind::Client, queues: None, to_routes: true };
         let m = Message { subject: &reply, reply: None, header_len: None, msg: payload.as_bytes() };
         self.route(origin, acc, m, 0);
     }

@@ -1,0 +1,254 @@
+//! Routes in the index (core zero only): the interest other servers announce (`RS+`, `RS-`)
+//! kept as `Target::Route` entries, the interest of this server told to them, and messages
+//! to and from them.
+//!
+//! The rules are nats-server 2.9's: a message from a route goes to local subscribers only
+//! (one hop); a route gets one `RMSG` per message, naming the queue groups it was picked
+//! for; a queue group's members on every server weigh the same, a route weighing as much as
+//! the members it announced.
+//!
+//! Other cores know route interest as core zero's interest (`Target::Core(0)`, one entry
+//! per queue member), so a client anywhere in the server reaches the routes through core
+//! zero's mailbox, in its publishing order.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::index::Target;
+use super::routing::{Message, Origin};
+use super::Shard;
+use crate::protocol::{encode, subject, Routed};
+use crate::server::client::{Kind, Pending};
+use crate::server::route::{Route, SubKey};
+
+/// A queue weight bigger than this is taken as this: each unit of weight is an entry in the
+/// index (and on every other core), so a peer cannot make this server hold millions.
+pub const MAX_QUEUE_WEIGHT: u32 = 1024;
+
+impl Shard {
+    /// The routes registered on this core (none but on core zero, and only in a cluster).
+    pub fn routes(&self) -> Vec<Rc<Route>> {
+        self.cluster.get().map(|c| c.routes.borrow().clone()).unwrap_or_default()
+    }
+
+    /// `RS+ account subject [queue weight]` from a route.
+    pub fn route_sub(&self, route: &Rc<Route>, account: &[u8], subj: &[u8], queue: Option<&[u8]>, weight: u32) {
+        let Some(acc) = self.route_account(route, account, subj) else { return };
+        if !subject::valid_subject(subj) || !queue.map_or(true, subject::valid_queue) {
+            tracing::debug!(cid = route.client.cid, "invalid remote subscription {:?}", String::from_utf8_lossy(subj));
+            return;
+        }
+        let want = if queue.is_some() { weight.clamp(1, MAX_QUEUE_WEIGHT) } else { 1 };
+        let key: SubKey = (acc, subj.into(), queue.map(Into::into));
+        let had = route.subs.borrow().get(&key).copied().unwrap_or(0);
+        if want == had {
+            return;
+        }
+        route.subs.borrow_mut().insert(key, want);
+        if want > had {
+            self.route_entries(route, acc, subj, queue, want - had, true);
+        } else {
+            self.route_entries(route, acc, subj, queue, had - want, false);
+        }
+    }
+
+    /// `RS- account subject [queue]` from a route.
+    pub fn route_unsub(&self, route: &Rc<Route>, account: &[u8], subj: &[u8], queue: Option<&[u8]>) {
+        let Some(acc) = self.route_account(route, account, subj) else { return };
+        let key: SubKey = (acc, subj.into(), queue.map(Into::into));
+        let Some(had) = route.subs.borrow_mut().remove(&key) else { return };
+        self.route_entries(route, acc, subj, queue, had, false);
+    }
+
+    /// A route closed: everything it announced goes.
+    pub fn route_gone(&self, route: &Rc<Route>) {
+        let subs: Vec<_> = route.subs.borrow_mut().drain().collect();
+        for ((acc, subj, queue), n) in subs {
+            self.route_entries(route, acc, &subj, queue.as_deref(), n, false);
+        }
+    }
+
+    fn route_account(&self, route: &Route, account: &[u8], subj: &[u8]) -> Option<u32> {
+        let id = std::str::from_utf8(account).ok().and_then(|a| self.shared.accounts.id(a));
+        if id.is_none() {
+            // As nats-server with a static account list: said and ignored.
+            tracing::debug!(cid = route.client.cid, "Unknown account {:?} for remote subject {:?}", String::from_utf8_lossy(account), String::from_utf8_lossy(subj));
+        }
+        id
+    }
+
+    /// Add or remove `n` entries of a route's interest, and tell the other cores.
+    fn route_entries(&self, route: &Rc<Route>, acc: u32, subj: &[u8], queue: Option<&[u8]>, n: u32, add: bool) {
+        for _ in 0..n {
+            let t = Target::Route(route.clone());
+            let ok = {
+                let mut sl = self.account(acc).sublist.borrow_mut();
+                if add { sl.insert(subj, queue, t).is_ok() } else { sl.remove(subj, queue, &t).is_ok() }
+            };
+            if ok {
+                self.interest_changed(acc, subj, queue, add);
+            }
+        }
+    }
+
+    /// This server's interest in `(subj, queue)` of account `acc` changed (a subscription on
+    /// this core, or another core's interest): tell the routes when a plain pattern's count
+    /// server-wide goes 0→1 or 1→0, and a queue group's weight whenever it changes.
+    pub(super) fn tell_routes(&self, acc: u32, subj: &[u8], queue: Option<&[u8]>, add: bool) {
+        let Some(cluster) = self.cluster.get() else { return };
+        if cluster.routes.borrow().is_empty() {
+            return;
+        }
+        let here = self.account(acc).sublist.borrow().count_at(subj, queue, |t| matches!(t, Target::Sub(_) | Target::Core(_)));
+        let line = match queue {
+            None if add && here == 1 => interest_line(&self.account(acc).name, subj, None, true),
+            None if !add && here == 0 => interest_line(&self.account(acc).name, subj, None, false),
+            None => return,
+            Some(q) => interest_line(&self.account(acc).name, subj, Some((q, here as u32)), here > 0),
+        };
+        for r in cluster.routes.borrow().iter() {
+            r.client.send(&line);
+        }
+    }
+
+    /// Everything this server is interested in, as `RS+` lines for a route that just
+    /// registered: every account's local interest (subscriptions on any core), and what the
+    /// account table always wants (stream imports' subjects, in the exporting account; the
+    /// generated reply subjects, in the exporters).
+    pub fn send_interest(&self, route: &Route) {
+        let mut out = Vec::new();
+        let table = &self.shared.accounts;
+        for (id, index) in self.accounts.iter().enumerate() {
+            let mut counts: Vec<((Bytes, Option<Bytes>), u32)> = Vec::new();
+            let mut seen: ahash::AHashMap<(Bytes, Option<Bytes>), usize> = Default::default();
+            for (subj, queue, t) in index.sublist.borrow().entries() {
+                if !matches!(t, Target::Sub(_) | Target::Core(_)) {
+                    continue;
+                }
+                let key = (subj, queue);
+                match seen.get(&key) {
+                    Some(&i) => counts[i].1 += 1,
+                    None => {
+                        seen.insert(key.clone(), counts.len());
+                        counts.push((key, 1));
+                    }
+                }
+            }
+            for ((subj, queue), n) in counts {
+                out.extend_from_slice(&interest_line(&index.name, &subj, queue.as_deref().map(|q| (q, n)), true));
+            }
+            let id = id as u32;
+            for s in table.streams.iter().filter(|s| s.from == id) {
+                out.extend_from_slice(&interest_line(&index.name, &s.subject, None, true));
+            }
+            if table.exporters.contains(&id) {
+                let mut pattern = table.reply_prefix.to_vec();
+                pattern.push(b'>');
+                out.extend_from_slice(&interest_line(&index.name, &pattern, None, true));
+            }
+        }
+        if !out.is_empty() {
+            route.client.send(&out);
+        }
+    }
+
+    /// A message from a route: to local subscribers (on any core) only.
+    pub fn route_message(&self, route: &Rc<Route>, m: &Routed<'_>) {
+        let c = &route.client;
+        super::index::bump(&c.stats.in_msgs, 1);
+        super::index::bump(&c.stats.in_bytes, m.msg.len() as u64);
+        super::index::bump(&self.stats.in_msgs, 1);
+        super::index::bump(&self.stats.in_bytes, m.msg.len() as u64);
+        let Some(acc) = std::str::from_utf8(m.account).ok().and_then(|a| self.shared.accounts.id(a)) else {
+            tracing::debug!(cid = c.cid, "Unknown account {:?} for routed message on subject {:?}", String::from_utf8_lossy(m.account), String::from_utf8_lossy(m.subject));
+            return;
+        };
+        let origin = Origin { client: None, cid: c.cid, kind: Kind::Route, queues: Some(m.queues), to_routes: false };
+        let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg };
+        self.route(origin, acc, msg, 0);
+    }
+
+    /// Note a route as a target of the message being routed (once per route), with the
+    /// queue group it was picked for, if any.
+    pub(super) fn add_route_target(&self, r: &Rc<Route>, queue: Option<&Bytes>) {
+        let mut targets = self.route_targets.borrow_mut();
+        let i = match targets.iter().position(|(t, _)| Rc::ptr_eq(t, r)) {
+            Some(i) => i,
+            None => {
+                targets.push((r.clone(), Vec::new()));
+                targets.len() - 1
+            }
+        };
+        if let Some(q) = queue {
+            targets[i].1.push(q.clone());
+        }
+    }
+
+    /// Send the message being routed to the routes noted for it; true if any.
+    pub(super) fn send_to_routes(&self, acc: u32, m: Message<'_>) -> bool {
+        let mut targets = self.route_targets.borrow_mut();
+        if targets.is_empty() {
+            return false;
+        }
+        let account = self.account(acc).name.clone();
+        for (r, queues) in targets.drain(..) {
+            let c = &r.client;
+            if c.state.get() != crate::server::client::State::Open {
+                continue;
+            }
+            // A peer that did not ask for headers gets the payload alone, as clients do.
+            let (h, body) = match m.header_len {
+                Some(h) if !c.headers.get() => (None, &m.msg[h.min(m.msg.len())..]),
+                h => (h, m.msg),
+            };
+            let qs: Vec<&[u8]> = queues.iter().map(|q| &q[..]).collect();
+            let (was_empty, queued) = {
+                let mut out = c.out.borrow_mut();
+                let was_empty = out.is_empty();
+                encode::routed(&mut out, account.as_bytes(), m.subject, m.reply, &qs, h, body);
+                (was_empty, out.len())
+            };
+            super::index::bump(&c.stats.out_msgs, 1);
+            super::index::bump(&c.stats.out_bytes, body.len() as u64);
+            super::index::bump(&self.stats.out_msgs, 1);
+            super::index::bump(&self.stats.out_bytes, body.len() as u64);
+            if c.queued(was_empty, queued) == Pending::High {
+                *self.stall.borrow_mut() = Some(c.clone());
+            }
+        }
+        true
+    }
+}
+
+/// `RS+ account subject[ queue weight]\r\n`, or `RS- account subject[ queue]\r\n`.
+fn interest_line(account: &str, subj: &[u8], queue: Option<(&[u8], u32)>, add: bool) -> Vec<u8> {
+    let mut line = Vec::with_capacity(account.len() + subj.len() + 32);
+    line.extend_from_slice(if add { b"RS+ " } else { b"RS- " });
+    line.extend_from_slice(account.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(subj);
+    if let Some((q, w)) = queue {
+        line.push(b' ');
+        line.extend_from_slice(q);
+        if add {
+            line.push(b' ');
+            line.extend_from_slice(itoa::Buffer::new().format(w).as_bytes());
+        }
+    }
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interest_line;
+
+    #[test]
+    fn interest_lines_as_nats_server_writes_them() {
+        assert_eq!(interest_line("$G", b"foo.*", None, true), b"RS+ $G foo.*\r\n");
+        assert_eq!(interest_line("$G", b"foo.*", None, false), b"RS- $G foo.*\r\n");
+        assert_eq!(interest_line("A", b"foo", Some((b"q", 3)), true), b"RS+ A foo q 3\r\n");
+        assert_eq!(interest_line("A", b"foo", Some((b"q", 0)), false), b"RS- A foo q\r\n");
+    }
+}
