@@ -36,7 +36,7 @@ pub mod nuid;
 pub mod options;
 mod pool;
 pub mod subscription;
-mod tls;
+pub(crate) mod tls;
 pub mod url;
 
 pub use conn::{Connection, Statistics, Status};

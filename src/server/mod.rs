@@ -203,11 +203,23 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
     let listen_fd = listener.as_raw_fd();
     // The route port too, before any executor starts: a port in use is an error at start.
     let cluster = match &opts.cluster {
-        Some(c) => Some(listener::bind(&c.host, c.port)?),
+        Some(c) => {
+            // Routes are mutual TLS: the accepting side always asks for the peer's certificate.
+            let tls = match &c.tls {
+                Some(t) => {
+                    let server = tls::server_config(&options::Tls { verify: true, ..t.clone() }).map_err(|e| StartError::Tls(format!("cluster: {e}")))?;
+                    let client = tls::route_client_config(t).map_err(|e| StartError::Tls(format!("cluster: {e}")))?;
+                    Some(route::RouteTls { server, client, timeout: t.timeout })
+                }
+                None => None,
+            };
+            let (l, addr) = listener::bind(&c.host, c.port)?;
+            Some(route::RouteListener { listener: l, addr, tls })
+        }
         None => None,
     };
-    let cluster_addr = cluster.as_ref().map(|(_, a)| *a);
-    let cluster_fd = cluster.as_ref().map(|(l, _)| l.as_raw_fd());
+    let cluster_addr = cluster.as_ref().map(|l| l.addr);
+    let cluster_fd = cluster.as_ref().map(|l| l.listener.as_raw_fd());
     let server_id = new_server_id();
     let info = Info {
         server_id: server_id.clone(),
@@ -267,7 +279,7 @@ async fn run_shard(
     shared: Arc<Shared>,
     mesh: MeshBuilder<Mail, glommio::channels::channel_mesh::Full>,
     listener: Arc<std::net::TcpListener>,
-    cluster: Option<(Arc<std::net::TcpListener>, SocketAddr)>,
+    cluster: Option<route::RouteListener>,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
         Ok(x) => x,
@@ -313,8 +325,8 @@ async fn run_shard(
     }
     if id == 0 {
         monitor::spawn(&shard);
-        if let (Some((l, addr)), Some(c)) = (cluster, shard.shared.opts.cluster.clone()) {
-            route::start(&shard, c, l, addr);
+        if let (Some(l), Some(c)) = (cluster, shard.shared.opts.cluster.clone()) {
+            route::start(&shard, c, l);
         }
     }
     let accepting = glommio::spawn_local({

@@ -47,14 +47,40 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, solicit: Option<(RouteUrl, 
     let client = route.client.clone();
     cluster.pending.borrow_mut().push(route.clone());
     tracing::info!(cid = client.cid, ?addr, "Route connection created");
-    let stream = Stream::new(Transport::Plain(tcp));
+    // With TLS, the handshake comes first, before either side says anything.
+    let transport = match &cluster.tls {
+        None => Ok(Transport::Plain(tcp)),
+        Some(tls) if !solicited => crate::server::tls::accept(tls.server.clone(), tcp, tls.timeout).await,
+        Some(tls) => {
+            let host = route.state.borrow().url.as_ref().map(|u| u.host.clone()).unwrap_or_default();
+            let handshake = async { crate::client::tls::upgrade(tls.client.clone(), &host, tcp).await.map_err(|e| e.to_string()) };
+            futures_lite::future::or(handshake, async {
+                glommio::timer::sleep(tls.timeout).await;
+                Err("TLS handshake timeout".to_string())
+            })
+            .await
+        }
+    };
+    let stream = match transport {
+        Ok(t) => {
+            *client.tls.borrow_mut() = t.tls_info();
+            Stream::new(t)
+        }
+        Err(e) => {
+            tracing::error!(cid = client.cid, ?addr, "TLS route handshake error: {e}");
+            client.close_reason.set(Some(CloseReason::TlsHandshakeError));
+            client.state.set(State::Closed);
+            closed(&shard, &cluster, &route);
+            return;
+        }
+    };
     if solicited {
         let (user, pass) = route.state.borrow().url.as_ref().map(|u| (u.user.clone(), u.password.clone())).unwrap_or_default();
         let connect = RouteConnect {
             echo: true,
             user,
             pass,
-            tls_required: false,
+            tls_required: cluster.tls.is_some(),
             headers: true,
             name: shard.shared.info.server_id.clone(),
             cluster: cluster.name.borrow().clone(),

@@ -27,6 +27,23 @@ use super::shard::{Mode, Shard};
 use crate::config::file::{parse_route_url, RouteUrl};
 use crate::protocol::info::RouteInfo;
 
+/// The route port, bound before the executors start, and its TLS.
+#[derive(Clone)]
+pub struct RouteListener {
+    pub listener: Arc<TcpListener>,
+    pub addr: SocketAddr,
+    pub tls: Option<RouteTls>,
+}
+
+/// Route TLS: both sides verify each other (the accepting side as a server asking for a
+/// client certificate, the dialling side as a client presenting the same certificate).
+#[derive(Clone)]
+pub struct RouteTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
+    pub timeout: Duration,
+}
+
 /// A remote subscription's key: account id, subject, queue.
 pub type SubKey = (u32, Box<[u8]>, Option<Box<[u8]>>);
 
@@ -80,6 +97,9 @@ pub struct Cluster {
     pub explicit: Vec<RouteUrl>,
     /// A route has registered once: clients' INFO names the cluster's URLs from then on.
     pub seen_routes: Cell<bool>,
+    pub tls: Option<RouteTls>,
+    /// The server is in lame duck mode.
+    pub lame_duck: Cell<bool>,
 }
 
 /// How long a route dial may take, and the pause between attempts (nats-server's 1s each).
@@ -87,7 +107,7 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 impl Cluster {
-    fn new(shard: &Shard, opts: ClusterOpts, listen: SocketAddr) -> Cluster {
+    fn new(shard: &Shard, opts: ClusterOpts, listen: SocketAddr, tls: Option<RouteTls>) -> Cluster {
         let (name, dynamic) = match &opts.name {
             Some(n) => (n.clone(), false),
             None => (shard.shared.info.cluster.clone().unwrap_or_else(|| shard.shared.info.server_id.chars().take(22).collect()), true),
@@ -103,6 +123,8 @@ impl Cluster {
             own_urls: client_urls(&o.host, shard.shared.info.port),
             explicit,
             seen_routes: Cell::new(false),
+            tls,
+            lame_duck: Cell::new(false),
             opts,
         }
     }
@@ -151,7 +173,8 @@ impl Cluster {
         if routes.is_empty() && !self.seen_routes.get() {
             return Vec::new();
         }
-        let mut urls = self.own_urls.clone();
+        // In lame duck mode clients are pointed at the other servers only, as nats-server does.
+        let mut urls = if self.lame_duck.get() { Vec::new() } else { self.own_urls.clone() };
         if !self.opts.no_advertise {
             for r in routes.iter() {
                 for u in &r.state.borrow().connect_urls {
@@ -176,7 +199,7 @@ pub fn join_host_port(host: &str, port: u16) -> String {
 
 /// This server's client URLs: its listen host, or every non-loopback address of the
 /// machine when it listens on all of them (nats-server's choice).
-fn client_urls(host: &str, port: u16) -> Vec<String> {
+pub fn client_urls(host: &str, port: u16) -> Vec<String> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     match bare.parse::<IpAddr>() {
         Ok(ip) if ip.is_unspecified() => {
@@ -233,8 +256,9 @@ fn is_self(addr: &SocketAddr, listen: &SocketAddr) -> bool {
 }
 
 /// Start the cluster on core zero: serve the route listener, dial the configured routes.
-pub fn start(shard: &Rc<Shard>, opts: ClusterOpts, listener: Arc<TcpListener>, listen: SocketAddr) {
-    let cluster = Rc::new(Cluster::new(shard, opts, listen));
+pub fn start(shard: &Rc<Shard>, opts: ClusterOpts, l: RouteListener) {
+    let (listener, listen) = (l.listener, l.addr);
+    let cluster = Rc::new(Cluster::new(shard, opts, listen, l.tls));
     if shard.cluster.set(cluster.clone()).is_err() {
         return;
     }
@@ -306,6 +330,8 @@ impl Shard {
     /// clients here.
     pub fn routes_lame_duck(&self) {
         let Some(cluster) = self.cluster.get() else { return };
+        cluster.lame_duck.set(true);
+        self.publish_cluster_urls();
         let line = format!("INFO {} \r\n", serde_json::to_string(&cluster.info(self)).unwrap_or_default());
         for r in cluster.routes.borrow().iter() {
             r.client.send(line.as_bytes());

@@ -261,6 +261,11 @@ impl Shard {
 
     fn client_info_line(&self, cid: u64, addr: Option<SocketAddr>, ldm: bool, nonce: Option<&str>) -> String {
         let mut info = self.info.borrow().clone();
+        if ldm {
+            // Clients are pointed at the other servers of the cluster only.
+            let own = crate::server::route::client_urls(&self.shared.opts.host, self.shared.info.port);
+            info.connect_urls.retain(|u| !own.contains(u));
+        }
         info.nonce = nonce.map(Into::into);
         info.client_id = Some(cid);
         info.client_ip = addr.map(|a| a.ip().to_string());
