@@ -365,3 +365,32 @@ impl Shard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_urls_name_the_listen_host_or_every_address() {
+        assert_eq!(client_urls("127.0.0.1", 4222), ["127.0.0.1:4222"]);
+        assert_eq!(client_urls("::1", 4222), ["[::1]:4222"]);
+        assert_eq!(client_urls("[::1]", 4222), ["[::1]:4222"]);
+        // All interfaces: the machine's addresses other than loopback (or loopback when it
+        // has no other), each with the port.
+        let any = client_urls("0.0.0.0", 4222);
+        assert!(!any.is_empty() && any.iter().all(|u| u.ends_with(":4222")), "{any:?}");
+        assert!(any.iter().all(|u| !u.starts_with("127.")) || any == ["127.0.0.1:4222"], "{any:?}");
+    }
+
+    #[test]
+    fn a_route_to_this_machine_on_the_cluster_port_is_self() {
+        let listen: SocketAddr = "0.0.0.0:6222".parse().unwrap();
+        assert!(is_self(&"127.0.0.1:6222".parse().unwrap(), &listen));
+        assert!(!is_self(&"127.0.0.1:6223".parse().unwrap(), &listen));
+        // An address that is not this machine's.
+        assert!(!is_self(&"192.0.2.1:6222".parse().unwrap(), &listen));
+        for ip in local_addresses() {
+            assert!(is_self(&SocketAddr::new(ip, 6222), &listen), "{ip}");
+        }
+    }
+}
