@@ -18,6 +18,7 @@ use super::connz::{self, ConnzQuery};
 use super::fmt::{http_date, now_ns};
 use super::gather::{gather, sum_accounts, CoreQuery, SubsQuery};
 use super::params::Query;
+use super::routez::{self, RoutezQuery};
 use super::subsz::{self, SublistStats, SubszQuery};
 use super::{accountz, metrics, varz, MonitorState};
 use crate::server::shard::Shard;
@@ -330,8 +331,8 @@ pub async fn route(shard: &Rc<Shard>, st: &MonitorState, target: &str) -> Respon
         }
         "/routez" => {
             st.count("/routez");
-            match subsz::routez(server_id, &q, now_ns()) {
-                Ok(r) => json(&q, serde_json::to_vec_pretty(&r)),
+            match RoutezQuery::from_query(&q) {
+                Ok(rq) => json(&q, serde_json::to_vec_pretty(&routez::build(shard, &rq, now_ns()))),
                 Err(e) => Response::text(400, e),
             }
         }
@@ -393,7 +394,7 @@ pub async fn route(shard: &Rc<Shard>, st: &MonitorState, target: &str) -> Respon
             if let Ok(v) = serde_json::to_value(subsz::SublistStats::sum(&snaps)) {
                 metrics::json_gauges(&mut e, "subsz", &v, &[]);
             }
-            e.single("gnatsd_routez_num_routes", "num_routes", "gauge", 0.0);
+            metrics::routez(&mut e, &routez::build(shard, &RoutezQuery::default(), now));
             metrics::cores(&mut e, &snaps);
             metrics::accounts(&mut e, &accounts.names, &sum_accounts(&snaps));
             Response { status: 200, content_type: metrics::CONTENT_TYPE, body: e.finish().into_bytes(), cors: false }

@@ -12,6 +12,11 @@
 //! account, natsu on the receiving connection's, so natsu's figure has its own name,
 //! `natsu_account_out_msgs_total` (and `_out_bytes_total`).
 //!
+//! Per route, natsu's own series in the exporter's naming, labelled with the route's `rid`
+//! and the peer's `remote_id`: `gnatsd_routez_in_msgs`, `_out_msgs`, `_in_bytes`,
+//! `_out_bytes` (counters), `_pending_size`, `_subscriptions` (gauges); beside the
+//! exporter's `gnatsd_routez_num_routes`.
+//!
 //! As the exporter does, every numeric top-level key of `/varz` becomes a gauge, and
 //! `server_id`, `server_name` and `version` become gauges of value 1 with a `value` label.
 //! The `/connz` sums cover all open connections (the exporter sums one page of them).
@@ -20,6 +25,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::gather::{AccountFigures, CoreSnapshot, CoreStats};
+use super::routez::{RouteInfo, Routez};
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -100,6 +106,12 @@ impl Exposition {
         self.rows(name, help, kind, rows);
     }
 
+    /// One series per route, labelled with its rid and the peer's server id.
+    pub fn per_route(&mut self, name: &str, help: &str, kind: &str, routes: &[RouteInfo], f: fn(&RouteInfo) -> u64) {
+        let rows = routes.iter().map(|r| (format!("rid=\"{}\",remote_id=\"{}\"", r.rid, escape(&r.remote_id)), f(r)));
+        self.rows(name, help, kind, rows);
+    }
+
     pub fn finish(self) -> String {
         self.out
     }
@@ -141,6 +153,18 @@ pub fn connz(e: &mut Exposition, snaps: &[CoreSnapshot]) {
     e.single("gnatsd_connz_out_bytes", "out_bytes", "counter", t.out_bytes as f64);
     e.single("gnatsd_connz_in_msgs", "in_msgs", "counter", t.in_msgs as f64);
     e.single("gnatsd_connz_out_msgs", "out_msgs", "counter", t.out_msgs as f64);
+}
+
+/// `/routez`: the number of routes, and each route's figures (see the module comment).
+pub fn routez(e: &mut Exposition, rz: &Routez) {
+    e.single("gnatsd_routez_num_routes", "num_routes", "gauge", rz.num_routes as f64);
+    let r = &rz.routes[..];
+    e.per_route("gnatsd_routez_in_msgs", "in_msgs", "counter", r, |r| r.in_msgs);
+    e.per_route("gnatsd_routez_out_msgs", "out_msgs", "counter", r, |r| r.out_msgs);
+    e.per_route("gnatsd_routez_in_bytes", "in_bytes", "counter", r, |r| r.in_bytes);
+    e.per_route("gnatsd_routez_out_bytes", "out_bytes", "counter", r, |r| r.out_bytes);
+    e.per_route("gnatsd_routez_pending_size", "pending_size", "gauge", r, |r| r.pending_size as u64);
+    e.per_route("gnatsd_routez_subscriptions", "subscriptions", "gauge", r, |r| u64::from(r.subscriptions));
 }
 
 /// The per-account series (see the module comment), from the cores' figures summed by

@@ -9,7 +9,7 @@
 //!
 //! - [`http`]: the HTTP/1.1 server (httparse for requests, responses written here);
 //! - [`params`]: query strings and Go's parse errors;
-//! - [`varz`], [`connz`], [`subsz`] (with `/routez`), [`accountz`] (with `/accstatz`),
+//! - [`varz`], [`connz`], [`routez`], [`subsz`], [`accountz`] (with `/accstatz`),
 //!   [`metrics`]: the endpoints;
 //! - [`gather`]: the cross-core stats request and each core's answer;
 //! - [`fmt`]: Go's time and duration formats.
@@ -21,6 +21,7 @@ pub mod gather;
 pub mod http;
 pub mod metrics;
 pub mod params;
+pub mod routez;
 pub mod subsz;
 pub mod varz;
 

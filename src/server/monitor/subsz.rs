@@ -1,5 +1,4 @@
-//! `/subsz` (the subscription index's figures, and with `subs=1` the subscriptions) and
-//! `/routez` (no routes yet: the reference's shape with an empty list).
+//! `/subsz`: the subscription index's figures, and with `subs=1` the subscriptions.
 //!
 //! Server-wide by default, over every account's index; `acc=NAME` narrows both the figures
 //! and the list to one account, as nats-server 2.9 does (an unknown account: all zeros).
@@ -159,22 +158,4 @@ pub fn reply(
         limit: q.limit,
         subscriptions_list: page,
     })
-}
-
-/// The `/routez` reply: natsu has no routes yet.
-#[derive(Serialize)]
-pub struct Routez {
-    pub server_id: String,
-    pub now: String,
-    pub num_routes: usize,
-    pub routes: Vec<serde_json::Value>,
-}
-
-/// `/routez`; `subs=` is read (and must be a boolean or `detail`, as there) but there is
-/// nothing to list.
-pub fn routez(server_id: &str, q: &Query, now: u64) -> Result<Routez, String> {
-    if q.get("subs") != Some("detail") {
-        q.boolean("subs")?;
-    }
-    Ok(Routez { server_id: server_id.into(), now: rfc3339_nano(now), num_routes: 0, routes: Vec::new() })
 }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::fmt::{go_float, rfc3339_nano, uptime};
 use super::gather::{CoreSnapshot, CoreStats};
-use super::MonitorState;
+use super::{routez, MonitorState};
+use crate::server::options::Options;
 use crate::server::shard::Shard;
 
 /// An empty JSON object, for the features natsu does not have (gateways, leaf nodes, ...).
@@ -30,6 +31,10 @@ pub struct ClusterVarz {
     pub urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_float")]
     pub tls_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
 }
 
 fn opt_float<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
@@ -52,6 +57,9 @@ pub struct Varz {
     pub tls_required: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls_verify: bool,
+    /// The cluster's client URLs, as clients are told them in INFO (none before a route).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_urls: Vec<String>,
     pub max_connections: usize,
     #[serde(skip_serializing_if = "is_zero")]
     pub max_subscriptions: usize,
@@ -150,6 +158,26 @@ fn host_port(url: &str) -> String {
     rest.trim_end_matches('/').to_string()
 }
 
+/// The `cluster` block as nats-server fills it: the settings with its defaults (TLS
+/// timeout 2s; auth timeout 2s, or the TLS timeout plus one with cluster TLS), the name the
+/// cluster goes by now (a made-up one until a peer's wins) and the port really listened on.
+fn cluster_varz(shard: &Shard, o: &Options) -> ClusterVarz {
+    let Some(c) = o.cluster.as_ref() else { return ClusterVarz::default() };
+    let running = shard.cluster.get();
+    let tls_timeout = c.tls.as_ref().map_or(2.0, |t| t.timeout.as_secs_f64());
+    let auth_timeout = c.auth_timeout.map_or(if c.tls.is_some() { tls_timeout + 1.0 } else { 2.0 }, |d| d.as_secs_f64());
+    ClusterVarz {
+        name: running.map(|r| r.name.borrow().clone()).or_else(|| c.name.clone()),
+        addr: Some(c.host.clone()).filter(|h| !h.is_empty()),
+        cluster_port: Some(running.map_or(c.port, |r| r.listen.port())).filter(|&p| p != 0),
+        auth_timeout: Some(auth_timeout),
+        urls: c.routes.iter().map(|r| host_port(r)).collect(),
+        tls_timeout: Some(tls_timeout),
+        tls_required: c.tls.is_some(),
+        tls_verify: c.tls.is_some(),
+    }
+}
+
 /// Build `/varz` from the cores' answers.
 pub fn build(shard: &Shard, mon: &MonitorState, snaps: &[CoreSnapshot], with_cores: bool, now: u64) -> Varz {
     let shared = &shard.shared;
@@ -158,14 +186,9 @@ pub fn build(shard: &Shard, mon: &MonitorState, snaps: &[CoreSnapshot], with_cor
     let info = &shared.info;
     let sum = |f: fn(&CoreStats) -> u64| snaps.iter().map(|s| f(&s.stats)).sum::<u64>();
     let tls_timeout = o.tls.as_ref().map_or(2.0, |t| t.timeout.as_secs_f64());
-    let cluster = o.cluster.as_ref().map_or_else(ClusterVarz::default, |c| ClusterVarz {
-        name: c.name.clone(),
-        addr: Some(c.host.clone()).filter(|h| !h.is_empty()),
-        cluster_port: Some(c.port).filter(|&p| p != 0),
-        auth_timeout: Some(c.auth_timeout.map_or(2.0, |d| d.as_secs_f64())),
-        urls: c.routes.iter().map(|r| host_port(r)).collect(),
-        tls_timeout: Some(2.0),
-    });
+    let cluster = cluster_varz(shard, o);
+    // nats-server's `remotes` counts routes by peer server id: one route each here.
+    let routes = shard.routes().len() as u64;
     Varz {
         server_id: info.server_id.clone(),
         server_name: info.server_name.clone(),
@@ -177,6 +200,7 @@ pub fn build(shard: &Shard, mon: &MonitorState, snaps: &[CoreSnapshot], with_cor
         auth_required: o.auth.required(),
         tls_required: shard.tls().is_some(),
         tls_verify: o.tls.as_ref().is_some_and(|t| t.verify),
+        connect_urls: shard.info_connect_urls(),
         max_connections: o.max_connections,
         max_subscriptions: o.max_subscriptions,
         ping_interval: o.ping_interval.as_nanos() as u64,
@@ -206,15 +230,16 @@ pub fn build(shard: &Shard, mon: &MonitorState, snaps: &[CoreSnapshot], with_cor
         cpu: mon.cpu_percent(now),
         connections: shared.connections.load(Ordering::Relaxed) as u64,
         total_connections: shared.total_connections.load(Ordering::Relaxed),
-        routes: 0,
-        remotes: 0,
+        routes,
+        remotes: routes,
         leafnodes: 0,
         in_msgs: sum(|s| s.in_msgs),
         out_msgs: sum(|s| s.out_msgs),
         in_bytes: sum(|s| s.in_bytes),
         out_bytes: sum(|s| s.out_bytes),
         slow_consumers: sum(|s| s.slow_consumers),
-        subscriptions: sum(|s| s.subscriptions),
+        // nats-server's accounts' indexes hold the routes' interest too.
+        subscriptions: sum(|s| s.subscriptions) + routez::remote_subscriptions(shard),
         http_req_stats: mon.req_stats.borrow().clone(),
         config_load_time: rfc3339_nano(mon.start),
         system_account: shared.accounts.name(shared.accounts.system).to_string(),
