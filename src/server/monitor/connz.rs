@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::fmt::{go_duration, rfc3339_nano, uptime};
+use super::fmt::{rfc3339_nano, rtt_text, uptime};
 use super::gather::{ConnRecord, SubDetail};
 use super::params::Query;
 use crate::server::options::GLOBAL_ACCOUNT;
@@ -241,11 +241,6 @@ pub struct ConnInfo {
     pub subscriptions_list_detail: Option<Vec<SubDetail>>,
 }
 
-/// RTT as nats-server shows it: whole microseconds between 1µs and 1ms, else as measured.
-fn rtt_text(ns: u64) -> String {
-    let ns = if ns > 1_000 && ns < 1_000_000 { ns - ns % 1_000 } else { ns };
-    go_duration(ns)
-}
 
 impl ConnInfo {
     /// `accounts`: the account names by id.

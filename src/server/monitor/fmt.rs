@@ -155,3 +155,9 @@ mod tests {
         assert_eq!(rfc3339_nano(1), "1970-01-01T00:00:00.000000001Z");
     }
 }
+
+/// RTT as nats-server shows it: truncated to whole microseconds between 1µs and 1ms, else
+/// as measured.
+pub fn rtt_text(ns: u64) -> String {
+    go_duration(if ns > 1_000 && ns < 1_000_000 { ns - ns % 1_000 } else { ns })
+}

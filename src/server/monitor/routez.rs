@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use super::connz::SubsLevel;
-use super::fmt::{go_duration, rfc3339_nano, uptime};
+use super::fmt::{rfc3339_nano, rtt_text, uptime};
 use super::gather::SubDetail;
 use super::params::Query;
 use crate::server::route::Route;
@@ -77,10 +77,6 @@ pub struct Routez {
     pub routes: Vec<RouteInfo>,
 }
 
-/// RTT as nats-server shows it: truncated to whole microseconds between 1µs and 1ms.
-fn rtt_text(ns: u64) -> String {
-    go_duration(if ns > 1_000 && ns < 1_000_000 { ns - ns % 1_000 } else { ns })
-}
 
 /// A route's remote interest, sorted by account name, subject and queue (nats-server walks
 /// a map: any order), as `subs=detail` shows it. The `sid` is the key nats-server files a
