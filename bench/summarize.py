@@ -7,6 +7,9 @@ Reads OUT/<workload>/<server>-<round>/summary.json (written by natsu-bench run) 
 OUT/loopback.txt, takes the median of every figure over the rounds, and prints one table
 of natsu against nats-server with the ratio and the issue's target for each figure; with
 baseline runs (NATSU_BASELINE), a second table of natsu against that build.
+
+The route workloads ran on a pair of servers: their server CPU is both servers' summed
+(summary.json's server_cpu_servers), and the table's label says so.
 """
 import json
 import re
@@ -22,6 +25,7 @@ def delivered(s):
 
 def figures(s):
     f = {
+        "servers": s.get("server_cpu_servers") or 1,
         "pub msgs/s": s["publishers"]["msgs_per_sec"],
         "sub msgs/s": s["subscribers"]["msgs_per_sec"],
         "sub MB/s": s["subscribers"]["mb_per_sec"],
@@ -51,6 +55,10 @@ TARGETS = {
     ("reqrep16", "p50 µs"): ("<=", 0.7),
     ("reqrep16spin", "p99 µs"): ("<=", 0.5),
     ("reqrep16spin", "p50 µs"): ("<=", 0.7),
+    ("route16", "sub msgs/s"): (">=", 1.5),
+    ("route16", "server CPU ns/msg"): ("<=", 0.6),
+    ("route1k", "sub msgs/s"): (">=", 1.5),
+    ("route1k", "server CPU ns/msg"): ("<=", 0.6),
 }
 
 # Which figures to show for each workload.
@@ -63,7 +71,19 @@ SHOW = {
     "reqrep16": ["p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "server CPU s"],
     "reqrep16spin": ["p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "server CPU s"],
     "pubsub1k": ["sub MB/s", "sub msgs/s", "server CPU ns/msg", "lost"],
+    "route16": ["pub msgs/s", "sub msgs/s", "server CPU ns/msg", "p50 µs", "p99 µs", "lost"],
+    "route1k": ["sub MB/s", "sub msgs/s", "server CPU ns/msg", "lost"],
 }
+
+# natsu on every core against natsu --cores 1 (natsu-1core), where the script runs both:
+# (workload, figure, target for the ratio or None).
+CORES = [
+    ("fanout16", "sub msgs/s", 1.6),
+    ("route16", "sub msgs/s", None),
+    ("route16", "server CPU ns/msg", None),
+    ("route1k", "sub msgs/s", None),
+    ("route1k", "server CPU ns/msg", None),
+]
 
 
 def fmt(v):
@@ -93,6 +113,13 @@ def main():
         vals = [r[fig] for r in runs.get((workload, server), []) if fig in r]
         return statistics.median(vals) if vals else None
 
+    def label(workload, fig):
+        """A figure's name, saying when its CPU was summed over a pair of servers."""
+        n = max((r["servers"] for r in runs.get((workload, "natsu"), []) + runs.get((workload, "nats-server"), [])), default=1)
+        if fig.startswith("server CPU") and n > 1:
+            return f"{fig} ({'both' if n == 2 else n} servers)"
+        return fig
+
     rounds = max(len(v) for v in runs.values())
     print(f"Medians of {rounds} rounds per server; ratio = natsu / nats-server.\n")
     print("| workload | figure | natsu | nats-server | ratio | target |")
@@ -108,11 +135,13 @@ def main():
                 op, bound = TARGETS[(workload, fig)]
                 met = ratio <= bound if op == "<=" else ratio >= bound
                 target = f"{op} {bound}×: {'met' if met else 'NOT met'}"
-            print(f"| {workload} | {fig} | {fmt(a)} | {fmt(b)} | {fmt(ratio) + '×' if ratio else '–'} | {target} |")
-    one, many = median("fanout16", "natsu-1core", "sub msgs/s"), median("fanout16", "natsu", "sub msgs/s")
-    if one and many:
-        met = "met" if many / one >= 1.6 else "NOT met"
-        print(f"| fanout16 | natsu --cores 2 / --cores 1 | {fmt(many)} | {fmt(one)} (1 core) | {many / one:.2f}× | >= 1.6×: {met} |")
+            print(f"| {workload} | {label(workload, fig)} | {fmt(a)} | {fmt(b)} | {fmt(ratio) + '×' if ratio else '–'} | {target} |")
+    for workload, fig, bound in CORES:
+        one, many = median(workload, "natsu-1core", fig), median(workload, "natsu", fig)
+        if one and many:
+            met = f">= {bound}×: {'met' if many / one >= bound else 'NOT met'}" if bound else ""
+            what = "natsu --cores 2 / --cores 1" if fig == "sub msgs/s" else f"{label(workload, fig)}, natsu --cores 2 / --cores 1"
+            print(f"| {workload} | {what} | {fmt(many)} | {fmt(one)} (1 core) | {many / one:.2f}× | {met} |")
     loop = out / "loopback.txt"
     mbps = median("pubsub1k", "natsu", "sub MB/s")
     if loop.exists() and mbps:
@@ -141,7 +170,7 @@ def main():
                     continue
                 a, b, c = (median(workload, srv, fig) for srv in ("natsu", "natsu-base", "nats-server"))
                 ratio = a / b if a is not None and b else None
-                print(f"| {workload} | {fig} | {fmt(a)} | {fmt(b)} | {fmt(ratio) + '×' if ratio else '–'} | {fmt(c)} |")
+                print(f"| {workload} | {label(workload, fig)} | {fmt(a)} | {fmt(b)} | {fmt(ratio) + '×' if ratio else '–'} | {fmt(c)} |")
 
 if __name__ == "__main__":
     main()

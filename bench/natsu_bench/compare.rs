@@ -295,8 +295,11 @@ fn table(runs: &[Run]) -> String {
     }
     rows.push(row("lost", 0, &|r| Some(r.summary.lost as f64)));
     if any(&|r| r.summary.server_cpu_secs.is_some()) {
-        rows.push(row("server CPU s", 2, &|r| r.summary.server_cpu_secs));
-        rows.push(row("server CPU ns/msg", 0, &|r| r.cpu_ns_per_msg()));
+        // A route pair's runs sum both servers: say so where any run does.
+        let of = runs.iter().map(|r| r.summary.cpu_of()).find(|of| !of.is_empty());
+        let label = |l: &str| of.as_ref().map_or_else(|| l.to_owned(), |of| format!("{l} ({of})"));
+        rows.push(row(&label("server CPU s"), 2, &|r| r.summary.server_cpu_secs));
+        rows.push(row(&label("server CPU ns/msg"), 0, &|r| r.cpu_ns_per_msg()));
     }
     let latencies: Vec<Option<Latency>> = runs.iter().map(Run::latency).collect();
     let mut latency_rows = Vec::new();

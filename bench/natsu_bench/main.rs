@@ -6,6 +6,7 @@
 //! natsu-bench run --pub 1 --sub 1 --msgs 1000000 --size 16B
 //! natsu-bench run --pub 1 --sub 4 --queue --url nats://127.0.0.1:4222
 //! natsu-bench run --pub 1 --sub 1 --request --rate 10000 --msgs 100000
+//! natsu-bench run --pub 1 --sub 1 --url nats://127.0.0.1:4222 --sub-url nats://127.0.0.1:4223
 //! natsu-bench compare bench-runs/a bench-runs/b --plot latency.svg
 //! natsu-bench loopback --duration 3s
 //! ```
@@ -37,6 +38,7 @@ fn cli() -> Command {
             Command::new("run")
                 .about("Run one workload and save it (summary.json, latency.hgrm, latency.hdr)")
                 .arg(Arg::new("url").long("url").visible_alias("server").short('s').default_value("nats://127.0.0.1:4222").help("server URL (or comma-separated pool)"))
+                .arg(Arg::new("sub-url").long("sub-url").help("subscribers (responders) connect here, publishers to --url: a route between two servers (waits until the interest reached --url)"))
                 .arg(Arg::new("subject").long("subject").default_value("natsu.bench"))
                 .arg(Arg::new("pub").long("pub").value_parser(clap::value_parser!(usize)).default_value("1").help("publishers (requesters with --request)"))
                 .arg(Arg::new("sub").long("sub").value_parser(clap::value_parser!(usize)).default_value("0").help("subscribers (responders with --request)"))
@@ -50,7 +52,7 @@ fn cli() -> Command {
                 .arg(Arg::new("spin").long("spin").value_parser(dur).default_value("0s").help("how long an idle client executor polls before it sleeps (e.g. 200us; keeps the generator's own wake-ups out of a latency run)"))
                 .arg(Arg::new("csv").long("csv").value_parser(clap::value_parser!(PathBuf)).help("write per-client rates as CSV"))
                 .arg(Arg::new("no-progress").long("no-progress").action(ArgAction::SetTrue).help("no progress bar"))
-                .arg(Arg::new("server-pid").long("server-pid").value_parser(clap::value_parser!(u32)).help("report this process's CPU seconds during the run"))
+                .arg(Arg::new("server-pid").long("server-pid").value_parser(clap::value_parser!(u32)).action(ArgAction::Append).value_delimiter(',').help("report this process's CPU seconds during the run (repeat or comma-separate: summed over every server)"))
                 .arg(Arg::new("name").long("name").help("label for tables and plots"))
                 .arg(Arg::new("out").long("out").value_parser(clap::value_parser!(PathBuf)).help("run directory (default: bench-runs/<time>)")),
         )
@@ -70,6 +72,7 @@ fn cli() -> Command {
 fn config(m: &ArgMatches) -> run::Config {
     run::Config {
         url: m.get_one::<String>("url").cloned().unwrap_or_default(),
+        sub_url: m.get_one::<String>("sub-url").cloned(),
         w: summary::Workload {
             subject: m.get_one::<String>("subject").cloned().unwrap_or_default(),
             pubs: *m.get_one("pub").unwrap_or(&1),
@@ -87,7 +90,7 @@ fn config(m: &ArgMatches) -> run::Config {
             spin_us: m.get_one::<Duration>("spin").map_or(0, |d| d.as_micros() as u64),
         },
         progress: !m.get_flag("no-progress"),
-        server_pid: m.get_one::<u32>("server-pid").copied(),
+        server_pids: m.get_many::<u32>("server-pid").map(|v| v.copied().collect()).unwrap_or_default(),
     }
 }
 
@@ -151,5 +154,19 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         super::cli().debug_assert();
+    }
+
+    #[test]
+    fn server_pids_repeat_or_comma_separate() {
+        let m = super::cli().get_matches_from(["natsu-bench", "run", "--server-pid", "10,11", "--server-pid", "12"]);
+        let (_, run) = m.subcommand().expect("run");
+        let cfg = super::config(run);
+        assert_eq!(cfg.server_pids, vec![10, 11, 12]);
+        assert_eq!(cfg.sub_url, None);
+        let m = super::cli().get_matches_from(["natsu-bench", "run", "--sub-url", "nats://127.0.0.1:4223"]);
+        let (_, run) = m.subcommand().expect("run");
+        let cfg = super::config(run);
+        assert!(cfg.server_pids.is_empty());
+        assert_eq!(cfg.sub_url.as_deref(), Some("nats://127.0.0.1:4223"));
     }
 }

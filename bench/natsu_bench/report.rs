@@ -80,6 +80,7 @@ pub fn summarize(cfg: &Config, name: Option<&str>, outcome: &Outcome, hist: Opti
             }
         }),
         url: cfg.url.clone(),
+        sub_url: cfg.sub_url.clone(),
         server_name: outcome.server_name.clone(),
         server_version: outcome.server_version.clone(),
         started: natsu::logging::rfc3339(std::time::SystemTime::now()),
@@ -95,6 +96,7 @@ pub fn summarize(cfg: &Config, name: Option<&str>, outcome: &Outcome, hist: Opti
         subscribers,
         latency: hist.map(|h| Latency::from_histogram(kind, h)),
         server_cpu_secs: outcome.server_cpu_secs,
+        server_cpu_servers: if cfg.server_pids.len() > 1 { cfg.server_pids.len() } else { 0 },
     }
 }
 
@@ -122,8 +124,9 @@ pub fn text(s: &Summary) -> String {
     let what = w.kind();
     let _ = writeln!(
         out,
-        "natsu-bench {what} on {} ({}): {} pubs, {} subs{}, {} msgs of {} B{}, {} client cores{}",
+        "natsu-bench {what} on {}{} ({}): {} pubs, {} subs{}, {} msgs of {} B{}, {} client cores{}",
         s.url,
+        s.sub_url.as_deref().map(|u| format!(", subscribers on {u}")).unwrap_or_default(),
         s.name,
         w.pubs,
         w.subs,
@@ -165,9 +168,11 @@ pub fn text(s: &Summary) -> String {
     }
     if let Some(cpu) = s.server_cpu_secs {
         let delivered = s.subscribers.msgs.max(s.publishers.msgs).max(1);
+        let of = s.cpu_of();
         let _ = writeln!(
             out,
-            "\nServer CPU: {cpu:.2} s ({:.0} ns per message{})",
+            "\nServer CPU{}: {cpu:.2} s ({:.0} ns per message{})",
+            if of.is_empty() { String::new() } else { format!(", {of} summed") },
             cpu * 1e9 / delivered as f64,
             if s.subscribers.msgs > 0 { " delivered" } else { " published" }
         );
@@ -217,5 +222,31 @@ mod tests {
         assert_eq!(commas(999.4), "999");
         assert_eq!(commas(1000.0), "1,000");
         assert_eq!(commas(1234567.8), "1,234,568");
+    }
+
+    #[test]
+    fn a_route_pair_says_where_subscribers_were_and_whose_cpu_is_summed() {
+        let side = SideStats { msgs: 1_000_000, msgs_per_sec: 1e6, ..SideStats::default() };
+        let one = Summary {
+            url: "nats://127.0.0.1:4222".into(),
+            workload: Workload { pubs: 1, subs: 1, msgs: 1_000_000, size: 16, ..Workload::default() },
+            publishers: side.clone(),
+            subscribers: side,
+            server_cpu_secs: Some(0.5),
+            ..Summary::default()
+        };
+        // One server: the lines and the JSON keys as before.
+        let t = text(&one);
+        assert!(t.contains("on nats://127.0.0.1:4222 ("), "{t}");
+        assert!(t.contains("\nServer CPU: 0.50 s (500 ns per message delivered)"), "{t}");
+        let json = serde_json::to_string(&one).expect("json");
+        assert!(!json.contains("sub_url") && !json.contains("server_cpu_servers"), "{json}");
+
+        let pair = Summary { sub_url: Some("nats://127.0.0.1:4223".into()), server_cpu_servers: 2, ..one };
+        let t = text(&pair);
+        assert!(t.contains("on nats://127.0.0.1:4222, subscribers on nats://127.0.0.1:4223 ("), "{t}");
+        assert!(t.contains("\nServer CPU, both servers summed: 0.50 s (500 ns per message delivered)"), "{t}");
+        let back: Summary = serde_json::from_str(&serde_json::to_string(&pair).expect("json")).expect("parse");
+        assert_eq!(back, pair);
     }
 }

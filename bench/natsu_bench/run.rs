@@ -5,6 +5,11 @@
 //! one write per pass. All clients connect and subscribe first; publishing starts when every
 //! one is ready, so no message is published to a subscription the server does not have yet.
 //!
+//! With `--sub-url` the subscribers are on another server than the publishers, and their
+//! interest crosses the route some time after their flush returned: the first publisher then
+//! publishes probes (marked by their reply subject, which subscribers skip) until the
+//! subscribers have seen one, before anyone counts or times anything.
+//!
 //! Latency: a publisher writes its send time (CLOCK_MONOTONIC, nanoseconds; at a fixed
 //! `--rate`, the time the message was *due*, so a stalled publisher does not hide the stall)
 //! into the first 8 payload bytes, and subscribers record now − then. Both ends are in this
@@ -26,19 +31,33 @@ use super::summary::Workload;
 const MAX_LATENCY_NS: u64 = 60_000_000_000;
 /// How long subscribers wait for stragglers once no message has arrived and publishers are done.
 const IDLE_GIVE_UP: Duration = Duration::from_secs(3);
+/// The reply subject that marks a probe: subscribers count it apart and responders do not answer.
+const PROBE_REPLY: &str = "natsu-bench.probe";
+/// How long probes may take to reach the subscribers of `--sub-url` before the run gives up.
+const PROBE_GIVE_UP: Duration = Duration::from_secs(10);
+/// Time between probes.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
 
 /// What to run: the workload, and where and how.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Where publishers (requesters) connect, and subscribers too without `sub_url`.
     pub url: String,
+    /// Where subscribers (responders) connect: another server, across a route.
+    pub sub_url: Option<String>,
     pub w: Workload,
     pub progress: bool,
-    pub server_pid: Option<u32>,
+    /// Servers whose CPU seconds the run reports, summed (both servers of a route pair).
+    pub server_pids: Vec<u32>,
 }
 
 impl Config {
     fn duration(&self) -> Option<Duration> {
         self.w.duration_secs.map(Duration::from_secs_f64)
+    }
+
+    fn subscriber_url(&self) -> &str {
+        self.sub_url.as_deref().unwrap_or(&self.url)
     }
 }
 
@@ -68,6 +87,10 @@ pub struct Outcome {
 #[derive(Default)]
 struct Shared {
     ready: AtomicUsize,
+    /// Subscribers subscribed and flushed (the first publisher probes only after them).
+    subs_ready: AtomicUsize,
+    /// Per subscriber: probes seen before the start.
+    probed: Vec<AtomicU64>,
     go: AtomicBool,
     failed: AtomicBool,
     published: AtomicU64,
@@ -98,6 +121,14 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / hz)
 }
 
+/// The CPU seconds of every server, summed (None without servers or when one cannot be read).
+fn servers_cpu_secs(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_secs(pid)).sum()
+}
+
 /// Run the workload and gather every client's figures.
 pub fn run(cfg: &Config) -> Result<Outcome, String> {
     // Calibrate the timestamp clock before any client runs.
@@ -109,7 +140,8 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     if cfg.w.request && (cfg.w.pubs == 0 || cfg.w.subs == 0) {
         return Err("--request needs publishers (requesters) and subscribers (responders)".into());
     }
-    let shared = Arc::new(Shared { received: (0..cfg.w.subs).map(|_| AtomicU64::new(0)).collect(), ..Default::default() });
+    let per_sub = || (0..cfg.w.subs).map(|_| AtomicU64::new(0)).collect();
+    let shared = Arc::new(Shared { received: per_sub(), probed: per_sub(), ..Default::default() });
     let cores = cfg.w.cores.clamp(1, total);
     let mut handles = Vec::new();
     for core in 0..cores {
@@ -163,7 +195,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let cpu_before = cfg.server_pid.and_then(cpu_secs);
+    let cpu_before = servers_cpu_secs(&cfg.server_pids);
     shared.go.store(true, Ordering::SeqCst);
 
     let bar = progress_bar(cfg);
@@ -181,7 +213,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let cpu_after = cfg.server_pid.and_then(cpu_secs);
+    let cpu_after = servers_cpu_secs(&cfg.server_pids);
     let mut clients = Vec::new();
     for h in handles {
         clients.extend(h.join().map_err(|e| format!("a client executor failed: {e}"))?);
@@ -218,14 +250,14 @@ fn progress_bar(cfg: &Config) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-async fn connect(cfg: &Config, shared: &Shared, name: &str) -> Result<Connection, String> {
+async fn connect(url: &str, shared: &Shared, name: &str) -> Result<Connection, String> {
     let nc = Options::new()
         .name(name)
         // A benchmark must not stall on a publisher waiting for a reconnect.
         .allow_reconnect(false)
-        .connect(&cfg.url)
+        .connect(url)
         .await
-        .map_err(|e| format!("connect to {}: {e}", cfg.url))?;
+        .map_err(|e| format!("connect to {url}: {e}"))?;
     if let Ok(mut s) = shared.server.lock() {
         if s.0.is_empty() {
             *s = (nc.connected_server_name(), nc.connected_server_version());
@@ -234,9 +266,11 @@ async fn connect(cfg: &Config, shared: &Shared, name: &str) -> Result<Connection
     Ok(nc)
 }
 
-async fn wait_for_go(shared: &Shared) -> Result<(), String> {
+/// Count this client ready and wait for the start, calling `tick` at every look.
+async fn wait_for_go(shared: &Shared, tick: impl Fn()) -> Result<(), String> {
     shared.ready.fetch_add(1, Ordering::SeqCst);
     while !shared.go.load(Ordering::SeqCst) {
+        tick();
         glommio::timer::sleep(Duration::from_micros(500)).await;
     }
     if shared.failed.load(Ordering::SeqCst) {
@@ -258,10 +292,12 @@ struct Counts {
     /// [`MsgRef::read`]: natsu::client::MsgRef::read
     read: Cell<u64>,
     latency: RefCell<Histogram<u64>>,
+    /// Probes seen (`--sub-url`): not messages of the run.
+    probes: Cell<u64>,
 }
 
 async fn subscriber(cfg: &Config, shared: &Shared, index: usize) -> Result<ClientResult, String> {
-    let nc = connect(cfg, shared, "natsu-bench-sub").await?;
+    let nc = connect(cfg.subscriber_url(), shared, "natsu-bench-sub").await?;
     let counts = Rc::new(Counts {
         msgs: Cell::new(0),
         bytes: Cell::new(0),
@@ -269,12 +305,17 @@ async fn subscriber(cfg: &Config, shared: &Shared, index: usize) -> Result<Clien
         last: Cell::new(0),
         read: Cell::new(u64::MAX),
         latency: RefCell::new(histogram()),
+        probes: Cell::new(0),
     });
     let c = counts.clone();
     let timed = !cfg.w.request && cfg.w.size >= 8;
     let replier = nc.clone();
     let request = cfg.w.request;
     let handler = move |m: &natsu::client::MsgRef<'_>| {
+        if m.reply == Some(PROBE_REPLY) {
+            c.probes.set(c.probes.get() + 1);
+            return;
+        }
         // One clock read per socket read: the messages of one read arrived together, and
         // under a flood a read holds hundreds (see clock.rs for why the clock matters).
         let now = if m.read == c.read.get() {
@@ -308,7 +349,8 @@ async fn subscriber(cfg: &Config, shared: &Shared, index: usize) -> Result<Clien
     }
     .map_err(|e| e.to_string())?;
     nc.flush().await.map_err(|e| format!("subscribe: {e}"))?;
-    wait_for_go(shared).await?;
+    shared.subs_ready.fetch_add(1, Ordering::SeqCst);
+    wait_for_go(shared, || shared.probed[index].store(counts.probes.get(), Ordering::Relaxed)).await?;
     let start = Instant::now();
     let mut seen = 0;
     let mut last_change = Instant::now();
@@ -351,7 +393,10 @@ async fn subscriber(cfg: &Config, shared: &Shared, index: usize) -> Result<Clien
 }
 
 async fn publisher(cfg: &Config, shared: &Shared, index: usize) -> Result<ClientResult, String> {
-    let nc = connect(cfg, shared, "natsu-bench-pub").await?;
+    let nc = connect(&cfg.url, shared, "natsu-bench-pub").await?;
+    if index == 0 && cfg.sub_url.is_some() && cfg.w.subs > 0 {
+        probe_interest(cfg, shared, &nc).await?;
+    }
     let mut share = cfg.w.msgs / cfg.w.pubs as u64;
     if (index as u64) < cfg.w.msgs % cfg.w.pubs as u64 {
         share += 1;
@@ -361,7 +406,7 @@ async fn publisher(cfg: &Config, shared: &Shared, index: usize) -> Result<Client
     let mut payload = vec![0u8; cfg.w.size];
     let mut latency = histogram();
     let timed = cfg.w.size >= 8 || cfg.w.request;
-    wait_for_go(shared).await?;
+    wait_for_go(shared, || ()).await?;
     let start = Instant::now();
     let start_ns = now_ns();
     let stop = cfg.duration().map(|d| start + d);
@@ -417,4 +462,34 @@ async fn publisher(cfg: &Config, shared: &Shared, index: usize) -> Result<Client
         latency: if cfg.w.request && timed { Some(latency) } else { None },
         errors,
     })
+}
+
+/// Publish probes on the subject until the subscribers of `--sub-url` have seen one: their
+/// interest has then crossed the route to `--url`'s server. Every subscriber must see one,
+/// as each may be on another core of its server; a queue group (or responders) needs one.
+async fn probe_interest(cfg: &Config, shared: &Shared, nc: &Connection) -> Result<(), String> {
+    let deadline = Instant::now() + PROBE_GIVE_UP;
+    while shared.subs_ready.load(Ordering::SeqCst) < cfg.w.subs {
+        if shared.failed.load(Ordering::SeqCst) || Instant::now() > deadline {
+            return Err("probe: the subscribers did not subscribe".into());
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let needed = if cfg.w.queue || cfg.w.request { 1 } else { cfg.w.subs };
+    loop {
+        let seen = shared.probed.iter().filter(|p| p.load(Ordering::Relaxed) > 0).count();
+        if seen >= needed {
+            return Ok(());
+        }
+        if shared.failed.load(Ordering::SeqCst) || Instant::now() > deadline {
+            return Err(format!(
+                "probe: after {PROBE_GIVE_UP:?}, {seen} of {needed} subscribers on {} had seen a message published on {} (no interest across the route?)",
+                cfg.subscriber_url(),
+                cfg.url
+            ));
+        }
+        nc.publish_request(&cfg.w.subject, PROBE_REPLY, b"").await.map_err(|e| format!("probe: {e}"))?;
+        nc.flush().await.map_err(|e| format!("probe: {e}"))?;
+        glommio::timer::sleep(PROBE_EVERY).await;
+    }
 }

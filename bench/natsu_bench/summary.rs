@@ -148,6 +148,9 @@ pub struct Summary {
     /// A label for tables and plots (`--name`, default: the server's name and version).
     pub name: String,
     pub url: String,
+    /// Where the subscribers were (`--sub-url`: another server, across a route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_url: Option<String>,
     /// From the server's INFO.
     pub server_name: String,
     pub server_version: String,
@@ -162,4 +165,23 @@ pub struct Summary {
     pub latency: Option<Latency>,
     /// Server CPU seconds (utime + stime from /proc) during the run, with `--server-pid`.
     pub server_cpu_secs: Option<f64>,
+    /// How many servers `server_cpu_secs` sums when more than one `--server-pid` was given
+    /// (both servers of a route pair); absent (0) for one.
+    #[serde(skip_serializing_if = "one_or_none")]
+    pub server_cpu_servers: usize,
+}
+
+fn one_or_none(n: &usize) -> bool {
+    *n <= 1
+}
+
+impl Summary {
+    /// What the server CPU figures cover, for a label: "" for one server.
+    pub fn cpu_of(&self) -> String {
+        match self.server_cpu_servers {
+            0 | 1 => String::new(),
+            2 => "both servers".into(),
+            n => format!("{n} servers"),
+        }
+    }
 }
