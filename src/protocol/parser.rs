@@ -419,18 +419,20 @@ impl Parser {
     /// takes the general path, which gives the same answer for what this accepts.
     #[inline]
     fn fast_message<'a>(&mut self, buf: &'a [u8]) -> Option<(Op<'a>, usize)> {
-        let (name, fixed): (&[u8; 4], usize) = match self.role {
+        let (name, fixed): (&[u8], usize) = match self.role {
             Role::Server => (b"PUB ", 2),
             Role::Client => (b"MSG ", 3),
-            Role::Route => return None,
+            // `RMSG account subject [reply] size`: queue lists take the general path.
+            Role::Route => (b"RMSG ", 3),
         };
-        if buf.len() < 8 || buf[..4] != name[..] {
+        let skip = name.len();
+        if buf.len() < skip + 4 || buf[..skip] != *name {
             return None;
         }
         // Arguments: non-empty runs separated by single spaces, up to CR.
         let mut args: [&'a [u8]; 4] = [&[]; 4];
         let mut n = 0;
-        let mut start = 4;
+        let mut start = skip;
         // At the blank or CR at `j`: an argument ends. Some(true) when the line does, None
         // when the line is not in canonical form.
         let mut blank_at = |j: usize| -> Option<bool> {
@@ -446,7 +448,7 @@ impl Parser {
         };
         // Eight bytes at a time while they last (a subject is usually longer than that), then
         // byte by byte.
-        let mut i = 4;
+        let mut i = skip;
         let line_end = 'line: loop {
             if let Some(chunk) = buf.get(i..i + 8) {
                 let v = u64::from_le_bytes(chunk.try_into().unwrap());
@@ -466,7 +468,7 @@ impl Parser {
                 i += 1;
             }
         };
-        if *buf.get(line_end + 1)? != b'\n' || line_end - 4 > self.max_control_line {
+        if *buf.get(line_end + 1)? != b'\n' || line_end - skip > self.max_control_line {
             return None;
         }
         let with_reply = match n {
@@ -475,7 +477,7 @@ impl Parser {
             _ => return None,
         };
         let total = parse_size(args[n - 1])?;
-        if total > self.max_payload && self.role == Role::Server {
+        if total > self.max_payload && self.role != Role::Client {
             return None;
         }
         let body_start = line_end + 2;
@@ -487,7 +489,15 @@ impl Parser {
         let msg = &buf[body_start..end];
         let op = match self.role {
             Role::Server => Op::Pub(Publish { subject: args[0], reply: with_reply.then(|| args[1]), header_len: None, msg }),
-            Role::Client | Role::Route => Op::Msg(Delivery {
+            Role::Route => Op::Routed(Routed {
+                account: args[0],
+                subject: args[1],
+                reply: with_reply.then(|| args[2]),
+                queues: b"",
+                header_len: None,
+                msg,
+            }),
+            Role::Client => Op::Msg(Delivery {
                 subject: args[0],
                 sid: args[1],
                 reply: with_reply.then(|| args[2]),

@@ -190,6 +190,15 @@ impl AccountTable {
         self.by_name.get(name).copied()
     }
 
+    /// An account's id by the name's bytes, as a route names it on every message: a scan
+    /// while there are few accounts (the first, `$G`, most likely), the map beyond.
+    pub fn id_of(&self, name: &[u8]) -> Option<u32> {
+        if self.names.len() <= 16 {
+            return self.names.iter().position(|n| n.as_bytes() == name).map(|i| i as u32);
+        }
+        std::str::from_utf8(name).ok().and_then(|n| self.id(n))
+    }
+
     /// An account's name (`$G` for an unknown id).
     pub fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or(GLOBAL_ACCOUNT, |n| n)

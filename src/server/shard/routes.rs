@@ -70,7 +70,7 @@ impl Shard {
     }
 
     fn route_account(&self, route: &Route, account: &[u8], subj: &[u8]) -> Option<u32> {
-        let id = std::str::from_utf8(account).ok().and_then(|a| self.shared.accounts.id(a));
+        let id = self.shared.accounts.id_of(account);
         if id.is_none() {
             // As nats-server with a static account list: said and ignored.
             tracing::debug!(cid = route.client.cid, "Unknown account {:?} for remote subject {:?}", String::from_utf8_lossy(account), String::from_utf8_lossy(subj));
@@ -160,7 +160,7 @@ impl Shard {
         super::index::bump(&c.stats.in_bytes, m.msg.len() as u64);
         super::index::bump(&self.stats.in_msgs, 1);
         super::index::bump(&self.stats.in_bytes, m.msg.len() as u64);
-        let Some(acc) = std::str::from_utf8(m.account).ok().and_then(|a| self.shared.accounts.id(a)) else {
+        let Some(acc) = self.shared.accounts.id_of(m.account) else {
             tracing::debug!(cid = c.cid, "Unknown account {:?} for routed message on subject {:?}", String::from_utf8_lossy(m.account), String::from_utf8_lossy(m.subject));
             return;
         };
