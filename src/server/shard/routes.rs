@@ -100,7 +100,7 @@ impl Shard {
         if cluster.routes.borrow().is_empty() {
             return;
         }
-        let here = self.account(acc).sublist.borrow().count_at(subj, queue, |t| matches!(t, Target::Sub(_) | Target::Core(_)));
+        let here = self.account(acc).sublist.borrow().count_at(subj, queue, |t| matches!(t, Target::Sub(_) | Target::Core(_) | Target::System(_)));
         let line = match queue {
             None if add && here == 1 => interest_line(&self.account(acc).name, subj, None, true),
             None if !add && here == 0 => interest_line(&self.account(acc).name, subj, None, false),
@@ -113,7 +113,8 @@ impl Shard {
     }
 
     /// Everything this server is interested in, as `RS+` lines for a route that just
-    /// registered: every account's local interest (subscriptions on any core), and what the
+    /// registered: every account's local interest (subscriptions on any core, requests the
+    /// server answers), and what the
     /// account table always wants (stream imports' subjects, in the exporting account; the
     /// generated reply subjects, in the exporters).
     pub fn send_interest(&self, route: &Route) {
@@ -123,7 +124,10 @@ impl Shard {
             let mut counts: Vec<((Bytes, Option<Bytes>), u32)> = Vec::new();
             let mut seen: ahash::AHashMap<(Bytes, Option<Bytes>), usize> = Default::default();
             for (subj, queue, t) in index.sublist.borrow().entries() {
-                if !matches!(t, Target::Sub(_) | Target::Core(_)) {
+                // The server's own requests (`$SYS.REQ.SERVER.PING`…) too, as nats-server
+                // announces its internal subscriptions: a ping anywhere in the cluster
+                // reaches every server.
+                if !matches!(t, Target::Sub(_) | Target::Core(_) | Target::System(_)) {
                     continue;
                 }
                 let key = (subj, queue);
