@@ -6,23 +6,29 @@
 #      login) and pytest (pip)
 #   2. raise the locked-memory limit for glommio's io_uring buffers, where allowed
 #   3. build everything once: cargo build --release --all-targets
-#   4. cargo test --release: unit, doc and integration tests against natsu
-#   5. pytest tests/python: nats-py against natsu
-#   6. the same integration tests and nats-py tests against the reference nats-server
-#      (reuses the build, takes seconds; NATSU_TEST_REFERENCE=0 skips it)
+#   4. cargo test --release: unit, doc and integration tests against natsu, all but the
+#      cluster tests (tests/cluster*.rs)
+#   5. the cluster tests against natsu, in a step of their own with a shorter bound: each
+#      test starts two or three servers, and a route that never forms must not eat the
+#      whole run's time
+#   6. pytest tests/python: nats-py against natsu
+#   7. the same integration tests, cluster tests and nats-py tests against the reference
+#      nats-server (reuses the build, takes seconds; NATSU_TEST_REFERENCE=0 skips it)
 #
 # Every step runs even when an earlier test step failed, so one run shows all failures;
 # the script exits non-zero if any step failed. A failed install or build stops at once.
 #
-# Environment: NATSU_TEST_REFERENCE=0 skips step 6; NATSU_TEST_THREADS sets cargo's
+# Environment: NATSU_TEST_REFERENCE=0 skips step 7; NATSU_TEST_THREADS sets cargo's
 # --test-threads (default: nproc); NATSU_STEP_TIMEOUT bounds each test step in seconds
-# (default 1800); PYTHON picks the interpreter (default python3).
+# (default 1800), NATSU_CLUSTER_STEP_TIMEOUT each cluster test step (default 900); PYTHON
+# picks the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 THREADS="${NATSU_TEST_THREADS:-$(nproc)}"
 STEP_TIMEOUT="${NATSU_STEP_TIMEOUT:-1800}"
+CLUSTER_STEP_TIMEOUT="${NATSU_CLUSTER_STEP_TIMEOUT:-900}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # Debian installs nats-server in /usr/sbin, which a non-login PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:$HOME/.cargo/bin"
@@ -43,6 +49,12 @@ step() {
         echo "---- FAILED: $name (exit $rc)"
         FAILED+=("$name")
     fi
+}
+
+# A step bounded by CLUSTER_STEP_TIMEOUT instead (step reads STEP_TIMEOUT, shadowed here).
+cluster_step() {
+    local STEP_TIMEOUT="$CLUSTER_STEP_TIMEOUT"
+    step "$@"
 }
 
 section "Dependencies"
@@ -83,8 +95,29 @@ cargo build --release --all-targets
 
 export NATSU_BIN="$TARGET_DIR/release/natsu"
 
-step "Rust tests against natsu: cargo test --release" \
-    cargo test --release --no-fail-fast -- --test-threads="$THREADS"
+# The integration test targets, one per tests/*.rs: the cluster ones apart, so that the
+# main step can name every other target (cargo has no way to leave one out).
+main_targets=()
+cluster_targets=()
+for f in tests/*.rs; do
+    t="$(basename "$f" .rs)"
+    case "$t" in
+    cluster*) cluster_targets+=(--test "$t") ;;
+    *) main_targets+=(--test "$t") ;;
+    esac
+done
+
+step "Rust tests against natsu: cargo test --release (all but the cluster tests)" \
+    cargo test --release --no-fail-fast --lib --bins "${main_targets[@]}" -- --test-threads="$THREADS"
+
+# cargo will not mix --doc with other targets.
+step "Doc tests: cargo test --release --doc" \
+    cargo test --release --no-fail-fast --doc -- --test-threads="$THREADS"
+
+if [ "${#cluster_targets[@]}" -ne 0 ]; then
+    cluster_step "Cluster tests against natsu" \
+        cargo test --release --no-fail-fast "${cluster_targets[@]}" -- --test-threads="$THREADS"
+fi
 
 step "nats-py tests against natsu: pytest tests/python" \
     "$PYTHON" -m pytest -q -p no:cacheprovider tests/python
@@ -103,6 +136,12 @@ if [ "${NATSU_TEST_REFERENCE:-1}" != "0" ]; then
     if [ "${#targets[@]}" -ne 0 ]; then
         step "Rust integration tests against the reference nats-server" \
             env NATSU_TEST_TARGET=reference cargo test --release --no-fail-fast "${targets[@]}" \
+            -- --test-threads="$THREADS"
+    fi
+    if [ "${#cluster_targets[@]}" -ne 0 ]; then
+        # Every natsu node of a cluster test runs as nats-server here.
+        cluster_step "Cluster tests against the reference nats-server" \
+            env NATSU_TEST_TARGET=reference cargo test --release --no-fail-fast "${cluster_targets[@]}" \
             -- --test-threads="$THREADS"
     fi
     step "nats-py tests against the reference nats-server" \

@@ -2,6 +2,7 @@
 //! reference `nats-server` when `NATSU_TEST_TARGET=reference`), and talk raw protocol to it.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod pki;
 pub mod probe;
 
