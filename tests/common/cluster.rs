@@ -114,7 +114,14 @@ pub struct Node {
 impl Node {
     /// Start a node of `kind` on `ports` in the cluster `cluster_name`, naming `routes`.
     pub fn start(name: &str, kind: Kind, ports: Ports, cluster_name: &str, routes: &[String]) -> Node {
-        let mut args: Vec<String> = vec![
+        Node::start_with(name, kind, ports, cluster_name, routes, &[])
+    }
+
+    /// [`Node::start`] with more arguments (a config file: `["-c", path]`), which both
+    /// servers take alike.
+    pub fn start_with(name: &str, kind: Kind, ports: Ports, cluster_name: &str, routes: &[String], extra: &[&str]) -> Node {
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        args.extend([
             "-p".into(),
             ports.client.to_string(),
             "--cluster".into(),
@@ -123,7 +130,7 @@ impl Node {
             cluster_name.into(),
             "-m".into(),
             ports.http.to_string(),
-        ];
+        ]);
         if !routes.is_empty() {
             args.extend(["--routes".into(), routes.join(",")]);
         }
