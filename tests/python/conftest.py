@@ -111,3 +111,48 @@ def start_broker(tmp_path):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+class Node:
+    """A broker started by `start_node`: its client `port`, its nats:// `url`, `kill()`."""
+
+    def __init__(self, proc, port):
+        self.proc = proc
+        self.port = port
+        self.url = f"nats://127.0.0.1:{port}"
+
+    def kill(self):
+        """SIGKILL by PID (no goodbye to clients or routes) and reap."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    """A factory for brokers a test may kill, e.g. the nodes of a cluster.
+
+    `start_node(args=())` starts the broker with `-a 127.0.0.1 -p PORT ARGS` (PORT free),
+    waits until it listens and returns a `Node`. Output goes to a log file in `tmp_path`
+    (or to the terminal with `NATSU_TEST_LOG`), shown if the broker fails to start. Every
+    node still running is killed by PID at teardown.
+    """
+    nodes = []
+
+    def start(args=()):
+        port = _free_port()
+        cmd = [_broker_binary(), "-a", "127.0.0.1", "-p", str(port), *args]
+        log_path = tmp_path / f"node-{len(nodes)}.log"
+        with open(log_path, "wb") as log:
+            out = None if os.environ.get("NATSU_TEST_LOG") else log
+            node = Node(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out), port)
+        nodes.append(node)
+        try:
+            _wait_listening(node.proc, port)
+        except pytest.fail.Exception as e:
+            pytest.fail(f"{e}\ncommand: {cmd}\noutput:\n{log_path.read_text(errors='replace')}")
+        return node
+
+    yield start
+    for node in nodes:
+        node.kill()
