@@ -425,13 +425,15 @@ fn cluster_flags(m: &clap::ArgMatches, o: &mut Options) -> Result<(), String> {
             // nats-server's words.
             return Err("expected cluster password to be set".into());
         }
-        let c = o.cluster.get_or_insert_with(Cluster::default);
+        // A file's cluster block without a port is completed by the flag.
+        let mut c = o.cluster.take().or_else(|| o.cluster_off.take()).unwrap_or_default();
         c.host = url.host;
         c.port = url.port;
         // As nats-server: the flag's credentials replace the file's, and a URL without
         // any clears them.
         c.user = url.user;
         c.password = url.password;
+        o.cluster = Some(c);
     }
     if let Some(r) = get("routes") {
         let routes: Vec<&str> = r.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();

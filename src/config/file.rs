@@ -314,7 +314,10 @@ impl Loader {
                 "allow_non_tls" => o.allow_non_tls = self.bool(k, v).unwrap_or(o.allow_non_tls),
                 "cluster" => {
                     if let Some(m) = self.map(k, v) {
-                        o.cluster = self.cluster(m, &v.pos);
+                        match self.cluster(m, &v.pos) {
+                            Ok(c) => o.cluster = Some(c),
+                            Err(off) => o.cluster_off = Some(off),
+                        }
                     }
                 }
                 "debug" => log.debug = self.bool(k, v).unwrap_or(log.debug),

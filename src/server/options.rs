@@ -48,6 +48,9 @@ pub struct Options {
     pub lame_duck_grace_period: Duration,
     /// The cluster block, parsed and validated; used by the cluster issue.
     pub cluster: Option<Cluster>,
+    /// A `cluster` block without a port (no cluster), kept for `--cluster` to complete:
+    /// nats-server keeps such a block's settings for the flag.
+    pub cluster_off: Option<Cluster>,
     /// The `accounts` block, in file order. Users outside every account (in
     /// `authorization`) are in the global account `$G`, which is never listed here.
     pub accounts: Vec<Account>,
@@ -90,6 +93,7 @@ impl Default for Options {
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
             cluster: None,
+            cluster_off: None,
             accounts: Vec::new(),
             system_account: SYSTEM_ACCOUNT.into(),
             config_file: None,

@@ -27,7 +27,8 @@ use crate::server::options::Cluster;
 impl Loader {
     /// `cluster { ... }`; None (with a warning) when it gives no port, as nats-server then
     /// forms no cluster.
-    pub(super) fn cluster(&mut self, m: &Map, pos: &Pos) -> Option<Cluster> {
+    /// The block, or (Err) the block of a cluster that is off for want of a port.
+    pub(super) fn cluster(&mut self, m: &Map, pos: &Pos) -> Result<Cluster, Cluster> {
         let mut c = Cluster::default();
         let mut port_set = false;
         for e in &m.entries {
@@ -84,11 +85,13 @@ impl Loader {
             }
         }
         if !port_set {
-            // As nats-server: without a port the cluster is off (routes included).
+            // As nats-server: without a port the cluster is off (routes included), unless
+            // `--cluster` gives one: then the block's other settings (TLS, credentials…)
+            // hold, so they are kept aside for it.
             self.warn(pos, "cluster block has no listen or port: no cluster will be formed");
-            return None;
+            return Err(c);
         }
-        Some(c)
+        Ok(c)
     }
 
     fn cluster_authorization(&mut self, m: &Map, pos: &Pos, c: &mut Cluster) {

@@ -347,6 +347,8 @@ fn on_info(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, json: &[
         return Err(CloseReason::DuplicateRoute);
     }
     cluster.pending.borrow_mut().retain(|r| !Rc::ptr_eq(r, route));
+    // The routes already here are told what changed first: from now on all are told alike.
+    shard.flush_route_interest();
     cluster.routes.borrow_mut().push(route.clone());
     cluster.seen_routes.set(true);
     route.state.borrow_mut().registered = true;

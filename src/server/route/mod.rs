@@ -100,6 +100,11 @@ pub struct Cluster {
     pub tls: Option<RouteTls>,
     /// The server is in lame duck mode.
     pub lame_duck: Cell<bool>,
+    /// What the routes were last told of this server's interest: (account, subject, queue)
+    /// → 1 for plain interest, the member count for a queue group (nats-server's `rm`).
+    pub announced: RefCell<HashMap<SubKey, u32, ahash::RandomState>>,
+    /// Interest that changed since the routes were last told (see `Shard::tell_routes`).
+    pub dirty: RefCell<Vec<SubKey>>,
 }
 
 /// How long a route dial may take, and the pause between attempts (nats-server's 1s each).
@@ -125,6 +130,8 @@ impl Cluster {
             seen_routes: Cell::new(false),
             tls,
             lame_duck: Cell::new(false),
+            announced: RefCell::new(HashMap::default()),
+            dirty: RefCell::new(Vec::new()),
             opts,
         }
     }

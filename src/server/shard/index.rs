@@ -167,7 +167,7 @@ impl Shard {
         sub.client.subs.borrow_mut().remove(&sub.sid);
         bump(&self.stats.sub_removes, 1);
         self.interest_changed(acc, &sub.subject, sub.queue.as_deref(), false);
-        self.tell_routes(acc, &sub.subject, sub.queue.as_deref(), false);
+        self.tell_routes(acc, &sub.subject, sub.queue.as_deref(), true);
     }
 
     /// Client subscriptions on this core, in every account.

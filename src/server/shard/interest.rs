@@ -32,17 +32,17 @@ impl Shard {
         let epoch = self.epoch.get() + 1;
         self.epoch.set(epoch);
         for o in self.outboxes.iter().flatten() {
-            o.push_control(Mail::Interest { account: acc, subject: subj.into(), queue: queue.map(Into::into), add, epoch });
+            o.push_control(Mail::Interest { account: acc, subject: subj.into(), queue: queue.map(Into::into), add, epoch, flush: !self.deferring.get() });
         }
     }
 
     /// Another core's interest changed: keep it in the account's index.
-    pub(super) fn apply_interest(&self, from: usize, account: u32, subject: &[u8], queue: Option<&[u8]>, add: bool) {
+    pub(super) fn apply_interest(&self, from: usize, account: u32, subject: &[u8], queue: Option<&[u8]>, add: bool, flush: bool) {
         let mut sublist = self.account(account).sublist.borrow_mut();
         let core = Target::Core(from as u16);
         let _ = if add { sublist.insert(subject, queue, core) } else { sublist.remove(subject, queue, &core) };
         drop(sublist);
-        self.tell_routes(account, subject, queue, add);
+        self.tell_routes(account, subject, queue, flush);
     }
 
     /// Ask every other core to acknowledge once it has handled everything this core sent it

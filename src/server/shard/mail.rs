@@ -38,8 +38,8 @@ impl Shard {
                 }
             }
             Mail::ProbeAck { token, delivered } => self.probe_answered(token, delivered),
-            Mail::Interest { account, subject, queue, add, epoch } => {
-                self.apply_interest(from, account, &subject, queue.as_deref(), add);
+            Mail::Interest { account, subject, queue, add, epoch, flush } => {
+                self.apply_interest(from, account, &subject, queue.as_deref(), add, flush);
                 if let Some(o) = self.outbox(from) {
                     o.push_control(Mail::Ack { epoch });
                 }
@@ -52,6 +52,7 @@ impl Shard {
             Mail::Ack { epoch } => self.acknowledged(from, epoch),
             Mail::Stats(req) => crate::server::monitor::answer(self, req),
             Mail::ConnectUrls(urls) => self.set_connect_urls(&urls),
+            Mail::FlushRoutes => self.flush_route_interest(),
         }
     }
 

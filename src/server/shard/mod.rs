@@ -88,6 +88,9 @@ pub struct Shard {
     /// Routes the message being routed goes to, with the queue groups picked for each
     /// (reused; see `routes`).
     route_targets: RefCell<Vec<(Rc<crate::server::route::Route>, Vec<Bytes>)>>,
+    /// Interest changes are being made in a batch (a closing client's): the routes are told
+    /// at its end.
+    deferring: Cell<bool>,
     /// The cluster: on core zero, when routes are configured.
     pub cluster: std::cell::OnceCell<Rc<crate::server::route::Cluster>>,
     /// A client that went over half its max_pending during this pass: whoever produced the
@@ -150,6 +153,7 @@ impl Shard {
             stats: ShardStats::default(),
             picks: RefCell::new(Vec::new()),
             route_targets: RefCell::new(Vec::new()),
+            deferring: Cell::new(false),
             cluster: Default::default(),
             stall: RefCell::new(None),
             live: RefCell::new(shared.control.live()),
@@ -308,8 +312,18 @@ impl Shard {
         self.release_producers(client);
         self.monitor.closed(client);
         let subs: Vec<_> = client.subs.borrow().values().cloned().collect();
-        for s in subs {
-            self.remove_sub(&s);
+        // All of a closing client's interest goes at once: the routes hear the result (one
+        // RS- for a group it had two members in), as from nats-server.
+        self.deferring.set(true);
+        for s in &subs {
+            self.remove_sub(s);
+        }
+        self.deferring.set(false);
+        if !subs.is_empty() {
+            match self.outbox(0) {
+                Some(o) => o.push_control(outbox::Mail::FlushRoutes),
+                None => self.flush_route_interest(),
+            }
         }
         if self.clients.borrow_mut().remove(&client.cid).is_some() {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);

@@ -22,7 +22,11 @@ pub enum Mail {
     Batch(Batch),
     /// The sending core's count for (subject, queue) in `account` went 0→1 (`add`) or
     /// 1→0; queue members are announced one by one.
-    Interest { account: u32, subject: Box<[u8]>, queue: Option<Box<[u8]>>, add: bool, epoch: u64 },
+    /// `flush`: tell the routes now (core zero); false while a closing client's
+    /// subscriptions go one by one, until `FlushRoutes`.
+    Interest { account: u32, subject: Box<[u8]>, queue: Option<Box<[u8]>>, add: bool, epoch: u64, flush: bool },
+    /// Tell the routes what the interest mails before this one changed (to core zero).
+    FlushRoutes,
     /// The receiving core has applied the sender's interest changes up to `epoch` (and
     /// handled every mail before the `Barrier` of that epoch).
     Ack { epoch: u64 },

@@ -11,6 +11,7 @@
 //! per queue member), so a client anywhere in the server reaches the routes through core
 //! zero's mailbox, in its publishing order.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -93,56 +94,109 @@ impl Shard {
     }
 
     /// This server's interest in `(subj, queue)` of account `acc` changed (a subscription on
-    /// this core, or another core's interest): tell the routes when a plain pattern's count
-    /// server-wide goes 0→1 or 1→0, and a queue group's weight whenever it changes.
-    pub(super) fn tell_routes(&self, acc: u32, subj: &[u8], queue: Option<&[u8]>, add: bool) {
+    /// this core, or another core's interest). The routes are told what they were last told
+    /// (`Cluster::announced`, as nats-server's per-account map) against the count now: at
+    /// once (`now`), or at the end of a batch (a closing client's subscriptions, so a client
+    /// that leaves with two members of a group sends one `RS-`, not a lowered weight and
+    /// then `RS-`, as nats-server).
+    pub(super) fn tell_routes(&self, acc: u32, subj: &[u8], queue: Option<&[u8]>, now: bool) {
         let Some(cluster) = self.cluster.get() else { return };
         if cluster.routes.borrow().is_empty() {
+            // A route that registers is sent everything (see `send_interest`).
             return;
         }
-        let here = self.account(acc).sublist.borrow().count_at(subj, queue, |t| matches!(t, Target::Sub(_) | Target::Core(_) | Target::System(_)));
-        let line = match queue {
-            None if add && here == 1 => interest_line(&self.account(acc).name, subj, None, true),
-            None if !add && here == 0 => interest_line(&self.account(acc).name, subj, None, false),
-            None => return,
-            Some(q) => interest_line(&self.account(acc).name, subj, Some((q, here as u32)), here > 0),
-        };
-        for r in cluster.routes.borrow().iter() {
-            r.client.send(&line);
+        cluster.dirty.borrow_mut().push((acc, subj.into(), queue.map(Into::into)));
+        if now && !self.deferring.get() {
+            self.flush_route_interest();
         }
     }
 
+    /// Tell the routes what changed in this server's interest since they were last told.
+    pub fn flush_route_interest(&self) {
+        let Some(cluster) = self.cluster.get() else { return };
+        let mut dirty: Vec<SubKey> = std::mem::take(&mut *cluster.dirty.borrow_mut());
+        dirty.sort();
+        dirty.dedup();
+        let mut out = Vec::new();
+        for key in dirty {
+            let (acc, subj, queue) = &key;
+            let here = self.local_interest(*acc, subj, queue.as_deref());
+            let want = if queue.is_some() { here } else { here.min(1) };
+            let had = cluster.announced.borrow().get(&key).copied().unwrap_or(0);
+            if want == had {
+                continue;
+            }
+            let name = &self.account(*acc).name;
+            out.extend_from_slice(&interest_line(name, subj, queue.as_deref().map(|q| (q, want)), want > 0));
+            let mut announced = cluster.announced.borrow_mut();
+            if want == 0 {
+                announced.remove(&key);
+            } else {
+                announced.insert(key, want);
+            }
+        }
+        if !out.is_empty() {
+            for r in cluster.routes.borrow().iter() {
+                r.client.send(&out);
+            }
+        }
+    }
+
+    /// This server's own interest in exactly `(subj, queue)` of account `acc`: subscriptions
+    /// on any core, and in the system account the requests the server answers (announced as
+    /// nats-server announces its internal subscriptions, so a ping anywhere in the cluster
+    /// reaches every server).
+    fn local_interest(&self, acc: u32, subj: &[u8], queue: Option<&[u8]>) -> u32 {
+        let system = self.shared.accounts.system;
+        let n = self.account(acc).sublist.borrow().count_at(subj, queue, |t| match t {
+            Target::Sub(_) | Target::Core(_) => true,
+            Target::System(_) => acc == system,
+            _ => false,
+        });
+        n as u32
+    }
+
     /// Everything this server is interested in, as `RS+` lines for a route that just
-    /// registered: every account's local interest (subscriptions on any core, requests the
-    /// server answers), and what the
+    /// registered: every account's own interest (see `local_interest`), and what the
     /// account table always wants (stream imports' subjects, in the exporting account; the
-    /// generated reply subjects, in the exporters).
+    /// generated reply subjects, in the exporters). Changes not yet told the other routes
+    /// are told first, so that all routes are told the same from here on.
     pub fn send_interest(&self, route: &Route) {
+        let Some(cluster) = self.cluster.get() else { return };
+        self.flush_route_interest();
+        let first = cluster.routes.borrow().iter().all(|r| std::ptr::eq(&**r, route));
         let mut out = Vec::new();
         let table = &self.shared.accounts;
+        let mut current: HashMap<SubKey, u32, ahash::RandomState> = HashMap::default();
         for (id, index) in self.accounts.iter().enumerate() {
-            let mut counts: Vec<((Bytes, Option<Bytes>), u32)> = Vec::new();
-            let mut seen: ahash::AHashMap<(Bytes, Option<Bytes>), usize> = Default::default();
+            let id = id as u32;
+            let mut keys: Vec<SubKey> = Vec::new();
             for (subj, queue, t) in index.sublist.borrow().entries() {
-                // The server's own requests (`$SYS.REQ.SERVER.PING`…) too, as nats-server
-                // announces its internal subscriptions: a ping anywhere in the cluster
-                // reaches every server.
-                if !matches!(t, Target::Sub(_) | Target::Core(_) | Target::System(_)) {
+                let counts = match t {
+                    Target::Sub(_) | Target::Core(_) => true,
+                    Target::System(_) => id == table.system,
+                    _ => false,
+                };
+                if !counts {
                     continue;
                 }
-                let key = (subj, queue);
-                match seen.get(&key) {
-                    Some(&i) => counts[i].1 += 1,
+                let key: SubKey = (id, subj[..].into(), queue.as_deref().map(Into::into));
+                match current.get_mut(&key) {
+                    Some(n) => *n += 1,
                     None => {
-                        seen.insert(key.clone(), counts.len());
-                        counts.push((key, 1));
+                        current.insert(key.clone(), 1);
+                        keys.push(key);
                     }
                 }
             }
-            for ((subj, queue), n) in counts {
-                out.extend_from_slice(&interest_line(&index.name, &subj, queue.as_deref().map(|q| (q, n)), true));
+            for key in keys {
+                let n = current.get(&key).copied().unwrap_or(0);
+                let (_, subj, queue) = &key;
+                out.extend_from_slice(&interest_line(&index.name, subj, queue.as_deref().map(|q| (q, n)), true));
+                if queue.is_none() {
+                    current.insert(key, 1);
+                }
             }
-            let id = id as u32;
             for s in table.streams.iter().filter(|s| s.from == id) {
                 out.extend_from_slice(&interest_line(&index.name, &s.subject, None, true));
             }
@@ -151,6 +205,10 @@ impl Shard {
                 pattern.push(b'>');
                 out.extend_from_slice(&interest_line(&index.name, &pattern, None, true));
             }
+        }
+        // The first route: what was announced before (to routes since gone) is stale.
+        if first {
+            *cluster.announced.borrow_mut() = current;
         }
         if !out.is_empty() {
             route.client.send(&out);
