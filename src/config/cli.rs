@@ -804,10 +804,12 @@ mod tests {
         // An empty --routes clears the file's (and needs no cluster).
         assert!(run(&["-c", f.path(), "--routes="]).unwrap().0.cluster.unwrap().routes.is_empty());
         assert!(run(&["--routes", ""]).unwrap().0.cluster.is_none());
-        // Flags make the file's portless block (no cluster) a cluster.
+        // Flags make the file's portless block (no cluster) a cluster, keeping its settings
+        // (as nats-server: a TLS block there stays in force).
         let portless = Conf::new("cluster { name: c }\n");
+        assert!(run(&["-c", portless.path()]).unwrap().0.cluster.is_none());
         let c = run(&["-c", portless.path(), "--cluster", "nats://127.0.0.1:-1"]).unwrap().0.cluster.unwrap();
-        assert_eq!((c.port, c.name), (0, None));
+        assert_eq!((c.port, c.name.as_deref()), (0, Some("c")));
     }
 
     /// The cluster flags' mistakes, in nats-server's words where it has some.
