@@ -420,11 +420,15 @@ fn raw_subscriber(node: &Node, subjects: &[&str]) -> Raw {
     raw
 }
 
-/// The next message on `raw`: (subject, sid, payload).
+/// The next message on `raw`: (subject, sid, payload). A PING (nats-server pings a quiet
+/// client soon after it connects) is answered and passed over.
 fn read_msg(raw: &mut Raw) -> (String, String, String) {
-    match read_frame(raw) {
-        Frame::Msg { subject, sid, payload } => (subject, sid, payload),
-        Frame::Line(line) => panic!("expected a MSG, got {line:?}"),
+    loop {
+        match read_frame(raw) {
+            Frame::Msg { subject, sid, payload } => return (subject, sid, payload),
+            Frame::Line(line) if line.trim_end() == "PING" => raw.send("PONG\r\n"),
+            Frame::Line(line) => panic!("expected a MSG, got {line:?}"),
+        }
     }
 }
 
