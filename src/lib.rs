@@ -12,12 +12,21 @@
 //! 5. each connection's writer sends its whole buffer once per event-loop pass.
 //!
 //! [`config`] turns flags into [`server::Options`]; [`logging`] prints nats-server-style lines.
+//!
+//! [`client`] is the client library over the same [`protocol`] and [`net`] transport. The
+//! `client` feature builds those three alone; `server` (on by default) adds the broker.
 
+#[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod logging;
+#[cfg(feature = "client")]
 pub mod net;
+#[cfg(feature = "client")]
 pub mod protocol;
+#[cfg(feature = "server")]
 pub mod server;
 
 /// The README's Rust examples, compiled as doc tests so they stay true.

@@ -243,7 +243,19 @@ pub fn natsu_and_reference(conf: &str, natsu_args: &[&str]) -> (TempDir, Vec<(&'
 /// Path of the natsu binary built with the tests, or `NATSU_TEST_BIN` (to run the suite
 /// against another build, e.g. an older commit's, to see a test fail where it should).
 pub fn natsu_bin() -> PathBuf {
-    std::env::var_os("NATSU_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_natsu")))
+    if let Some(bin) = std::env::var_os("NATSU_TEST_BIN") {
+        return PathBuf::from(bin);
+    }
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_natsu") {
+        return PathBuf::from(bin);
+    }
+    // A client-only build (`--no-default-features --features client`) has no broker binary
+    // of its own: take the one a default build left in the same profile directory, which
+    // holds this test's `deps/` directory.
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let bin = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps").join("natsu");
+    assert!(bin.exists(), "{} missing: build the broker first (cargo build with the default features)", bin.display());
+    bin
 }
 
 /// A raw protocol connection with send/expect helpers.
