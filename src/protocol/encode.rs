@@ -41,7 +41,6 @@ fn frame(
     header_len: Option<usize>,
     msg: &[u8],
 ) {
-    let mut num = itoa::Buffer::new();
     out.reserve(op.len() + subject.len() + sid.map_or(0, <[u8]>::len) + reply.map_or(0, <[u8]>::len) + msg.len() + 32);
     out.extend_from_slice(op);
     out.extend_from_slice(subject);
@@ -50,14 +49,7 @@ fn frame(
         out.extend_from_slice(arg);
         out.push(b' ');
     }
-    if let Some(h) = header_len {
-        out.extend_from_slice(num.format(h).as_bytes());
-        out.push(b' ');
-    }
-    out.extend_from_slice(num.format(msg.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(msg);
-    out.extend_from_slice(b"\r\n");
+    sizes_and_payload(out, header_len, msg);
 }
 
 /// The header block nats-server sends a requester when nobody subscribes to the subject.
@@ -119,7 +111,6 @@ mod tests {
 /// ```
 pub fn routed(out: &mut Vec<u8>, account: &[u8], subject: &[u8], reply: Option<&[u8]>, queues: &[&[u8]], header_len: Option<usize>, msg: &[u8]) {
     let op: &[u8] = if header_len.is_some() { b"HMSG " } else { b"RMSG " };
-    let mut num = itoa::Buffer::new();
     out.reserve(op.len() + account.len() + subject.len() + reply.map_or(0, <[u8]>::len) + queues.iter().map(|q| q.len() + 1).sum::<usize>() + msg.len() + 32);
     out.extend_from_slice(op);
     out.extend_from_slice(account);
@@ -143,6 +134,13 @@ pub fn routed(out: &mut Vec<u8>, account: &[u8], subject: &[u8], reply: Option<&
         out.extend_from_slice(q);
         out.push(b' ');
     }
+    sizes_and_payload(out, header_len, msg);
+}
+
+/// `[header_len ]size\r\nmsg\r\n`: how every message frame ends.
+#[inline]
+fn sizes_and_payload(out: &mut Vec<u8>, header_len: Option<usize>, msg: &[u8]) {
+    let mut num = itoa::Buffer::new();
     if let Some(h) = header_len {
         out.extend_from_slice(num.format(h).as_bytes());
         out.push(b' ');

@@ -323,18 +323,7 @@ impl Parser {
                 if a.total > self.max_payload {
                     return Err(ParseError::MaxPayload);
                 }
-                let end = body_start + a.total;
-                if buf.len() > end && buf[end] != b'\r' {
-                    return Err(ParseError::UnknownOp);
-                }
-                if buf.len() < end + 2 {
-                    self.need = if buf.len() > end { end + 2 } else { end + 1 };
-                    return Ok(None);
-                }
-                self.need = 0;
-                if buf[end + 1] != b'\n' {
-                    return Err(ParseError::UnknownOp);
-                }
+                let Some(end) = self.payload_end(buf, body_start, a.total)? else { return Ok(None) };
                 let msg = &buf[body_start..end];
                 let op = Op::Routed(Routed { account: a.account, subject: a.subject, reply: a.reply, queues: a.queues, header_len: a.header_len, msg });
                 return Ok(Some((op, end + 2)));
@@ -376,19 +365,7 @@ impl Parser {
                 if total > self.max_payload && self.role == Role::Server {
                     return Err(ParseError::MaxPayload);
                 }
-                let end = body_start + total;
-                // Fail on a wrong byte after the payload as soon as it arrives.
-                if buf.len() > end && buf[end] != b'\r' {
-                    return Err(ParseError::UnknownOp);
-                }
-                if buf.len() < end + 2 {
-                    self.need = if buf.len() > end { end + 2 } else { end + 1 };
-                    return Ok(None);
-                }
-                self.need = 0;
-                if buf[end] != b'\r' || buf[end + 1] != b'\n' {
-                    return Err(ParseError::UnknownOp);
-                }
+                let Some(end) = self.payload_end(buf, body_start, total)? else { return Ok(None) };
                 let msg = &buf[body_start..end];
                 let consumed = end + 2;
                 let op = if matches!(kind, Kind::Pub | Kind::HPub) {
@@ -411,6 +388,25 @@ impl Parser {
             }
         };
         Ok(Some((op, body_start)))
+    }
+
+    /// Where a payload of `total` bytes starting at `body_start` ends, once it and its CRLF
+    /// are in `buf` (None: not yet, and how many bytes are needed is noted). A wrong byte
+    /// after the payload fails as soon as it arrives.
+    fn payload_end(&mut self, buf: &[u8], body_start: usize, total: usize) -> Result<Option<usize>, ParseError> {
+        let end = body_start + total;
+        if buf.len() > end && buf[end] != b'\r' {
+            return Err(ParseError::UnknownOp);
+        }
+        if buf.len() < end + 2 {
+            self.need = if buf.len() > end { end + 2 } else { end + 1 };
+            return Ok(None);
+        }
+        self.need = 0;
+        if buf[end + 1] != b'\n' {
+            return Err(ParseError::UnknownOp);
+        }
+        Ok(Some(end))
     }
 
     /// The common case in one forward pass: a complete `PUB` (server) or `MSG` (client) in
