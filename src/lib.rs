@@ -28,6 +28,8 @@ pub mod net;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "service")]
+pub mod service;
 
 /// The README's Rust examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
