@@ -18,6 +18,8 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
