@@ -143,8 +143,10 @@ impl Context {
         self.response.status_code = i32::from(code);
     }
 
-    /// Set header `name` to `value`, replacing what was set before.
+    /// Set header `name` to `value`, replacing what was set before under any case of the
+    /// name (HTTP header names are case-insensitive; the map's keys are not).
     pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
+        self.response.header.retain(|k, _| !k.eq_ignore_ascii_case(name));
         self.response.header.insert(name.to_string(), Values { arr: vec![value.into()] });
     }
 
@@ -305,12 +307,14 @@ mod tests {
         ctx.json(201, &serde_json::json!({"ok": true}));
         assert_eq!(ctx.response().status_code, 201);
         assert_eq!(proto::header(&ctx.response().header, "content-type"), Some("application/json"));
+        ctx.add_header("content-type", "text/html");
         ctx.text(202, "hi");
         ctx.add_header("Set-Cookie", "a=1");
         ctx.add_header("Set-Cookie", "b=2");
         let res = ctx.into_response();
         assert_eq!((res.status_code, res.body.as_slice()), (202, &b"hi"[..]));
         assert_eq!(res.header["Content-Type"].arr, ["text/plain; charset=utf-8"]);
+        assert!(!res.header.contains_key("content-type"), "one Content-Type, whatever the case");
         assert_eq!(res.header["Set-Cookie"].arr, ["a=1", "b=2"]);
 
         let mut ctx = Context::new(request("GET", "/"));
