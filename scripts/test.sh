@@ -11,7 +11,9 @@
 #   5. the cluster tests against natsu, in a step of their own with a shorter bound: each
 #      test starts two or three servers, and a route that never forms must not eat the
 #      whole run's time
-#   6. pytest tests/python: nats-py against natsu
+#   6. pytest tests/python: nats-py against natsu; then tests/browser: natsu-chat-demo
+#      through natsu-gateway in headless Chromium (Debian's chromium from apt,
+#      playwright-core from npm, installed within the step when missing)
 #   7. the same integration tests, cluster tests and nats-py tests against the reference
 #      nats-server (reuses the build, takes seconds; NATSU_TEST_REFERENCE=0 skips it)
 #   8. the client library alone (--no-default-features --features client): its unit tests
@@ -23,7 +25,8 @@
 #
 # Environment: NATSU_TEST_REFERENCE=0 skips step 7; NATSU_TEST_THREADS sets cargo's
 # --test-threads (default: nproc); NATSU_STEP_TIMEOUT bounds each test step in seconds
-# (default 1800), NATSU_CLUSTER_STEP_TIMEOUT each cluster test step (default 900); PYTHON
+# (default 1800), NATSU_CLUSTER_STEP_TIMEOUT each cluster test step (default 900),
+# NATSU_BROWSER_STEP_TIMEOUT the browser step, installs included (default 600); PYTHON
 # picks the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,7 @@ PYTHON="${PYTHON:-python3}"
 THREADS="${NATSU_TEST_THREADS:-$(nproc)}"
 STEP_TIMEOUT="${NATSU_STEP_TIMEOUT:-1800}"
 CLUSTER_STEP_TIMEOUT="${NATSU_CLUSTER_STEP_TIMEOUT:-900}"
+BROWSER_STEP_TIMEOUT="${NATSU_BROWSER_STEP_TIMEOUT:-600}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # Debian installs nats-server in /usr/sbin, which a non-login PATH may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:$HOME/.cargo/bin"
@@ -59,6 +63,35 @@ cluster_step() {
     local STEP_TIMEOUT="$CLUSTER_STEP_TIMEOUT"
     step "$@"
 }
+
+# The same with BROWSER_STEP_TIMEOUT.
+browser_step() {
+    local STEP_TIMEOUT="$BROWSER_STEP_TIMEOUT"
+    step "$@"
+}
+
+# The browser test with what it needs: Debian's chromium and node (apt), playwright-core
+# (npm ci from the lock file; it never downloads a browser), each installed only when
+# missing. Installing is part of the step, so that a failed install fails this step alone
+# and stays within its time bound. `timeout` runs it in a fresh bash, hence exported.
+browser_test() {
+    set -euo pipefail
+    export DEBIAN_FRONTEND=noninteractive
+    if [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null; then
+        echo "installing what is missing of chromium, nodejs and npm (apt)"
+        apt-get update
+        [ -x /usr/bin/chromium ] || apt-get install -y chromium
+        command -v npm >/dev/null || apt-get install -y nodejs npm
+    fi
+    if [ ! -d tests/browser/node_modules ]; then
+        echo "installing playwright-core (npm ci in tests/browser)"
+        (cd tests/browser && npm ci --no-audit --no-fund)
+    fi
+    echo "chromium: $(/usr/bin/chromium --version 2>/dev/null), node $(node --version)"
+    cd tests/browser
+    CARGO_TARGET_DIR="$TARGET_DIR" node chat.test.mjs
+}
+export -f browser_test
 
 section "Dependencies"
 if ! command -v cargo >/dev/null; then
@@ -124,6 +157,9 @@ fi
 
 step "nats-py tests against natsu: pytest tests/python" \
     "$PYTHON" -m pytest -q -p no:cacheprovider tests/python
+
+browser_step "Browser (headless Chromium): tests/browser/chat.test.mjs" \
+    env TARGET_DIR="$TARGET_DIR" bash -c browser_test
 
 if [ "${NATSU_TEST_REFERENCE:-1}" != "0" ]; then
     # The integration tests that compare natsu with the reference, run against the
