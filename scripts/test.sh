@@ -16,9 +16,10 @@
 #      playwright-core from npm, installed within the step when missing)
 #   7. the same integration tests, cluster tests and nats-py tests against the reference
 #      nats-server (reuses the build, takes seconds; NATSU_TEST_REFERENCE=0 skips it)
-#   8. the client library alone (--no-default-features --features client): its unit tests
-#      and the client integration tests, against the broker step 3 built; last, so that its
-#      second build of the library cannot stand in the way of the steps before
+#   8. the client library and the service router alone (--no-default-features --features
+#      service): their unit tests and the client and service integration tests, against the
+#      broker step 3 built; last, so that its second build of the library cannot stand in
+#      the way of the steps before
 #
 # Every step runs even when an earlier test step failed, so one run shows all failures;
 # the script exits non-zero if any step failed. A failed install or build stops at once.
@@ -187,17 +188,18 @@ if [ "${NATSU_TEST_REFERENCE:-1}" != "0" ]; then
         env NATSU_TEST_TARGET=reference "$PYTHON" -m pytest -q -p no:cacheprovider tests/python
 fi
 
-# What a program gets with `natsu = { default-features = false, features = ["client"] }`:
+# What a program gets with `natsu = { default-features = false, features = ["service"] }`
+# (the client and the router, which is what `client` gets plus prost):
 # this builds the library without the broker's crates (cargo keeps it apart from the default
 # build by its features), and its tests find the broker binary step 3 built.
 client_targets=()
-for t in client_api client_encoded client_limits client_reconnect client_tls_auth; do
+for t in client_api client_encoded client_limits client_reconnect client_tls_auth service; do
     if [ -f "tests/$t.rs" ]; then
         client_targets+=(--test "$t")
     fi
 done
-step "Client library alone: cargo test --release --no-default-features --features client" \
-    cargo test --release --no-fail-fast --no-default-features --features client --lib "${client_targets[@]}" \
+step "Client library and service router alone: cargo test --release --no-default-features --features service" \
+    cargo test --release --no-fail-fast --no-default-features --features service --lib "${client_targets[@]}" \
     -- --test-threads="$THREADS"
 
 section "Summary"

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::channel::oneshot;
 use natsu::client::{self, Connection, Error};
 use natsu::service::proto::{self, add, Request, Response};
 use natsu::service::subject::request_subject;
@@ -22,57 +21,11 @@ use natsu::service::{envelope, Context, Router, WS_CLOSE, WS_GONE, WS_IN, WS_OUT
 use prost::Message;
 use serde_json::{json, Value};
 
+use common::service::Service;
 use common::{run_local, Limits, Server};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A service: a router set up by `setup` on a connection of its own executor thread,
-/// stopped (connection closed, thread joined) when dropped.
-struct Service {
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<glommio::ExecutorJoinHandle<()>>,
-}
-
-impl Service {
-    fn start(url: &str, queue: Option<&'static str>, setup: impl FnOnce(&Router) + Send + 'static) -> Service {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let url = url.to_string();
-        let thread = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(128 << 10)
-            .ring_depth(64)
-            .spawn(move || async move {
-                let nc = client::connect(&url).await.expect("the service connects");
-                let router = match queue {
-                    Some(q) => Router::with_queue(&nc, q),
-                    None => Router::new(&nc),
-                };
-                setup(&router);
-                nc.flush().await.expect("the service's subscriptions reach the broker");
-                let _ = ready_tx.send(());
-                let _ = stopped.await;
-                nc.close().await;
-            })
-            .expect("start the service's executor");
-        ready_rx.recv_timeout(WAIT).expect("the service is ready in time");
-        Service { stop: Some(stop), thread: Some(thread) }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let joined = thread.join();
-            if !std::thread::panicking() {
-                joined.expect("the service's executor ends cleanly");
-            }
-        }
-    }
-}
 
 fn request(method: &str, url: &str) -> Request {
     Request { url: url.into(), method: method.into(), remote_addr: "127.0.0.1:50000".into(), ..Request::default() }

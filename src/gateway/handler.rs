@@ -23,8 +23,8 @@ use crate::service::{envelope, subject};
 pub type HttpResponse = hyper::Response<Full<Bytes>>;
 
 /// What a connection does once hyper has written a `101 Switching Protocols`: bridge this
-/// WebSocket id.
-pub type UpgradeSlot = Rc<RefCell<Option<String>>>;
+/// socket.
+pub type UpgradeSlot = Rc<RefCell<Option<super::ws::Pending>>>;
 
 /// A short JSON error answer.
 pub fn error(status: StatusCode, reason: &str) -> HttpResponse {
@@ -114,9 +114,16 @@ async fn answer(shard: &Shard, req: hyper::Request<Incoming>, remote: SocketAddr
         proto::add(&mut request.header, &canonical_name(name.as_str()), String::from_utf8_lossy(value.as_bytes()));
     }
     fill_form(&mut request, &parts);
-    if websocket_key.is_some() {
-        request.web_socket_id = client::nuid::next();
-    }
+    let pending = match websocket_key {
+        Some(_) => match super::ws::Pending::subscribe(&nc, client::nuid::next()) {
+            Ok(p) => {
+                request.web_socket_id = p.id.clone();
+                Some(p)
+            }
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("NATS: {e}")),
+        },
+        None => None,
+    };
     let payload = match encoding {
         Encoding::Protobuf => request.encode_to_vec(),
         Encoding::Json => envelope::encode_request(&request),
@@ -141,8 +148,8 @@ async fn answer(shard: &Shard, req: hyper::Request<Incoming>, remote: SocketAddr
         }
     };
     shard.apply_hooks(&path, &mut response);
-    match websocket_key {
-        Some(key) if response.do_upgrade => {
+    match (websocket_key, pending) {
+        (Some(key), Some(pending)) if response.do_upgrade => {
             let accept = accept_key(key.as_bytes());
             let mut r = match to_http(response, StatusCode::SWITCHING_PROTOCOLS) {
                 Ok(r) => r,
@@ -152,7 +159,7 @@ async fn answer(shard: &Shard, req: hyper::Request<Incoming>, remote: SocketAddr
             h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
             h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
-            *upgrade.borrow_mut() = Some(request.web_socket_id);
+            *upgrade.borrow_mut() = Some(pending);
             r
         }
         _ => {

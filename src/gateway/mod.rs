@@ -116,7 +116,7 @@ impl Gateway {
         // SO_REUSEPORT would let us share the port with another process's listener without a
         // word: check that nobody is listening there first.
         if cfg.listen.port() != 0 {
-            std::net::TcpListener::bind(cfg.listen).map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+            bind_patiently(cfg.listen).map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         }
         let tls = match &cfg.tls {
             Some(t) => Some(crate::server::tls::server_config(t)?),
@@ -126,7 +126,7 @@ impl Gateway {
         let monitor = match cfg.http_port {
             Some(port) => {
                 let addr = SocketAddr::new(cfg.listen.ip(), port);
-                Some(std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} for monitoring: {e}"))?)
+                Some(bind_patiently(addr).map_err(|e| format!("cannot listen on {addr} for monitoring: {e}"))?)
             }
             None => None,
         };
@@ -146,7 +146,7 @@ impl Gateway {
                     let listener = {
                         let mut b = bound.lock().unwrap_or_else(|p| p.into_inner());
                         let addr = b.unwrap_or(cfg.listen);
-                        match TcpListener::bind(addr) {
+                        match bind_reuseport(addr) {
                             Ok(l) => {
                                 let local = l.local_addr().ok();
                                 if b.is_none() {
@@ -176,6 +176,41 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// How long a start waits for a port a gateway that just died still holds.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(3);
+
+/// Bind `addr` (a plain bind: it fails while any other socket listens there), waiting a
+/// little while it is in use: a gateway killed a moment ago leaves its listening sockets
+/// behind until the kernel has torn down its io_uring, which holds them for the accepts it
+/// had pending. A supervisor's restart lands right in that window.
+fn bind_patiently(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// This executor's listener on the shared HTTP port: `SO_REUSEPORT` so that every executor
+/// has its own accept queue, and `SO_REUSEADDR` so that the connections it leaves in
+/// TIME_WAIT do not keep a restarted gateway's first check (a plain bind) off the port.
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    // SAFETY: a listening socket we own and give up here.
+    Ok(unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) })
 }
 
 /// Connect this executor to NATS: the servers in the listed order, the first that works;
@@ -268,18 +303,21 @@ async fn serve_connection(shard: Rc<Shard>, transport: Transport, remote: Socket
         .timer(io::GlommioTimer)
         .header_read_timeout(HEADER_READ)
         .serve_connection(io::HyperIo(transport), svc);
-    let parts = match conn.without_shutdown().await {
-        Ok(parts) => parts,
-        Err(e) => {
-            tracing::debug!("{remote}: {e}");
-            return;
+    let served = conn.without_shutdown().await;
+    let pending = slot.borrow_mut().take();
+    match (served, pending) {
+        (Ok(parts), Some(pending)) => {
+            let stream = io::Prefixed { head: parts.read_buf, inner: parts.io.0 };
+            let max = shard.cfg.max_body;
+            ws::bridge(shard, stream, pending, max).await;
         }
-    };
-    let Some(id) = slot.borrow_mut().take() else { return };
-    let Some(nc) = shard.connection() else { return };
-    let stream = io::Prefixed { head: parts.read_buf, inner: parts.io.0 };
-    let max = shard.cfg.max_body;
-    ws::bridge(shard, nc, stream, id, max).await;
+        (Err(e), Some(pending)) => {
+            tracing::debug!("{remote}: WebSocket {} lost before the bridge: {e}", pending.id);
+            pending.abandon("connection lost during the handshake").await;
+        }
+        (Err(e), None) => tracing::debug!("{remote}: {e}"),
+        (Ok(_), None) => {}
+    }
 }
 
 /// `/healthz` and `/metrics` on the monitoring port.

@@ -4,6 +4,7 @@
 //! browser goes away the gateway publishes `"<code> <reason>"` to `WS_GONE<id>`, and a
 //! message on `WS_CLOSE<id>` (optionally `"<code> <reason>"`) closes the socket.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use futures_util::future::{select, Either};
 use futures_util::{SinkExt, StreamExt};
 
 use super::Shard;
-use crate::client::{Connection, Msg};
+use crate::client::{Connection, Msg, Subscription};
 use crate::service::{WS_CLOSE, WS_GONE, WS_IN, WS_OUT};
 
 /// Messages from NATS waiting for a slow browser; past this the socket is closed (1013)
@@ -36,31 +37,62 @@ fn close_frame(data: &[u8]) -> CloseFrame<'static> {
     }
 }
 
+/// A socket the service is being asked about: its outbound subjects are subscribed before
+/// the upgrade request is published, so that whatever the service sends while or right
+/// after accepting waits here for the handshake instead of being lost. Dropping it
+/// unsubscribes.
+pub struct Pending {
+    pub id: String,
+    nc: Connection,
+    subs: Vec<Subscription>,
+    /// Taken by the bridge.
+    rx: Option<futures_channel::mpsc::Receiver<Msg>>,
+    overflow: Rc<Cell<bool>>,
+}
+
+impl Pending {
+    /// Subscribe `WS_OUT<id>` and `WS_CLOSE<id>` into one queue.
+    pub fn subscribe(nc: &Connection, id: String) -> crate::client::Result<Pending> {
+        let (tx, rx) = futures_channel::mpsc::channel::<Msg>(BACKLOG);
+        let overflow = Rc::new(Cell::new(false));
+        let mut subs = Vec::new();
+        for prefix in [WS_OUT, WS_CLOSE] {
+            let mut tx = tx.clone();
+            let overflow = overflow.clone();
+            subs.push(nc.subscribe(&format!("{prefix}{id}"), move |m| {
+                if tx.try_send(m).is_err() {
+                    overflow.set(true);
+                    tx.close_channel();
+                }
+            })?);
+        }
+        Ok(Pending { id, nc: nc.clone(), subs, rx: Some(rx), overflow })
+    }
+
+    /// Tell the service the socket is gone without ever having been bridged (the
+    /// handshake's connection failed after the service accepted it).
+    pub async fn abandon(self, why: &str) {
+        let _ = self.nc.publish(&format!("{WS_GONE}{}", self.id), format!("1006 {why}")).await;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        for s in self.subs.drain(..) {
+            let _ = s.unsubscribe();
+        }
+    }
+}
+
 /// Bridge one upgraded connection until either side ends it.
-pub async fn bridge<S: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, nc: Connection, stream: S, id: String, max_frame: usize) {
+pub async fn bridge<S: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, stream: S, mut pending: Pending, max_frame: usize) {
     let config = WebSocketConfig { max_message_size: Some(max_frame), max_frame_size: Some(max_frame), ..WebSocketConfig::default() };
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
     let (mut sink, mut frames) = ws.split();
-    let (tx, mut rx) = futures_channel::mpsc::channel::<Msg>(BACKLOG);
-    let overflow = Rc::new(std::cell::Cell::new(false));
-    let mut subs = Vec::new();
-    for prefix in [WS_OUT, WS_CLOSE] {
-        let mut tx = tx.clone();
-        let overflow = overflow.clone();
-        match nc.subscribe(&format!("{prefix}{id}"), move |m| {
-            if tx.try_send(m).is_err() {
-                overflow.set(true);
-                tx.close_channel();
-            }
-        }) {
-            Ok(s) => subs.push(s),
-            Err(e) => {
-                tracing::warn!("websocket {id}: cannot subscribe: {e}");
-                return;
-            }
-        }
-    }
-    drop(tx);
+    let nc = pending.nc.clone();
+    let id = pending.id.clone();
+    let overflow = pending.overflow.clone();
+    let Some(mut rx) = pending.rx.take() else { return };
     let metrics = &shard.metrics;
     metrics.websockets_open.fetch_add(1, Relaxed);
     metrics.websockets_total.fetch_add(1, Relaxed);
@@ -116,9 +148,7 @@ pub async fn bridge<S: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, nc: Con
             .await
             .unwrap_or_else(|_| "1006 no close answer".to_string()),
     };
-    for s in subs {
-        let _ = s.unsubscribe();
-    }
+    drop(pending);
     metrics.websockets_open.fetch_sub(1, Relaxed);
     tracing::debug!("websocket {id} ended: {gone}");
     let _ = nc.publish(&format!("{WS_GONE}{id}"), gone.trim_end()).await;

@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod http;
 pub mod pki;
 pub mod probe;
+#[cfg(feature = "service")]
+pub mod service;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
