@@ -227,12 +227,12 @@ async function run() {
   log(`Chromium ${browser.version()}`);
 
   const alice = await join(browser, `${gatewayUrl}/`, "alice");
-  await sees(alice, "* you joined as alice");
+  // Sent by the service while it accepted the socket: the gateway kept it for the browser.
+  await sees(alice, "* alice joined");
   const bob = await join(browser, `${gatewayUrl}/`, "bob");
   await sees(alice, "* bob joined");
+  await sees(bob, "* bob joined");
 
-  // bob speaks first: the gateway publishes his frame on WS_IN only after it subscribed his
-  // WS_OUT, so once he sees his own line the way to him is open for alice's too.
   await say(bob, "hello from bob");
   await sees(alice, "bob: hello from bob");
   await sees(bob, "bob: hello from bob");

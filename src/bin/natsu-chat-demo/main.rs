@@ -96,12 +96,11 @@ impl Room {
                 return ctx.json(503, &serde_json::json!({ "error": "the chat cannot take the socket now" }));
             }
         };
-        // Told before the newcomer is in the room: the gateway subscribes its WS_OUT only once
-        // it has our answer and has upgraded the connection, so a line sent to it now would
-        // be lost. The page greets its own user.
-        self.broadcast(&format!("* {name} joined"));
+        // The newcomer is told too: the gateway subscribed the socket's WS_OUT before it
+        // asked us, and holds what we send until its handshake with the browser is done.
         self.members.borrow_mut().insert(id.clone(), Member { name: name.clone(), subs });
         ctx.accept_websocket();
+        self.broadcast(&format!("* {name} joined"));
         eprintln!("natsu-chat-demo: {name} joined (socket {id}, {} in the room)", self.members.borrow().len());
     }
 
