@@ -754,3 +754,67 @@ fn service_answers_every_request_with_the_natsu_client_too() {
     });
     assert_eq!(text, "pong");
 }
+
+/// Bytes that are no HTTP get hyper's 400 and the connection closed; the gateway goes on
+/// serving everyone else.
+#[test]
+fn bad_http_is_refused_without_hurting_others() {
+    let (_b, gw, _s) = stack(|r| {
+        r.get("/ok", |c| c.text(200, "fine")).unwrap();
+    });
+    let mut good = http::connect(gw.port);
+    let mut buf = Vec::new();
+    good.write_all(&http::encode("GET", "/ok", &[], b"")).unwrap();
+    assert_eq!(http::read_reply(&mut good, &mut buf).unwrap().text(), "fine");
+    let too_many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    for junk in [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n".to_vec(),
+        b"GET /ok HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n".to_vec(),
+        b"GET /ok HTTP/9.9\r\n\r\n".to_vec(),
+        format!("GET /ok HTTP/1.1\r\n{too_many_headers}\r\n").into_bytes(),
+        [b"GET /".to_vec(), vec![b'a'; 1 << 20], b" HTTP/1.1\r\n\r\n".to_vec()].concat(),
+    ] {
+        let mut s = http::connect(gw.port);
+        let _ = s.write_all(&junk);
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+    }
+    // The kept-alive connection and new ones still work.
+    good.write_all(&http::encode("GET", "/ok", &[], b"")).unwrap();
+    assert_eq!(http::read_reply(&mut good, &mut buf).unwrap().text(), "fine");
+    assert_eq!(get(gw.port, "/ok").text(), "fine");
+}
+
+/// The library's hooks: any function over the answer, run in the gateway's process. The
+/// gateway runs in a thread of this test process for the rest of its life.
+#[test]
+fn library_hooks_are_functions_over_the_answer() {
+    let broker = Server::start();
+    let _s = Service::start(&broker.url(), None, |r| {
+        r.get("/api/v", |c| c.json(200, &json!({"v": 1}))).unwrap();
+        r.get("/other", |c| c.text(200, "plain")).unwrap();
+    });
+    let (port, mport) = (free_port(), free_port());
+    let mut cfg = natsu::gateway::config::Config::default();
+    cfg.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.http_port = Some(mport);
+    cfg.cores = 1;
+    cfg.access_log = false;
+    cfg.nats.servers = vec![broker.url()];
+    let gw = natsu::gateway::Gateway::new(cfg)
+        .hook("^/api/", |resp| {
+            resp.status_code = 299;
+            add(&mut resp.header, "X-Api-Version", "2");
+            resp.body.extend_from_slice(b" ");
+        })
+        .unwrap();
+    assert!(natsu::gateway::Gateway::new(natsu::gateway::config::Config::default()).hook("(", |_| {}).is_err());
+    std::thread::spawn(move || gw.run());
+    wait_for(|| http::try_request(mport, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200), "the in-process gateway");
+    let r = get(port, "/api/v");
+    assert_eq!((r.status, r.header("x-api-version"), r.text().as_str()), (299, Some("2"), "{\"v\":1} "));
+    let r = get(port, "/other");
+    assert_eq!((r.status, r.header("x-api-version")), (200, None));
+}
