@@ -104,7 +104,7 @@ async fn accept(listener: TcpListener) {
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(GlommioTimer)
                         .header_read_timeout(HEADER_READ)
-                        .serve_connection(HyperIo(stream), service_fn(serve_direct));
+                        .serve_connection(HyperIo::new(stream), service_fn(serve_direct));
                     if let Err(e) = conn.await {
                         tracing::debug!("connection: {e}");
                     }

@@ -10,22 +10,33 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 /// A futures-io stream seen through hyper's `Read` and `Write`.
-pub struct HyperIo<S>(pub S);
+pub struct HyperIo<S> {
+    pub stream: S,
+    /// Where reads land before they are copied into hyper's (uninitialised) buffer: copying
+    /// the bytes read costs less than zeroing the whole space hyper offers on every read.
+    scratch: Box<[u8]>,
+}
+
+/// The most one read takes.
+const SCRATCH: usize = 16 << 10;
+
+impl<S> HyperIo<S> {
+    pub fn new(stream: S) -> HyperIo<S> {
+        HyperIo { stream, scratch: vec![0; SCRATCH].into_boxed_slice() }
+    }
+
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
 
 impl<S: AsyncRead + Unpin> hyper::rt::Read for HyperIo<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
-        // hyper hands out uninitialised space; zero it so it can be read into safely (the
-        // stream copies from its own buffer anyway, and hyper's chunks are a few KiB).
-        let dst = unsafe { buf.as_mut() };
-        for b in dst.iter_mut() {
-            b.write(0);
-        }
-        // SAFETY: every byte of `dst` was just initialised.
-        let slice = unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
-        match Pin::new(&mut self.get_mut().0).poll_read(cx, slice) {
+        let me = self.get_mut();
+        let room = buf.remaining().min(me.scratch.len());
+        match Pin::new(&mut me.stream).poll_read(cx, &mut me.scratch[..room]) {
             Poll::Ready(Ok(n)) => {
-                // SAFETY: the stream wrote (and we initialised) the first `n` bytes.
-                unsafe { buf.advance(n) };
+                buf.put_slice(&me.scratch[..n]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -36,19 +47,19 @@ impl<S: AsyncRead + Unpin> hyper::rt::Read for HyperIo<S> {
 
 impl<S: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_close(cx)
+        Pin::new(&mut self.get_mut().stream).poll_close(cx)
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 }
 

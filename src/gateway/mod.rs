@@ -302,12 +302,12 @@ async fn serve_connection(shard: Rc<Shard>, transport: Transport, remote: Socket
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(io::GlommioTimer)
         .header_read_timeout(HEADER_READ)
-        .serve_connection(io::HyperIo(transport), svc);
+        .serve_connection(io::HyperIo::new(transport), svc);
     let served = conn.without_shutdown().await;
     let pending = slot.borrow_mut().take();
     match (served, pending) {
         (Ok(parts), Some(pending)) => {
-            let stream = io::Prefixed { head: parts.read_buf, inner: parts.io.0 };
+            let stream = io::Prefixed { head: parts.read_buf, inner: parts.io.into_inner() };
             let max = shard.cfg.max_body;
             ws::bridge(shard, stream, pending, max).await;
         }
@@ -346,7 +346,7 @@ async fn serve_monitor(listener: std::net::TcpListener, all: Arc<Vec<Arc<Metrics
                 r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
                 std::future::ready(Ok::<_, std::convert::Infallible>(r))
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io::HyperIo(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io::HyperIo::new(stream), svc).await;
         })
         .detach();
     }

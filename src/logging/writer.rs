@@ -33,6 +33,10 @@ const LINE_OVERHEAD: usize = 64;
 /// File and stderr lines are written in batches of about this size: one syscall for many
 /// lines when the writer is behind.
 const BATCH: usize = 64 << 10;
+/// While lines have come within [`BUSY_FOR`], the writer checks the queue this often
+/// instead of sleeping on it; idle longer, it sleeps on the queue (no wake-ups of its own).
+const BUSY_NAP: Duration = Duration::from_millis(5);
+const BUSY_FOR: Duration = Duration::from_millis(200);
 /// How often a writer that never catches up still reports what it dropped.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How long the process waits at exit for queued lines to be written: a destination that
@@ -179,6 +183,7 @@ struct Writer {
 
 fn run(rx: Receiver<Item>) {
     let mut w = Writer { out: None, batch: Vec::new(), batch_cost: 0, reported: 0, last_report: Instant::now() };
+    let mut last_line = Instant::now() - BUSY_FOR;
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
@@ -186,6 +191,13 @@ fn run(rx: Receiver<Item>) {
                 // Caught up: write the batch and say what was lost while behind.
                 w.report_drops();
                 w.write_batch();
+                // While lines keep coming, nap instead of waiting on the queue: a thread
+                // that queues a line then never has to wake this one (a futex call per
+                // line, and a write per line, at a gateway's access log rate).
+                if last_line.elapsed() < BUSY_FOR {
+                    std::thread::sleep(BUSY_NAP);
+                    continue;
+                }
                 match rx.recv() {
                     Ok(item) => item,
                     Err(_) => return,
@@ -196,6 +208,9 @@ fn run(rx: Receiver<Item>) {
                 return;
             }
         };
+        if matches!(item, Item::Line { .. }) {
+            last_line = Instant::now();
+        }
         w.take(item);
         if w.batch.len() >= BATCH {
             w.write_batch();
