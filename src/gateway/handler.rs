@@ -150,7 +150,7 @@ async fn answer(shard: &Shard, req: hyper::Request<Incoming>, remote: SocketAddr
     shard.apply_hooks(&path, &mut response);
     match (websocket_key, pending) {
         (Some(key), Some(pending)) if response.do_upgrade => {
-            let accept = accept_key(key.as_bytes());
+            let accept = crate::server::websocket::handshake::accept_key(key.as_bytes());
             let mut r = match to_http(response, StatusCode::SWITCHING_PROTOCOLS) {
                 Ok(r) => r,
                 Err(e) => return e,
@@ -173,15 +173,6 @@ async fn answer(shard: &Shard, req: hyper::Request<Incoming>, remote: SocketAddr
             to_http(response, status).unwrap_or_else(|e| e)
         }
     }
-}
-
-/// RFC 6455's `Sec-WebSocket-Accept`: base64 of SHA-1 over the key and the protocol's GUID.
-fn accept_key(key: &[u8]) -> String {
-    use base64::Engine;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    ctx.update(key);
-    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
 }
 
 /// Headers a service may not set: hyper frames the body itself, and the connection's own
@@ -229,12 +220,6 @@ fn fill_form(request: &mut Request, parts: &hyper::http::request::Parts) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn websocket_accept_key() {
-        // RFC 6455 section 1.3's example.
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-    }
 
     #[test]
     fn canonical_names() {

@@ -16,6 +16,7 @@ pub mod route;
 pub mod shard;
 pub mod sublist;
 pub mod tls;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::os::unix::io::{AsRawFd, RawFd};
