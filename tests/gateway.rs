@@ -291,11 +291,15 @@ fn error_statuses_are_short_json() {
     s.write_all(&[b'y'; 0x800]).unwrap();
     s.write_all(b"\r\n0\r\n\r\n").unwrap();
     check(http::read_reply(&mut s, &mut Vec::new()).unwrap(), 413);
+    // A body that stops arriving: 408 once the path's timeout has passed.
+    let mut s = http::connect(port);
+    s.write_all(b"POST /slow/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part").unwrap();
+    check(http::read_reply(&mut s, &mut Vec::new()).unwrap(), 408);
     // A prefix with a larger limit lets 2 KiB through (to a 503: nobody serves it).
     check(request(port, "POST", "/big/x", &[], &[b'x'; 2048]), 503);
     // Statuses are counted.
     let metrics = get(mport, "/metrics").text();
-    for code in ["413", "502", "503", "504"] {
+    for code in ["408", "413", "502", "503", "504"] {
         assert!(metrics.contains(&format!("natsu_gateway_requests_total{{code=\"{code}\"}}")), "{code}: {metrics}");
     }
 }

@@ -96,12 +96,15 @@ async fn answer(shard: &Shard, req: hyper::Request<Incoming>, remote: SocketAddr
         return error(StatusCode::SERVICE_UNAVAILABLE, "no connection to NATS");
     };
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+    // A body that trickles in gets as long as the answer would (the path's timeout).
+    let read = glommio::timer::timeout(timeout, async { Ok(Limited::new(body, max_body).collect().await) }).await;
+    let body = match read {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
-        Err(_) => return error(StatusCode::BAD_REQUEST, "could not read the request body"),
+        Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "could not read the request body"),
+        Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time"),
     };
     let mut request = Request {
         url: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default(),
