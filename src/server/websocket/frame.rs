@@ -242,7 +242,7 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        payload.extend_from_slice(reason[..end].as_bytes());
+        payload.extend_from_slice(&reason.as_bytes()[..end]);
         payload.extend_from_slice(b"...");
     } else {
         payload.extend_from_slice(reason.as_bytes());
@@ -304,7 +304,7 @@ impl Decoder {
     /// ```
     /// use natsu::server::websocket::frame::{Decoder, Step};
     /// let mut decoder = Decoder::new(true, 1 << 20);
-    /// let frame = [0x82, 0x82, 0, 0, 0, 1, b'o', b'k' ^ 1];
+    /// let frame = [0x82, 0x82, 0, 1, 0, 0, b'o', b'k' ^ 1];
     /// let mut out = [0u8; 16];
     /// assert_eq!(decoder.decode(&frame, &mut out), Ok(Step::Skipped { input: 6 }));
     /// assert_eq!(decoder.decode(&frame[6..], &mut out), Ok(Step::Data { input: 2, output: 2 }));
@@ -793,6 +793,16 @@ mod tests {
             let bytes: Vec<&[u8]> = wire.chunks(1).collect();
             assert_eq!(decode_chunks(&bytes, 1).error, Some(ProtocolError::new(code, reason)), "{name}, a byte at a time");
         }
+    }
+
+    #[test]
+    fn a_client_that_asked_for_no_masking_may_send_unmasked_frames() {
+        let mut decoder = Decoder::new(false, MAX_FRAME_PAYLOAD);
+        let frame = server_frame(OpCode::Binary, b"PING\r\n");
+        let mut out = [0u8; 16];
+        assert_eq!(decoder.decode(&frame, &mut out), Ok(Step::Skipped { input: 2 }));
+        assert_eq!(decoder.decode(&frame[2..], &mut out), Ok(Step::Data { input: 6, output: 6 }));
+        assert_eq!(&out[..6], b"PING\r\n");
     }
 
     #[test]
