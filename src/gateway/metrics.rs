@@ -5,19 +5,18 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Latency histogram bucket bounds, seconds (Prometheus client defaults, finer at the low end).
 pub const BUCKETS: [f64; 14] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0];
 
 /// One executor's counters.
-#[derive(Default)]
 pub struct Metrics {
     /// Its NATS connection is up.
     pub connected: AtomicBool,
-    /// Answered requests by status code.
-    statuses: Mutex<BTreeMap<u16, u64>>,
+    /// Answered requests by status code (hyper's codes are 100 to 999), counted without a
+    /// lock on the request path.
+    statuses: Box<[AtomicU64]>,
     /// Requests per latency bucket (the last counts those above every bound).
     buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_micros: AtomicU64,
@@ -27,10 +26,30 @@ pub struct Metrics {
     pub ws_frames_out: AtomicU64,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            connected: AtomicBool::new(false),
+            statuses: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: Default::default(),
+            latency_micros: AtomicU64::new(0),
+            websockets_open: AtomicU64::new(0),
+            websockets_total: AtomicU64::new(0),
+            ws_frames_in: AtomicU64::new(0),
+            ws_frames_out: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One counter per possible status code, indexed by the code.
+const STATUS_SLOTS: usize = 1000;
+
 impl Metrics {
     /// Count one answered request.
     pub fn record(&self, status: u16, took: Duration) {
-        *self.statuses.lock().unwrap_or_else(|p| p.into_inner()).entry(status).or_default() += 1;
+        if let Some(n) = self.statuses.get(status as usize) {
+            n.fetch_add(1, Relaxed);
+        }
         let secs = took.as_secs_f64();
         let i = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
         self.buckets[i].fetch_add(1, Relaxed);
@@ -44,8 +63,11 @@ pub fn prometheus(all: &[std::sync::Arc<Metrics>]) -> String {
     let mut buckets = [0u64; BUCKETS.len() + 1];
     let (mut micros, mut open, mut total, mut fin, mut fout, mut up) = (0, 0, 0, 0, 0, 0);
     for m in all {
-        for (code, n) in m.statuses.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            *statuses.entry(*code).or_default() += n;
+        for (code, n) in m.statuses.iter().enumerate() {
+            let n = n.load(Relaxed);
+            if n > 0 {
+                *statuses.entry(code as u16).or_default() += n;
+            }
         }
         for (i, b) in m.buckets.iter().enumerate() {
             buckets[i] += b.load(Relaxed);
