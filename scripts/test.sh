@@ -3,7 +3,7 @@
 # for CI (`.ci/run` calls it).
 #
 #   1. install what is missing: the reference nats-server (apt), nats-py, nkeys (its NKey
-#      login) and pytest (pip)
+#      login), aiohttp (its WebSocket transport) and pytest (pip)
 #   2. raise the locked-memory limit for glommio's io_uring buffers, where allowed
 #   3. build everything once: cargo build --release --all-targets
 #   4. cargo test --release: unit, doc and integration tests against natsu, all but the
@@ -11,9 +11,10 @@
 #   5. the cluster tests against natsu, in a step of their own with a shorter bound: each
 #      test starts two or three servers, and a route that never forms must not eat the
 #      whole run's time
-#   6. pytest tests/python: nats-py against natsu; then tests/browser: natsu-chat-demo
-#      through natsu-gateway in headless Chromium (Debian's chromium from apt,
-#      playwright-core from npm, installed within the step when missing)
+#   6. pytest tests/python: nats-py against natsu (TCP, TLS and WebSocket); then
+#      tests/browser in headless Chromium (Debian's chromium from apt, playwright-core and
+#      nats.ws from npm, installed within the step when missing): natsu-chat-demo through
+#      natsu-gateway, and nats.ws straight to natsu's WebSocket port
 #   7. the same integration tests, cluster tests and nats-py tests against the reference
 #      nats-server (reuses the build, takes seconds; NATSU_TEST_REFERENCE=0 skips it)
 #   8. the client library and the service router alone (--no-default-features --features
@@ -71,8 +72,8 @@ browser_step() {
     step "$@"
 }
 
-# The browser test with what it needs: Debian's chromium and node (apt), playwright-core
-# (npm ci from the lock file; it never downloads a browser), each installed only when
+# The browser tests with what they need: Debian's chromium and node (apt), playwright-core
+# and nats.ws (npm ci from the lock file; it never downloads a browser), each installed only when
 # missing. Installing is part of the step, so that a failed install fails this step alone
 # and stays within its time bound. `timeout` runs it in a fresh bash, hence exported.
 browser_test() {
@@ -84,13 +85,20 @@ browser_test() {
         [ -x /usr/bin/chromium ] || apt-get install -y chromium
         command -v npm >/dev/null || apt-get install -y nodejs npm
     fi
-    if [ ! -d tests/browser/node_modules ]; then
-        echo "installing playwright-core (npm ci in tests/browser)"
+    # Also when an older node_modules lacks a package the lock file now names.
+    if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/nats.ws ]; then
+        echo "installing playwright-core and nats.ws (npm ci in tests/browser)"
         (cd tests/browser && npm ci --no-audit --no-fund)
     fi
     echo "chromium: $(/usr/bin/chromium --version 2>/dev/null), node $(node --version)"
     cd tests/browser
-    CARGO_TARGET_DIR="$TARGET_DIR" node chat.test.mjs
+    # Both run even when the first fails; the step fails if either did.
+    local rc=0
+    CARGO_TARGET_DIR="$TARGET_DIR" node chat.test.mjs || rc=1
+    # The broker's websocket listener with the official nats.ws client (NATSU_BIN, exported
+    # by the caller, names the broker).
+    CARGO_TARGET_DIR="$TARGET_DIR" node natsws.test.mjs || rc=1
+    return "$rc"
 }
 export -f browser_test
 
@@ -111,11 +119,12 @@ if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
     apt-get update
     apt-get install -y python3-pip
 fi
-if ! "$PYTHON" -c 'import nats, nkeys, pytest' >/dev/null 2>&1; then
-    echo "installing nats-py, nkeys and pytest (pip)"
+if ! "$PYTHON" -c 'import nats, nkeys, pytest, aiohttp' >/dev/null 2>&1; then
+    # aiohttp is nats-py's WebSocket transport (ws:// and wss:// URLs).
+    echo "installing nats-py, nkeys, aiohttp and pytest (pip)"
     # Debian's own python refuses pip installs (PEP 668) unless told otherwise.
-    "$PYTHON" -m pip install --quiet nats-py nkeys pytest ||
-        "$PYTHON" -m pip install --quiet --break-system-packages nats-py nkeys pytest
+    "$PYTHON" -m pip install --quiet nats-py nkeys aiohttp pytest ||
+        "$PYTHON" -m pip install --quiet --break-system-packages nats-py nkeys aiohttp pytest
 fi
 echo "cargo:       $(cargo --version)"
 echo "nats-server: $(nats-server --version)"
@@ -159,7 +168,7 @@ fi
 step "nats-py tests against natsu: pytest tests/python" \
     "$PYTHON" -m pytest -q -p no:cacheprovider tests/python
 
-browser_step "Browser (headless Chromium): tests/browser/chat.test.mjs" \
+browser_step "Browser (headless Chromium): tests/browser/chat.test.mjs, tests/browser/natsws.test.mjs" \
     env TARGET_DIR="$TARGET_DIR" bash -c browser_test
 
 if [ "${NATSU_TEST_REFERENCE:-1}" != "0" ]; then

@@ -70,6 +70,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     pub async fn close(&self) -> io::Result<()> {
         poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)).await
     }
+
+    /// Act on the stream itself, between polls (e.g. queue a WebSocket close frame).
+    pub fn with<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        f(&mut self.0.borrow_mut())
+    }
 }
 
 /// A connection's read buffer: bytes read and not yet parsed sit in `pending()`.
@@ -148,11 +153,14 @@ impl ReadBuf {
 }
 
 /// A connection's byte stream: plain TCP, or TLS over TCP from either end (the client
-/// library's connections and the broker's).
+/// library's connections and the broker's), or, in the broker, the NATS protocol in
+/// WebSocket frames over one of those (a browser's connection).
 pub enum Transport {
     Plain(TcpStream),
     ClientTls(Box<futures_rustls::client::TlsStream<TcpStream>>),
     ServerTls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+    #[cfg(feature = "server")]
+    WebSocket(Box<crate::server::websocket::frame::WsStream<Transport>>),
 }
 
 impl Transport {
@@ -162,6 +170,8 @@ impl Transport {
             Transport::Plain(s) => s,
             Transport::ClientTls(s) => s.get_ref().0,
             Transport::ServerTls(s) => s.get_ref().0,
+            #[cfg(feature = "server")]
+            Transport::WebSocket(s) => s.get_ref().tcp(),
         }
     }
 
@@ -171,6 +181,8 @@ impl Transport {
             Transport::Plain(_) => return None,
             Transport::ClientTls(s) => (s.get_ref().1.protocol_version(), s.get_ref().1.negotiated_cipher_suite()),
             Transport::ServerTls(s) => (s.get_ref().1.protocol_version(), s.get_ref().1.negotiated_cipher_suite()),
+            #[cfg(feature = "server")]
+            Transport::WebSocket(s) => return s.get_ref().tls_info(),
         };
         let version = match version {
             Some(rustls::ProtocolVersion::TLSv1_3) => "1.3".to_string(),
@@ -195,6 +207,11 @@ macro_rules! each_stream {
                 $e
             }
             Transport::ServerTls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+            #[cfg(feature = "server")]
+            Transport::WebSocket($s) => {
                 let $s = Pin::new($s.as_mut());
                 $e
             }

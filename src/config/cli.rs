@@ -697,8 +697,8 @@ mod tests {
         assert!(out.ends_with(&format!("natsu: configuration file {} is valid", f.path())), "{out}");
         assert!(out.starts_with("natsu: warning: ") && out.contains("ping_interval should be converted to a duration"), "{out}");
         // An unknown key, or one natsu does not serve, fails the check.
-        let unknown = Conf::new("port: 4333\nfoo: 1\nleafnodes {}\n");
-        assert_eq!(printed(&["-c", unknown.path(), "-t"]).unwrap_err(), format!("{0}:2:1: unknown field \"foo\"\n{0}:3:1: \"leafnodes\" is not supported by natsu yet", unknown.path()));
+        let unknown = Conf::new("port: 4333\nfoo: 1\ngateway {}\n");
+        assert_eq!(printed(&["-c", unknown.path(), "-t"]).unwrap_err(), format!("{0}:2:1: unknown field \"foo\"\n{0}:3:1: \"gateway\" is not supported by natsu yet", unknown.path()));
         assert_eq!(printed(&["-t"]).unwrap_err(), "must specify [-c, --config] option to check configuration file syntax");
         let bad = Conf::new("port: [\n");
         assert!(printed(&["-t", "-c", bad.path()]).is_err());

@@ -8,7 +8,7 @@
 //!
 //! No setting is ignored: an unknown key is an error in nats-server 2.9's words
 //! (`file:line:col: unknown field "x"`), and a key nats-server 2.9 knows that natsu does not
-//! serve yet is refused by name (`file:line:col: "leafnodes" is not supported by natsu yet`).
+//! serve yet is refused by name (`file:line:col: "gateway" is not supported by natsu yet`).
 //! natsu's own `cores` and `spin` are the keys nats-server does not know.
 //!
 //! Loading only checks: TLS certificate files are read when the server starts.
@@ -19,8 +19,10 @@
 
 mod accounts;
 mod cluster;
+mod leaf;
 mod mapping;
 mod users;
+mod websocket;
 
 pub use cluster::{advertise_host_port, parse_route_url, RouteUrl};
 pub(crate) use cluster::{check_cluster_name, parse_listen_url};
@@ -53,6 +55,7 @@ pub fn load_with_env(path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
     let mut log = LogOptions { logtime: true, ..LogOptions::default() };
     l.top(&root, &mut o, &mut log);
     l.finish(&mut o);
+    l.finish_websocket(&o);
     errors.append(&mut l.errors);
     if errors.is_empty() {
         o.config_file = Some(path.to_string());
@@ -77,6 +80,8 @@ struct Loader {
     /// accounts they name may come later in the file.
     no_auth_user: Option<(Pos, String)>,
     system_account: Option<(Pos, String)>,
+    /// Where the `websocket` block is, for the checks made once the users are known.
+    websocket_at: Option<Pos>,
 }
 
 impl Loader {
@@ -318,6 +323,16 @@ impl Loader {
                             Ok(c) => o.cluster = Some(c),
                             Err(off) => o.cluster_off = Some(off),
                         }
+                    }
+                }
+                "leafnodes" | "leaf" => {
+                    if let Some(m) = self.map(k, v) {
+                        o.leafnodes = Some(self.leafnodes(m));
+                    }
+                }
+                "websocket" | "ws" => {
+                    if let Some(m) = self.map(k, v) {
+                        o.websocket = self.websocket(m, &v.pos);
                     }
                 }
                 "debug" => log.debug = self.bool(k, v).unwrap_or(log.debug),
@@ -882,7 +897,7 @@ mod tests {
     #[test]
     fn keys_natsu_does_not_serve_yet_are_errors() {
         let table: &[(&str, &str)] = &[
-            ("port: 4222\nleafnodes { port: 7422 }", "t.conf:2:1: \"leafnodes\" is not supported by natsu yet"),
+            ("port: 4222\ngateway { port: 7222 }", "t.conf:2:1: \"gateway\" is not supported by natsu yet"),
             ("jetstream: enabled", "t.conf:1:1: \"jetstream\" is not supported by natsu yet"),
             ("operator: x\nresolver: MEMORY\nno_system_account: true", "t.conf:1:1: \"operator\" is not supported by natsu yet\nt.conf:2:1: \"resolver\" is not supported by natsu yet\nt.conf:3:1: \"no_system_account\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, verify_cert_and_check_known_urls: true }", "t.conf:1:34: \"verify_cert_and_check_known_urls\" is not supported by natsu yet"),

@@ -34,8 +34,6 @@ pub(super) const TOP: Block = Block {
         "gateway",
         "http_base_path",
         "jetstream",
-        "leaf",
-        "leafnodes",
         "log_size_limit",
         "logfile_size_limit",
         "mappings",
@@ -68,8 +66,6 @@ pub(super) const TOP: Block = Block {
         "storedir",
         "trusted",
         "trusted_keys",
-        "websocket",
-        "ws",
     ],
     unknown: Unknown::Field,
 };
@@ -100,6 +96,9 @@ pub(super) const IMPORT: Block = Block { not_served: &["share"], unknown: Unknow
 /// An import's `{account: A, subject: S}`.
 pub(super) const IMPORT_FROM: Block = Block { not_served: &[], unknown: Unknown::Field };
 
+/// `websocket`: `jwt_cookie` needs operator mode.
+pub(super) const WEBSOCKET: Block = Block { not_served: &["jwt_cookie"], unknown: Unknown::Field };
+
 /// `cluster`: route permissions (also refused in its `authorization`, where nats-server
 /// takes them as deprecated).
 pub(super) const CLUSTER: Block = Block { not_served: &["permissions"], unknown: Unknown::Field };
@@ -116,6 +115,35 @@ pub(super) const CLUSTER_TLS: Block = Block {
 /// nats-server 2.9 calls them unknown fields.
 pub(super) const NEWER_CLUSTER_KEYS: &[(&str, &str)] = &[("accounts", "per-account routes"), ("compression", "route compression"), ("pool_size", "route pools")];
 
+/// `leafnodes`: a minimum version for accepted leafs is not served yet.
+pub(super) const LEAFNODES: Block = Block { not_served: &["min_version", "minimum_version"], unknown: Unknown::Field };
+
+/// `leafnodes { authorization }`.
+pub(super) const LEAF_AUTHORIZATION: Block = Block { not_served: &[], unknown: Unknown::Field };
+
+/// One entry of `leafnodes { authorization { users } }`.
+pub(super) const LEAF_USER: Block = Block { not_served: &[], unknown: Unknown::Field };
+
+/// One entry of `leafnodes { remotes }`.
+pub(super) const LEAF_REMOTE: Block = Block {
+    not_served: &[
+        "deny_export",
+        "deny_exports",
+        "deny_import",
+        "deny_imports",
+        "hub",
+        "js_cluster_migrate",
+        "jetstream_cluster_migrate",
+        "websocket_compress",
+        "websocket_compression",
+        "websocket_no_masking",
+        "ws_compress",
+        "ws_compression",
+        "ws_no_masking",
+    ],
+    unknown: Unknown::Field,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,7 +151,7 @@ mod tests {
     /// Keys are matched lowercased, so a list entry with a capital would never match.
     #[test]
     fn lists_are_lowercase() {
-        for b in [&TOP, &AUTHORIZATION, &USER, &PERMISSIONS, &TLS, &ACCOUNT, &EXPORT, &IMPORT, &IMPORT_FROM, &CLUSTER, &CLUSTER_TLS] {
+        for b in [&TOP, &AUTHORIZATION, &USER, &PERMISSIONS, &TLS, &ACCOUNT, &EXPORT, &IMPORT, &IMPORT_FROM, &CLUSTER, &CLUSTER_TLS, &WEBSOCKET, &LEAFNODES, &LEAF_AUTHORIZATION, &LEAF_USER, &LEAF_REMOTE] {
             for k in b.not_served {
                 assert_eq!(*k, k.to_ascii_lowercase());
             }

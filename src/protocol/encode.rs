@@ -88,6 +88,29 @@ mod tests {
         assert_eq!(op, Op::Msg(Delivery { subject: b"a", sid: b"1", reply: None, header_len: None, msg: b"" }));
     }
 
+    /// Every LMSG form round-trips through the leaf parser.
+    #[test]
+    fn leaf_msgs_round_trip_through_the_leaf_parser() {
+        use crate::protocol::parser::Routed;
+        type Case<'a> = (Option<&'a [u8]>, &'a [&'a [u8]], Option<usize>, &'a [u8]);
+        let cases: [Case; 5] = [
+            (None, &[], None, b"hi"),
+            (Some(b"r"), &[], None, b"hi"),
+            (Some(b"r"), &[b"q1", b"q2"], None, b""),
+            (None, &[b"q"], Some(12), b"NATS/1.0\r\n\r\nhi"),
+            (Some(b"r"), &[], Some(12), b"NATS/1.0\r\n\r\n"),
+        ];
+        for (reply, queues, h, body) in cases {
+            let mut out = Vec::new();
+            leaf_msg(&mut out, b"a.b", reply, queues, h, body);
+            let mut p = Parser::new(Role::Leaf, 4096, 1 << 20);
+            let (op, used) = p.parse(&out).unwrap().unwrap();
+            assert_eq!(used, out.len());
+            let qs = queues.join(&b' ');
+            assert_eq!(op, Op::Routed(Routed { account: b"", subject: b"a.b", reply, queues: &qs, header_len: h, msg: body }));
+        }
+    }
+
     #[test]
     fn publish_frames() {
         let mut out = Vec::new();
@@ -110,11 +133,35 @@ mod tests {
 /// assert_eq!(out, b"RMSG $G foo + r q1 q2 2\r\nhi\r\n");
 /// ```
 pub fn routed(out: &mut Vec<u8>, account: &[u8], subject: &[u8], reply: Option<&[u8]>, queues: &[&[u8]], header_len: Option<usize>, msg: &[u8]) {
-    let op: &[u8] = if header_len.is_some() { b"HMSG " } else { b"RMSG " };
-    out.reserve(op.len() + account.len() + subject.len() + reply.map_or(0, <[u8]>::len) + queues.iter().map(|q| q.len() + 1).sum::<usize>() + msg.len() + 32);
+    server_msg(out, Some(account), subject, reply, queues, header_len, msg);
+}
+
+/// Append a message for a leaf-node connection: the route forms without the account (one
+/// leaf connection carries one account), `LMSG` where a route has `RMSG`.
+///
+/// ```
+/// let mut out = Vec::new();
+/// let queues: [&[u8]; 1] = [b"q"];
+/// natsu::protocol::encode::leaf_msg(&mut out, b"foo", None, &queues, None, b"hi");
+/// assert_eq!(out, b"LMSG foo | q 2\r\nhi\r\n");
+/// ```
+pub fn leaf_msg(out: &mut Vec<u8>, subject: &[u8], reply: Option<&[u8]>, queues: &[&[u8]], header_len: Option<usize>, msg: &[u8]) {
+    server_msg(out, None, subject, reply, queues, header_len, msg);
+}
+
+/// RMSG (with `account`) or LMSG (without), and their HMSG forms.
+fn server_msg(out: &mut Vec<u8>, account: Option<&[u8]>, subject: &[u8], reply: Option<&[u8]>, queues: &[&[u8]], header_len: Option<usize>, msg: &[u8]) {
+    let op: &[u8] = match (header_len, account) {
+        (Some(_), _) => b"HMSG ",
+        (None, Some(_)) => b"RMSG ",
+        (None, None) => b"LMSG ",
+    };
+    out.reserve(op.len() + account.map_or(0, <[u8]>::len) + subject.len() + reply.map_or(0, <[u8]>::len) + queues.iter().map(|q| q.len() + 1).sum::<usize>() + msg.len() + 32);
     out.extend_from_slice(op);
-    out.extend_from_slice(account);
-    out.push(b' ');
+    if let Some(account) = account {
+        out.extend_from_slice(account);
+        out.push(b' ');
+    }
     out.extend_from_slice(subject);
     out.push(b' ');
     match (reply, queues.is_empty()) {

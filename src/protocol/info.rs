@@ -218,6 +218,78 @@ pub fn asks_for_account(json: &[u8]) -> Result<bool, serde_json::Error> {
     Ok(a.new_account || a.account.is_some_and(|a| !a.is_empty()))
 }
 
+/// The INFO a hub sends on a leaf-node connection, as nats-server 2.9 fills it: at once
+/// (with `nonce`, `client_id`, `info_on_connect`), then again once the leaf's CONNECT is
+/// accepted (`connect_info`, `remote_account`). A dialling leaf checks `client_id` and
+/// `leafnode_urls` to know it reached a leaf-node port.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LeafInfo {
+    pub server_id: String,
+    pub server_name: String,
+    pub version: String,
+    pub proto: i32,
+    pub go: String,
+    pub host: String,
+    pub port: u16,
+    pub headers: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    pub max_payload: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ip: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ldm: bool,
+    pub client_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub info_on_connect: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub connect_info: bool,
+    /// Always present (an empty list when `no_advertise`): a leaf tells a leaf-node port
+    /// from a client or route port by it.
+    pub leafnode_urls: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub remote_account: String,
+}
+
+/// The CONNECT a leaf sends its hub (nats-server's `leafConnectInfo`). `lang` and
+/// `gateway` are read only: a client or a gateway on the leaf-node port says so with them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LeafConnect {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub server_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_hub: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub headers: bool,
+    #[serde(skip_serializing)]
+    pub lang: String,
+    #[serde(skip_serializing)]
+    pub gateway: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,11 @@ pub enum Role {
     /// A server reading another server over a route: INFO, CONNECT, RS+, RS-, LS+, LS-,
     /// RMSG, HMSG, LMSG, PING, PONG, +OK, -ERR (nats-server 2.9's route protocol).
     Route,
+    /// A server reading another over a leaf-node connection: INFO, CONNECT, LS+, LS-, LMSG,
+    /// HMSG, PING, PONG, +OK, -ERR. One leaf connection carries one account, so no op
+    /// names one: the account of [`Op::RouteSub`], [`Op::RouteUnsub`] and [`Routed`] is
+    /// empty, meaning the connection's own.
+    Leaf,
 }
 
 /// One protocol operation, borrowing from the read buffer.
@@ -162,7 +167,8 @@ enum Kind {
 const SERVER: u8 = 1;
 const CLIENT: u8 = 2;
 const ROUTE: u8 = 4;
-const ALL: u8 = SERVER | CLIENT | ROUTE;
+const LEAF: u8 = 8;
+const ALL: u8 = SERVER | CLIENT | ROUTE | LEAF;
 
 /// Op names, upper case, with the roles that accept them. A server ignores a client's INFO
 /// and +OK, as nats-server does; a client never sends MSG. HMSG from a route has the route
@@ -172,9 +178,9 @@ const OPS: &[(&[u8], Kind, u8)] = &[
     (b"HPUB", Kind::HPub, SERVER),
     (b"SUB", Kind::Sub, SERVER),
     (b"UNSUB", Kind::Unsub, SERVER),
-    (b"CONNECT", Kind::Connect, SERVER | ROUTE),
+    (b"CONNECT", Kind::Connect, SERVER | ROUTE | LEAF),
     (b"MSG", Kind::Msg, CLIENT),
-    (b"HMSG", Kind::HMsg, CLIENT | ROUTE),
+    (b"HMSG", Kind::HMsg, CLIENT | ROUTE | LEAF),
     (b"INFO", Kind::Info, ALL),
     (b"PING", Kind::Ping, ALL),
     (b"PONG", Kind::Pong, ALL),
@@ -182,10 +188,10 @@ const OPS: &[(&[u8], Kind, u8)] = &[
     (b"-ERR", Kind::Err, ALL),
     (b"RS+", Kind::RSub, ROUTE),
     (b"RS-", Kind::RUnsub, ROUTE),
-    (b"LS+", Kind::LSub, ROUTE),
-    (b"LS-", Kind::LUnsub, ROUTE),
+    (b"LS+", Kind::LSub, ROUTE | LEAF),
+    (b"LS-", Kind::LUnsub, ROUTE | LEAF),
     (b"RMSG", Kind::RMsg, ROUTE),
-    (b"LMSG", Kind::LMsg, ROUTE),
+    (b"LMSG", Kind::LMsg, ROUTE | LEAF),
 ];
 
 const MAX_ARGS: usize = 5;
@@ -298,6 +304,22 @@ impl Parser {
                 0 => return Err(no_args),
                 _ => return Err(ParseError::BadArgs),
             },
+            // On a leaf connection: `LS+ subject [queue weight]`, `LS- subject [queue]`.
+            Kind::LSub if self.role == Role::Leaf => match split_args(line, &mut args)? {
+                1 => Op::RouteSub { account: b"", subject: args[0], queue: None, weight: 0 },
+                3 => {
+                    let weight = parse_size(args[2]).and_then(|w| u32::try_from(w).ok()).ok_or(ParseError::BadArgs)?;
+                    Op::RouteSub { account: b"", subject: args[0], queue: Some(args[1]), weight }
+                }
+                0 => return Err(no_args),
+                _ => return Err(ParseError::BadArgs),
+            },
+            Kind::LUnsub if self.role == Role::Leaf => match split_args(line, &mut args)? {
+                1 => Op::RouteUnsub { account: b"", subject: args[0], queue: None },
+                2 => Op::RouteUnsub { account: b"", subject: args[0], queue: Some(args[1]) },
+                0 => return Err(no_args),
+                _ => return Err(ParseError::BadArgs),
+            },
             Kind::RSub | Kind::LSub => {
                 let n = split_args(line, &mut args)?;
                 // LS+ names the origin cluster first.
@@ -318,8 +340,12 @@ impl Parser {
                 0 => return Err(no_args),
                 _ => return Err(ParseError::BadArgs),
             },
-            Kind::RMsg | Kind::LMsg | Kind::HMsg if self.role == Role::Route => {
-                let a = routed_args(rest_after_op(line), kind == Kind::LMsg, kind != Kind::RMsg).ok_or(if line_end == name_len { no_args } else { ParseError::BadArgs })?;
+            Kind::RMsg | Kind::LMsg | Kind::HMsg if matches!(self.role, Role::Route | Role::Leaf) => {
+                // On a route LMSG names its origin cluster first; on a leaf connection no
+                // message names an account, and only HMSG has a header size.
+                let leaf = self.role == Role::Leaf;
+                let shape = if leaf { (false, false, kind == Kind::HMsg) } else { (kind == Kind::LMsg, true, kind != Kind::RMsg) };
+                let a = routed_args(rest_after_op(line), shape).ok_or(if line_end == name_len { no_args } else { ParseError::BadArgs })?;
                 if a.total > self.max_payload {
                     return Err(ParseError::MaxPayload);
                 }
@@ -420,6 +446,8 @@ impl Parser {
             Role::Client => (b"MSG ", 3),
             // `RMSG account subject [reply] size`: queue lists take the general path.
             Role::Route => (b"RMSG ", 3),
+            // `LMSG subject [reply] size`.
+            Role::Leaf => (b"LMSG ", 2),
         };
         let skip = name.len();
         if buf.len() < skip + 4 || buf[..skip] != *name {
@@ -493,6 +521,7 @@ impl Parser {
                 header_len: None,
                 msg,
             }),
+            Role::Leaf => Op::Routed(Routed { account: b"", subject: args[0], reply: with_reply.then(|| args[1]), queues: b"", header_len: None, msg }),
             Role::Client => Op::Msg(Delivery {
                 subject: args[0],
                 sid: args[1],
@@ -514,6 +543,7 @@ impl Parser {
             Role::Server => SERVER,
             Role::Client => CLIENT,
             Role::Route => ROUTE,
+            Role::Leaf => LEAF,
         };
         let mut prefix_of_some = false;
         // Only names that start with the same letter can match: one compare skips the rest.
@@ -596,21 +626,24 @@ struct RoutedArgs<'a> {
     total: usize,
 }
 
-/// Parse `[origin] account subject [+ reply q… | | q… | reply] [hdr] size` (`origin` for
-/// LMSG, `hdr` for HMSG and LMSG), as nats-server 2.9 reads them. None: malformed.
-fn routed_args(rest: &[u8], origin: bool, headers: bool) -> Option<RoutedArgs<'_>> {
+/// Parse `[origin] [account] subject [+ reply q… | | q… | reply] [hdr] size` (`origin` for
+/// a route's LMSG, `account` on routes, `hdr` for HMSG and a route's LMSG), as nats-server
+/// 2.9 reads them. None: malformed.
+fn routed_args(rest: &[u8], (origin, with_account, headers): (bool, bool, bool)) -> Option<RoutedArgs<'_>> {
     let tokens = || rest.split(|&b| is_blank(b)).filter(|t| !t.is_empty());
     let off = usize::from(origin);
     let sizes = 1 + usize::from(headers);
+    let named = 1 + usize::from(with_account);
     let n = tokens().count().checked_sub(off)?;
-    if n < 2 + sizes {
+    if n < named + sizes {
         return None;
     }
     let mut t = tokens().skip(off);
-    let (account, subject) = (t.next()?, t.next()?);
+    let account = if with_account { t.next()? } else { &b""[..] };
+    let subject = t.next()?;
     let mut reply = None;
     let mut queues: &[u8] = &[];
-    let rest_n = n - 2 - sizes;
+    let rest_n = n - named - sizes;
     match rest_n {
         0 => {}
         1 => reply = t.next(),
@@ -752,6 +785,57 @@ HMSG $G foo + r q 12 12\r\nNATS/1.0\r\n\r\n\r\nLMSG c1 $G foo | q 12 12\r\nNATS/
         // Client ops are not route ops, and route ops are not client ops.
         assert_eq!(parse_all(&mut route(), b"PUB foo 1\r\nx\r\n"), Err(ParseError::UnknownOp));
         assert_eq!(parse_all(&mut server(), b"RS+ $G foo\r\n"), Err(ParseError::UnknownOp));
+    }
+
+    /// The leaf-node protocol as nats-server 2.9 writes it (no account on the wire): whole,
+    /// split at every byte boundary, and what it refuses.
+    #[test]
+    fn leaf_ops() {
+        let leaf = || Parser::new(Role::Leaf, MCL, MP);
+        let input: &[u8] = b"INFO {}\r\nCONNECT {}\r\nLS+ foo\r\nLS+ foo.* q 3\r\nLS- foo\r\nLS- foo.* q\r\n\
+LMSG foo 2\r\nhi\r\nLMSG foo _INBOX.1 2\r\nhi\r\nLMSG foo + _INBOX.1 q1 q2 2\r\nhi\r\nLMSG foo | q1 0\r\n\r\n\
+HMSG foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\nHMSG foo + r q 12 12\r\nNATS/1.0\r\n\r\n\r\nHMSG foo r 12 12\r\nNATS/1.0\r\n\r\n\r\n\
+PING\r\nPONG\r\n-ERR 'x'\r\n";
+        let whole = parse_all(&mut leaf(), input).unwrap();
+        for split in 0..=input.len() {
+            let mut p = leaf();
+            let mut out = Vec::new();
+            let mut buf = input[..split].to_vec();
+            for part in [&input[split..], &b""[..]] {
+                while let Some((op, used)) = p.parse(&buf).unwrap() {
+                    out.push(format!("{op:?}"));
+                    buf.drain(..used);
+                }
+                buf.extend_from_slice(part);
+            }
+            assert_eq!(out, whole, "split at {split}");
+        }
+        assert_eq!(parse_stepwise(&mut leaf(), input, 1).unwrap(), whole);
+        let want = [
+            (2, Op::RouteSub { account: b"", subject: b"foo", queue: None, weight: 0 }),
+            (3, Op::RouteSub { account: b"", subject: b"foo.*", queue: Some(b"q"), weight: 3 }),
+            (4, Op::RouteUnsub { account: b"", subject: b"foo", queue: None }),
+            (5, Op::RouteUnsub { account: b"", subject: b"foo.*", queue: Some(b"q") }),
+            (6, Op::Routed(Routed { account: b"", subject: b"foo", reply: None, queues: b"", header_len: None, msg: b"hi" })),
+            (7, Op::Routed(Routed { account: b"", subject: b"foo", reply: Some(b"_INBOX.1"), queues: b"", header_len: None, msg: b"hi" })),
+            (8, Op::Routed(Routed { account: b"", subject: b"foo", reply: Some(b"_INBOX.1"), queues: b"q1 q2", header_len: None, msg: b"hi" })),
+            (9, Op::Routed(Routed { account: b"", subject: b"foo", reply: None, queues: b"q1", header_len: None, msg: b"" })),
+            (10, Op::Routed(Routed { account: b"", subject: b"foo", reply: None, queues: b"", header_len: Some(12), msg: b"NATS/1.0\r\n\r\nhi" })),
+            (11, Op::Routed(Routed { account: b"", subject: b"foo", reply: Some(b"r"), queues: b"q", header_len: Some(12), msg: b"NATS/1.0\r\n\r\n" })),
+            (12, Op::Routed(Routed { account: b"", subject: b"foo", reply: Some(b"r"), queues: b"", header_len: Some(12), msg: b"NATS/1.0\r\n\r\n" })),
+            (15, Op::Err(b"'x'")),
+        ];
+        assert_eq!(whole.len(), 16);
+        for (i, op) in want {
+            assert_eq!(whole[i], format!("{op:?}"), "op {i}");
+        }
+        for bad in [&b"LMSG foo x q 2\r\nhi\r\n"[..], b"LMSG 2\r\nhi\r\n", b"LS+ foo q\r\n", b"LS+ foo q x\r\n", b"LS- a b c\r\n", b"HMSG foo 3 2\r\nhi\r\n"] {
+            assert_eq!(parse_all(&mut leaf(), bad), Err(ParseError::BadArgs), "{}", String::from_utf8_lossy(bad));
+        }
+        // Route and client ops are not leaf ops.
+        for other in [&b"RS+ $G foo\r\n"[..], b"RMSG $G foo 1\r\nx\r\n", b"PUB foo 1\r\nx\r\n", b"SUB foo 1\r\n"] {
+            assert_eq!(parse_all(&mut leaf(), other), Err(ParseError::UnknownOp), "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub enum CloseReason {
     DuplicateServerName,
     /// A client on the route port.
     WrongPort,
+    /// A leaf connected again (same server, same account) while its old connection was
+    /// still up: the old one goes.
+    DuplicateLeaf,
 }
 
 impl CloseReason {
@@ -84,6 +87,7 @@ impl CloseReason {
             CloseReason::ClusterNameConflict => "Cluster Name Conflict",
             CloseReason::DuplicateServerName => "Duplicate Server Name",
             CloseReason::WrongPort => "Incorrect Port",
+            CloseReason::DuplicateLeaf => "Duplicate Remote LeafNode Connection",
         }
     }
 }
@@ -108,6 +112,8 @@ pub enum Kind {
     Client,
     /// Another server of the cluster (see `server::route`).
     Route,
+    /// A leaf-node connection, either way (see `server::leaf`).
+    Leaf,
 }
 
 /// Counters for one connection.
@@ -156,6 +162,9 @@ pub struct Client {
     pub announced: Cell<bool>,
     /// What the connection is: picks its delivery framing and forwarding rules.
     pub kind: Kind,
+    /// A client of the WebSocket port (nats-server's client type `websocket`): framed by
+    /// its transport, checked under the WebSocket port's credentials.
+    pub websocket: bool,
     /// The account the client is bound to (an index into the server's account table; 0 is
     /// `$G`), set once its credentials are checked.
     pub account: Cell<u32>,
@@ -226,6 +235,7 @@ impl Client {
             no_responders: Cell::new(false),
             account: Cell::new(0),
             kind: Kind::Client,
+            websocket: false,
             announced: Cell::new(false),
             opts: RefCell::new(defaults),
             subs: RefCell::new(HashMap::default()),
@@ -454,38 +464,16 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
     use std::os::unix::io::AsRawFd;
     let fd = tcp.as_raw_fd();
     let addr = tcp.peer_addr().ok();
-    // A reload published since this core last looked applies to this connection already
-    // (the control task looks only a few times a second); the connected clients are then
-    // checked again here, as the control task would have.
-    if shard.refresh_live() {
-        let shard = shard.clone();
-        glommio::spawn_local(async move { super::reauthorize(&shard).await }).detach();
-    }
     let opts = shard.opts();
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(opts.write_deadline));
-    let cid = shard.next_cid();
-    let mut client = Client::new(cid, fd, addr, opts.max_pending);
-    // As nats-server 2.9: with NKey users configured, every client gets a nonce of its own.
-    client.nonce = auth::nonce_required(&opts.auth).then(auth::new_nonce).flatten().map(Into::into);
-    let client = Rc::new(client);
-    let tls = shard.tls();
-    let auth_required = opts.auth.required();
-    client.authorized.set(!auth_required);
-    let info = shard.info_line(cid, addr, client.nonce.as_deref());
-    if !shard.register(&client) {
-        let stream = Stream::new(Transport::Plain(tcp));
-        client.send(info.as_bytes());
-        client.send_err("maximum connections exceeded");
-        client.drain_and_close(CloseReason::MaxConnectionsExceeded);
-        writer(&shard, &client, &stream).await;
-        shard.unregister(&client);
+    let Some((client, info)) = open(&shard, fd, addr, false) else {
+        refuse(&shard, Stream::new(Transport::Plain(tcp)), fd, addr).await;
         return;
-    }
-    tracing::debug!(cid, ?addr, "Client connection created");
+    };
     // The INFO goes out in plain text; with TLS on, the handshake follows at once, or with
     // `allow_non_tls` once the client's first byte says it is starting one.
-    let stream = match tls {
+    let stream = match shard.tls() {
         None => {
             client.send(info.as_bytes());
             Stream::new(Transport::Plain(tcp))
@@ -512,7 +500,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
                     Stream::new(t)
                 }
                 Err(e) => {
-                    tracing::error!(cid, ?addr, "TLS handshake error: {e}");
+                    tracing::error!(cid = client.cid, ?addr, "TLS handshake error: {e}");
                     client.close_reason.set(Some(CloseReason::TlsHandshakeError));
                     client.state.set(State::Closed);
                     shard.unregister(&client);
@@ -521,8 +509,76 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
             }
         }
     };
+    run(shard, client, stream).await;
+}
 
-    let auth_timer = auth_required.then(|| glommio::spawn_local(auth_timeout(client.clone(), opts.auth.timeout)));
+/// Serve a WebSocket client past its upgrade (see `server::websocket`): INFO in a frame,
+/// then as any client; `ip` is the address `X-Forwarded-For` gave, if any.
+pub async fn serve_websocket(shard: Rc<Shard>, ws: crate::server::websocket::frame::WsStream<Transport>, ip: Option<std::net::IpAddr>) {
+    use std::os::unix::io::AsRawFd;
+    let tcp = ws.get_ref().tcp();
+    let fd = tcp.as_raw_fd();
+    let mut addr = tcp.peer_addr().ok();
+    let tls = ws.get_ref().tls_info();
+    if let (Some(ip), Some(a)) = (ip, addr.as_mut()) {
+        a.set_ip(ip);
+    }
+    let stream = Stream::new(Transport::WebSocket(Box::new(ws)));
+    let Some((client, _)) = open(&shard, fd, addr, true) else {
+        refuse(&shard, stream, fd, addr).await;
+        return;
+    };
+    *client.tls.borrow_mut() = tls;
+    let ws = shard.ws();
+    let Some(ws) = ws else { return };
+    client.send(shard.ws_info_line(&ws, client.cid, addr, client.nonce.as_deref()).as_bytes());
+    run(shard, client, stream).await;
+}
+
+/// A new connection on this core: its client state and INFO line, counted against
+/// max_connections (None: over it, and not counted).
+fn open(shard: &Rc<Shard>, fd: RawFd, addr: Option<SocketAddr>, websocket: bool) -> Option<(Rc<Client>, String)> {
+    // A reload published since this core last looked applies to this connection already
+    // (the control task looks only a few times a second); the connected clients are then
+    // checked again here, as the control task would have.
+    if shard.refresh_live() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move { super::reauthorize(&shard).await }).detach();
+    }
+    let cid = shard.next_cid();
+    let mut client = Client::new(cid, fd, addr, shard.opts().max_pending);
+    client.websocket = websocket;
+    let opts = shard.client_opts(&client);
+    // As nats-server 2.9: with NKey users configured, every client gets a nonce of its own.
+    client.nonce = auth::nonce_required(&opts.auth).then(auth::new_nonce).flatten().map(Into::into);
+    let client = Rc::new(client);
+    client.authorized.set(!opts.auth.required());
+    let info = shard.info_line(cid, addr, client.nonce.as_deref());
+    if !shard.register(&client) {
+        return None;
+    }
+    tracing::debug!(cid, ?addr, websocket, "Client connection created");
+    Some((client, info))
+}
+
+/// Turn a connection away for max_connections, as nats-server does: INFO, then the error.
+async fn refuse(shard: &Rc<Shard>, stream: Stream, fd: RawFd, addr: Option<SocketAddr>) {
+    let websocket = matches!(stream.with(|t| matches!(t, Transport::WebSocket(_))), true);
+    let client = Client::new(shard.next_cid(), fd, addr, shard.opts().max_pending);
+    let info = match shard.ws().filter(|_| websocket) {
+        Some(ws) => shard.ws_info_line(&ws, client.cid, addr, None),
+        None => shard.info_line(client.cid, addr, None),
+    };
+    client.send(info.as_bytes());
+    client.send_err("maximum connections exceeded");
+    client.drain_and_close(CloseReason::MaxConnectionsExceeded);
+    writer(shard, &client, &stream).await;
+}
+
+/// Serve a counted connection until it closes, then forget it.
+async fn run(shard: Rc<Shard>, client: Rc<Client>, stream: Stream) {
+    let opts = shard.client_opts(&client);
+    let auth_timer = opts.auth.required().then(|| glommio::spawn_local(auth_timeout(client.clone(), opts.auth.timeout)));
     let pinger = glommio::spawn_local(pinger(shard.clone(), client.clone()));
     let writer_task = {
         let (shard, client, stream) = (shard.clone(), client.clone(), stream.clone());
@@ -535,7 +591,53 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream) {
         t.cancel().await;
     }
     shard.unregister(&client);
-    tracing::debug!(cid, reason = ?client.close_reason.get(), out_msgs = client.stats.out_msgs.get(), in_msgs = client.stats.in_msgs.get(), "Client connection closed");
+    tracing::debug!(cid = client.cid, reason = ?client.close_reason.get(), out_msgs = client.stats.out_msgs.get(), in_msgs = client.stats.in_msgs.get(), "Client connection closed");
+}
+
+/// How long a WebSocket client gets to take the close frame.
+const WS_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A WebSocket connection closed in order ends with a close frame saying why, as
+/// nats-server sends it (unless the client closed first: its close was answered already).
+async fn close_websocket(client: &Client, stream: &Stream) {
+    let reason = client.close_reason.get().unwrap_or(CloseReason::ClientClosed);
+    let is_ws = stream.with(|t| match t {
+        Transport::WebSocket(ws) => {
+            ws.queue_close(ws_close_status(reason), ws_close_text(reason));
+            true
+        }
+        _ => false,
+    });
+    if is_ws {
+        let _ = futures_lite::future::or(async { stream.close().await.is_ok() }, async {
+            glommio::timer::sleep(WS_CLOSE_TIMEOUT).await;
+            false
+        })
+        .await;
+    }
+}
+
+/// nats-server's close status for the reason a WebSocket client is closed.
+fn ws_close_status(reason: CloseReason) -> u16 {
+    use crate::server::websocket::frame::*;
+    use CloseReason::*;
+    match reason {
+        ClientClosed => CLOSE_NORMAL,
+        AuthenticationTimeout | AuthenticationViolation | SlowConsumerPendingBytes | SlowConsumerWriteDeadline | MaxConnectionsExceeded => CLOSE_POLICY_VIOLATION,
+        TlsHandshakeError => CLOSE_TLS_HANDSHAKE,
+        ParseError | ProtocolViolation => CLOSE_PROTOCOL_ERROR,
+        WriteError | ReadError | StaleConnection | ServerShutdown | LameDuck => CLOSE_GOING_AWAY,
+        _ => CLOSE_INTERNAL_ERROR,
+    }
+}
+
+/// The close frame's text: the reason in nats-server's words (it closes a connection that
+/// breaks the protocol as a protocol violation).
+fn ws_close_text(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::ParseError => CloseReason::ProtocolViolation.as_str(),
+        r => r.as_str(),
+    }
 }
 
 /// A write buffer bigger than this is given back after [`BIG_WRITE_BUF_KEEP`] without a pass
@@ -628,6 +730,9 @@ pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         }
     }
     if client.state.get() != State::Closed {
+        // Closed in order (after what was queued): a WebSocket client gets its close frame
+        // before the socket goes.
+        close_websocket(client, stream).await;
         client.abort(client.close_reason.get().unwrap_or(CloseReason::ClientClosed));
     }
 }
@@ -648,6 +753,16 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
             return;
         }
         match buf.read_from(stream, parser.needed()).await {
+            // A WebSocket client's stream ends on a close frame (answered) or a framing
+            // error (a close frame queued): those go out before the socket does.
+            Ok(0) if client.websocket => {
+                client.drain_and_close(CloseReason::ClientClosed);
+                return;
+            }
+            Err(e) if client.websocket && e.kind() == std::io::ErrorKind::InvalidData => {
+                client.drain_and_close(CloseReason::ProtocolViolation);
+                return;
+            }
             Ok(0) | Err(_) => {
                 client.abort(CloseReason::ClientClosed);
                 return;
@@ -678,7 +793,7 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
                     // a no_auth_user is configured: the client is then that user, and goes on
                     // as if it had sent a CONNECT with the defaults (verbose, pedantic).
                     if !connect && !client.authorized.get() {
-                        let Some(id) = auth::skipped_connect(&shard.opts()) else {
+                        let Some(id) = auth::skipped_connect(&shard.client_opts(client)) else {
                             auth_violation(client);
                             return;
                         };
@@ -814,7 +929,7 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
             }
             // Every CONNECT is checked, a second one too, as nats-server does (a client that
             // skipped CONNECT as the no_auth_user and then sends wrong credentials is refused).
-            let opts = shard.opts();
+            let opts = shard.client_opts(client);
             if opts.auth.required() {
                 // A bcrypt check may wait behind others: give it up once the client has hung
                 // up or been closed (auth timeout), so dead connections cost no check.

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod leaf;
 pub mod listener;
 pub mod monitor;
 pub mod options;
@@ -50,6 +51,18 @@ pub struct Running {
     /// The route listener's address and socket, in a cluster.
     pub cluster_addr: Option<SocketAddr>,
     cluster_fd: Option<RawFd>,
+    /// The WebSocket port's address and socket, when it is on.
+    pub ws_addr: Option<SocketAddr>,
+    ws_fd: Option<RawFd>,
+}
+
+/// The client ports every executor accepts on.
+#[derive(Clone)]
+struct Listeners {
+    client: Arc<std::net::TcpListener>,
+    websocket: Option<Arc<std::net::TcpListener>>,
+    /// The leaf-node port (core zero serves it).
+    leaf: Option<leaf::LeafListener>,
 }
 
 impl Running {
@@ -74,8 +87,20 @@ impl Running {
         }
         (opts.host, opts.port, opts.cores) = (old.host.clone(), old.port, old.cores);
         (opts.http_port, opts.https_port) = (old.http_port, old.https_port);
-        let tls = opts.tls.as_ref().map(tls::server_config).transpose()?;
-        let live = Live { opts: Arc::new(opts), tls };
+        if opts.websocket.as_ref().map(|w| (&w.host, w.port)) != old.websocket.as_ref().map(|w| (&w.host, w.port)) {
+            ignored.push("websocket listener (restart to change it)".to_string());
+            match (&mut opts.websocket, &old.websocket) {
+                (Some(w), Some(o)) => (w.host, w.port) = (o.host.clone(), o.port),
+                (None, Some(o)) => opts.websocket = Some(o.clone()),
+                (Some(_), None) => opts.websocket = None,
+                (None, None) => {}
+            }
+        }
+        if !leaf::unchanged(old.leafnodes.as_ref(), opts.leafnodes.as_ref()) {
+            ignored.push("leafnodes (restart to change it)".to_string());
+        }
+        opts.leafnodes = old.leafnodes.clone();
+        let live = Live::new(opts)?;
         let c = &self.shared.control;
         *c.live.lock().map_err(|_| "internal: control lock poisoned".to_string())? = Arc::new(live);
         c.generation.fetch_add(1, Ordering::AcqRel);
@@ -107,6 +132,9 @@ impl Running {
         // As nats-server: new connections are refused from this moment, not from the next
         // time the cores look at the control plane.
         listener::shut(self.listen_fd);
+        if let Some(fd) = self.ws_fd {
+            listener::shut(fd);
+        }
         if let (Some(fd), Mode::Stopping) = (self.cluster_fd, mode) {
             listener::shut(fd);
         }
@@ -199,8 +227,22 @@ fn new_server_id() -> String {
 pub fn start(opts: Options) -> Result<Running, StartError> {
     let cores = opts.cores.clamp(1, 64);
     // Certificates are read before binding: a bad TLS setup must not leave a port open.
-    let tls = opts.tls.as_ref().map(tls::server_config).transpose().map_err(StartError::Tls)?;
+    let live = Live::new(opts.clone()).map_err(StartError::Tls)?;
+    let tls = live.tls.clone();
     let (listener, addr) = listener::bind(&opts.host, opts.port)?;
+    let ws_listener = match &opts.websocket {
+        Some(w) => {
+            let (l, a) = listener::bind(&w.host, w.port)?;
+            // nats-server's lines.
+            let scheme = if w.tls.is_some() { "wss" } else { "ws" };
+            tracing::info!("Listening for websocket clients on {scheme}://{}:{}", w.host, a.port());
+            if w.tls.is_none() {
+                tracing::warn!("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!");
+            }
+            Some((l, a))
+        }
+        None => None,
+    };
     let listen_fd = listener.as_raw_fd();
     // The route port too, before any executor starts: a port in use is an error at start.
     let cluster = match &opts.cluster {
@@ -219,6 +261,7 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         }
         None => None,
     };
+    let leaf_listener = leaf::bind(&opts)?;
     let cluster_addr = cluster.as_ref().map(|l| l.addr);
     let cluster_fd = cluster.as_ref().map(|l| l.listener.as_raw_fd());
     let server_id = new_server_id();
@@ -237,10 +280,20 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         natsu_version: Some(env!("CARGO_PKG_VERSION").into()),
         ..Default::default()
     };
-    let opts = Options { cores, port: addr.port(), ..opts };
+    let mut opts = Options { cores, port: addr.port(), ..opts };
+    if let (Some(w), Some((_, a))) = (&mut opts.websocket, &ws_listener) {
+        w.port = a.port();
+    }
+    if let (Some(l), Some(ll)) = (&mut opts.leafnodes, &leaf_listener) {
+        l.port = Some(ll.addr.port());
+    }
+    let ws_addr = ws_listener.as_ref().map(|(_, a)| *a);
+    let ws_fd = ws_listener.as_ref().map(|(l, _)| l.as_raw_fd());
+    let ws_listener = ws_listener.map(|(l, _)| l);
     let accounts = shard::imports::AccountTable::new(&opts);
+    let live = Live { opts: Arc::new(opts.clone()), ..live };
     let shared = Arc::new(Shared {
-        control: Control::new(Live { opts: Arc::new(opts.clone()), tls }),
+        control: Control::new(live),
         opts,
         info,
         connections: AtomicUsize::new(0),
@@ -267,19 +320,20 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         // Network I/O needs no registered DMA buffers; keep locked memory small.
         .io_memory(256 << 10)
         .ring_depth(256)
-        // One blocking thread waits in accept(2) for good (see `listener`); the others do
-        // what blocking work there is (bcrypt checks).
-        .blocking_thread_pool_placement(PoolPlacement::Unbound(3))
-        .on_all_shards(move || async move { run_shard(shared, mesh, listener, cluster).await })
+        // Blocking threads wait in accept(2) for good (see `listener`): one per port on
+        // every core (clients, WebSocket clients), and on core zero also routes, leaf nodes
+        // and monitoring; the others do what blocking work there is (bcrypt checks).
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(BLOCKING_THREADS))
+        .on_all_shards(move || async move { run_shard(shared, mesh, Listeners { client: listener, websocket: ws_listener, leaf: leaf_listener.clone() }, cluster).await })
         .map_err(|e| StartError::Executors(e.to_string()))?;
-    Ok(Running { addr, server_id, handles, shared: shared_for_running, listen_fd, cluster_addr, cluster_fd })
+    Ok(Running { addr, server_id, handles, shared: shared_for_running, listen_fd, cluster_addr, cluster_fd, ws_addr, ws_fd })
 }
 
 /// The life of one executor: join the mesh, start the cross-core tasks, accept connections.
 async fn run_shard(
     shared: Arc<Shared>,
     mesh: MeshBuilder<Mail, glommio::channels::channel_mesh::Full>,
-    listener: Arc<std::net::TcpListener>,
+    listeners: Listeners,
     cluster: Option<route::RouteListener>,
 ) {
     let (senders, mut receivers) = match mesh.join().await {
@@ -329,23 +383,38 @@ async fn run_shard(
         if let (Some(l), Some(c)) = (cluster, shard.shared.opts.cluster.clone()) {
             route::start(&shard, c, l);
         }
+        if let Some(l) = shard.shared.opts.leafnodes.clone() {
+            leaf::start(&shard, l, listeners.leaf.clone());
+        }
     }
+    let running = {
+        let shared = shard.shared.clone();
+        move || shared.control.mode() == Mode::Running
+    };
     let accepting = glommio::spawn_local({
-        let shard = shard.clone();
-        let running = {
-            let shared = shard.shared.clone();
-            move || shared.control.mode() == Mode::Running
-        };
-        listener::accept_loop(listener, running, move |stream| {
+        let (shard, running) = (shard.clone(), running.clone());
+        listener::accept_loop(listeners.client, running, move |stream| {
             glommio::spawn_local(client::serve(shard.clone(), stream)).detach();
         })
     });
+    let accepting_ws = listeners.websocket.map(|l| {
+        let shard = shard.clone();
+        glommio::spawn_local(listener::accept_loop(l, running, move |stream| {
+            glommio::spawn_local(websocket::serve(shard.clone(), stream)).detach();
+        }))
+    });
     control_task(&shard).await;
-    // The control thread shut the listener when the mode changed, so the loop has ended or
-    // ends at once; awaiting it (not cancelling) keeps the socket open until no blocking
-    // accept can use its number.
+    // The control thread shut the listeners when the mode changed, so the loops have ended
+    // or end at once; awaiting them (not cancelling) keeps the sockets open until no
+    // blocking accept can use their numbers.
     accepting.await;
+    if let Some(a) = accepting_ws {
+        a.await;
+    }
 }
+
+/// Blocking threads per executor: up to five acceptors (core zero) and three for bcrypt.
+const BLOCKING_THREADS: usize = 8;
 
 /// How often a core looks at the control plane. Reloads and signals are human-scale events;
 /// four looks a second cost nothing measurable and keep an idle server idle.
@@ -411,6 +480,7 @@ pub(crate) async fn reauthorize(shard: &Rc<Shard>) {
         if !c.authorized.get() {
             continue;
         }
+        let opts = if c.websocket { shard.client_opts(&c) } else { opts.clone() };
         match c.recheck(&opts).await {
             Some(id) => {
                 *c.user.borrow_mut() = id.user;

@@ -59,6 +59,10 @@ pub struct Options {
     pub system_account: String,
     /// The config file this came from (`-c`), for reloads and `/varz`.
     pub config_file: Option<String>,
+    /// The `websocket` block (browsers' port); None: no WebSocket listener.
+    pub websocket: Option<Websocket>,
+    /// The `leafnodes` block: a leaf-node port (hub) and remotes to dial (leaf).
+    pub leafnodes: Option<crate::server::leaf::LeafNodes>,
 }
 
 /// The default `--spin`: longer than a wake-up, short next to anything a person notices.
@@ -97,6 +101,8 @@ impl Default for Options {
             accounts: Vec::new(),
             system_account: SYSTEM_ACCOUNT.into(),
             config_file: None,
+            websocket: None,
+            leafnodes: None,
         }
     }
 }
@@ -309,4 +315,85 @@ pub struct Import {
     /// Streams: the importer sees `to` instead of the subject; services: the importer
     /// publishes requests on `to`, which reach the exporter on `subject`.
     pub to: Option<String>,
+}
+
+/// The `websocket` block: a second client port speaking the NATS protocol in WebSocket
+/// frames (nats.ws in browsers). Its clients are clients like any other, with their own
+/// TLS, origin rules and, optionally, their own credentials.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Websocket {
+    pub host: String,
+    /// 0 picks a free one (`port: -1`).
+    pub port: u16,
+    /// What INFO's `connect_urls` tells WebSocket clients (`host[:port]`).
+    pub advertise: Option<String>,
+    /// Serve without TLS (required otherwise, as in nats-server).
+    pub no_tls: bool,
+    pub tls: Option<Tls>,
+    pub same_origin: bool,
+    pub allowed_origins: Vec<String>,
+    /// Accept permessage-deflate when a client offers it.
+    pub compression: bool,
+    /// How long the TLS and HTTP upgrade may take; None: natsu's default
+    /// ([`WS_HANDSHAKE_TIMEOUT`]), where nats-server has none.
+    pub handshake_timeout: Option<Duration>,
+    /// `authorization { user password token timeout }`: credentials for WebSocket clients
+    /// in place of the top-level single user or token (nats-server's auth override).
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub auth_timeout: Option<Duration>,
+    /// A WebSocket client without credentials is this user (of the users list).
+    pub no_auth_user: Option<String>,
+}
+
+/// The WebSocket handshake's bound when the config gives none: a connection that never
+/// completes its upgrade must not hold a socket for ever.
+pub const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for Websocket {
+    fn default() -> Self {
+        Websocket {
+            host: "0.0.0.0".into(),
+            port: 0,
+            advertise: None,
+            no_tls: false,
+            tls: None,
+            same_origin: false,
+            allowed_origins: Vec::new(),
+            compression: false,
+            handshake_timeout: None,
+            user: None,
+            password: None,
+            token: None,
+            auth_timeout: None,
+            no_auth_user: None,
+        }
+    }
+}
+
+impl Websocket {
+    /// Whether the block overrides the top-level credentials for its clients.
+    pub fn auth_override(&self) -> bool {
+        self.user.is_some() || self.token.is_some() || self.no_auth_user.is_some()
+    }
+
+    /// The options WebSocket clients are checked under: the top-level ones, with the
+    /// block's credentials in place of the single user, token and `no_auth_user` when it
+    /// overrides them, its TLS (for `verify_and_map`) and its auth timeout.
+    pub fn client_options(&self, top: &Options) -> Options {
+        let mut o = top.clone();
+        if self.auth_override() {
+            o.auth.user = self.user.clone();
+            o.auth.password = self.password.clone();
+            o.auth.token = self.token.clone();
+            o.auth.no_auth_user = self.no_auth_user.clone();
+        }
+        if let Some(t) = self.auth_timeout {
+            o.auth.timeout = t;
+        }
+        o.tls = self.tls.clone();
+        o.allow_non_tls = false;
+        o
+    }
 }

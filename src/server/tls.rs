@@ -125,6 +125,21 @@ pub fn route_client_config(tls: &Tls) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// The dialling side of a TLS leaf-node connection (`leafnodes { remotes: [ { tls {...} } ] }`):
+/// it verifies the hub against `ca_file` (the system's roots without one) and presents a
+/// client certificate only when the block names one, as a nats-server leaf does.
+pub fn leaf_client_config(tls: &Tls) -> Result<Arc<ClientConfig>, String> {
+    let roots = root_store(tls.ca_file.as_deref())?;
+    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?.with_root_certificates(roots);
+    let config = if tls.cert_file.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let (chain, key) = cert_and_key(tls)?;
+        builder.with_client_auth_cert(chain, key).map_err(|e| format!("error parsing X509 certificate/key pair: {e}"))?
+    };
+    Ok(Arc::new(config))
+}
+
 /// The first byte of every TLS connection: a handshake record (a ClientHello), which no
 /// NATS protocol line starts with.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;

@@ -16,120 +16,24 @@
 // Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); playwright-core never downloads
 // one. Environment: NATSU_BROWSER_TEST_TIMEOUT (seconds, the whole run; default 120).
 
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
+import {
+  HOST, RELEASE_DIR, WAIT_MS, check, children, freePorts, launchChromium, listening, log, openPage, run, start,
+  waitFor,
+} from "./harness.mjs";
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const BIN = path.join(process.env.CARGO_TARGET_DIR || path.join(REPO, "target"), "release");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const OVERALL_MS = 1000 * Number(process.env.NATSU_BROWSER_TEST_TIMEOUT || 120);
-/** How long any one thing may take to happen (a page load, a line to show up). */
-const WAIT_MS = 15_000;
-const HOST = "127.0.0.1";
-
-const started = Date.now();
-const log = (line) => console.log(`[${((Date.now() - started) / 1000).toFixed(2)}s] ${line}`);
-
-// ---- processes --------------------------------------------------------------------------
-
-/** Every process started here, with its output kept for a failure report. */
-const children = [];
-
-function start(name, args) {
-  const file = path.join(BIN, name);
+/** Start one of the binaries cargo build --release makes. */
+function startBin(name, args) {
+  const file = path.join(RELEASE_DIR, name);
   if (!existsSync(file)) {
     throw new Error(`${file} is missing: run cargo build --release first`);
   }
-  const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"] });
-  const proc = { name, child, output: [], exited: null };
-  const keep = (chunk) => proc.output.push(chunk.toString());
-  child.stdout.on("data", keep);
-  child.stderr.on("data", keep);
-  child.on("exit", (code, signal) => (proc.exited = signal ?? code));
-  child.on("error", (e) => (proc.exited = `spawn error: ${e.message}`));
-  children.push(proc);
-  log(`started ${name} (pid ${child.pid}): ${args.join(" ")}`);
-  return proc;
+  return start(file, args);
 }
 
-/** SIGTERM each child by its PID, SIGKILL what is still there 3 s later. */
-async function stopAll() {
-  const running = children.filter((p) => p.exited === null && p.child.pid !== undefined);
-  for (const p of running) {
-    p.child.kill("SIGTERM");
-  }
-  const deadline = Date.now() + 3000;
-  while (running.some((p) => p.exited === null) && Date.now() < deadline) {
-    await sleep(50);
-  }
-  for (const p of running.filter((p) => p.exited === null)) {
-    log(`${p.name} (pid ${p.child.pid}) ignored SIGTERM: SIGKILL`);
-    p.child.kill("SIGKILL");
-  }
-}
-
-function dumpOutput() {
-  for (const p of children) {
-    console.log(`---- ${p.name} (pid ${p.child.pid}, exit ${p.exited ?? "still running"}) ----`);
-    process.stdout.write(p.output.join("") || "(no output)\n");
-  }
-}
-
-// ---- waiting ----------------------------------------------------------------------------
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Retry `probe` (true when ready) every 100 ms for at most `ms`; a child that exits fails it. */
-async function waitFor(what, probe, ms = WAIT_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const dead = children.find((p) => p.exited !== null);
-    if (dead) {
-      throw new Error(`${dead.name} exited (${dead.exited}) while waiting for ${what}`);
-    }
-    try {
-      if (await probe()) {
-        return;
-      }
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    }
-    await sleep(100);
-  }
-}
-
-/** Ports the kernel calls free now, all different (held together, then let go). */
-async function freePorts(n) {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once("error", reject);
-      s.listen(0, HOST, () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
-
-/** Whether something accepts TCP connections on `port`. */
-function listening(port) {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: HOST, port });
-    sock.setTimeout(1000);
-    sock.once("connect", () => (sock.destroy(), resolve(true)));
-    sock.once("error", () => resolve(false));
-    sock.once("timeout", () => (sock.destroy(), resolve(false)));
-  });
-}
+// ---- http -------------------------------------------------------------------------------
 
 async function httpGet(url) {
   const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
@@ -143,21 +47,11 @@ async function metric(monitorUrl, name) {
   return line === undefined ? undefined : Number(line.slice(name.length + 1));
 }
 
-function check(ok, message) {
-  if (!ok) {
-    throw new Error(message);
-  }
-}
-
 // ---- the browser side -------------------------------------------------------------------
 
 /** A user: a browser context of its own with the chat page, joined as `name`. */
-async function join(browser, url, name) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on("console", (m) => log(`${name}'s console: ${m.text()}`));
-  page.on("pageerror", (e) => log(`${name}'s page error: ${e.message}`));
+async function join(url, name) {
+  const { context, page } = await openPage(`${name}'s`);
   await page.goto(url);
   await page.fill("#name", name);
   await page.click("#connect");
@@ -189,21 +83,19 @@ async function sees(user, line) {
 
 // ---- the test ---------------------------------------------------------------------------
 
-let browser = null;
-
-async function run() {
+async function chat() {
   const [natsPort, httpPort, monitorPort] = await freePorts(3);
   const natsUrl = `nats://${HOST}:${natsPort}`;
   const gatewayUrl = `http://${HOST}:${httpPort}`;
   const monitorUrl = `http://${HOST}:${monitorPort}`;
 
-  start("natsu", ["-a", HOST, "-p", String(natsPort), "--cores", "2"]);
+  startBin("natsu", ["-a", HOST, "-p", String(natsPort), "--cores", "2"]);
   await waitFor(`natsu on port ${natsPort}`, () => listening(natsPort));
-  start("natsu-gateway", [
+  startBin("natsu-gateway", [
     "--listen", `${HOST}:${httpPort}`, "--server", natsUrl, "--http_port", String(monitorPort), "--cores", "2",
   ]);
   await waitFor("the gateway's /healthz", async () => (await httpGet(`${monitorUrl}/healthz`)).status === 200);
-  start("natsu-chat-demo", ["--server", natsUrl]);
+  startBin("natsu-chat-demo", ["--server", natsUrl]);
   await waitFor("the chat page through the gateway", async () => (await httpGet(`${gatewayUrl}/`)).status === 200);
 
   const page = await httpGet(`${gatewayUrl}/`);
@@ -214,22 +106,13 @@ async function run() {
     `GET /chat/alice without an upgrade answered ${plain.status} ${plain.type}: ${plain.body}`);
   log(`GET / is the page; GET /chat/alice without an upgrade is 400 ${plain.body}`);
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    // playwright starts it with a fresh temporary profile (--user-data-dir) of its own.
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  const browser = await launchChromium();
   log(`Chromium ${browser.version()}`);
 
-  const alice = await join(browser, `${gatewayUrl}/`, "alice");
+  const alice = await join(`${gatewayUrl}/`, "alice");
   // Sent by the service while it accepted the socket: the gateway kept it for the browser.
   await sees(alice, "* alice joined");
-  const bob = await join(browser, `${gatewayUrl}/`, "bob");
+  const bob = await join(`${gatewayUrl}/`, "bob");
   await sees(alice, "* bob joined");
   await sees(bob, "* bob joined");
 
@@ -256,40 +139,4 @@ async function run() {
   await alice.context.close();
 }
 
-async function closeBrowser() {
-  if (browser) {
-    const b = browser;
-    browser = null;
-    // playwright also kills the browser it launched when this process exits.
-    await Promise.race([b.close().catch(() => {}), sleep(5000)]);
-  }
-}
-
-let finishing = false;
-async function finish(code, error) {
-  if (finishing) {
-    return;
-  }
-  finishing = true;
-  if (error) {
-    console.log(`FAILED: ${error.stack || error}`);
-    dumpOutput();
-  }
-  await closeBrowser();
-  await stopAll();
-  log(code === 0 ? "PASSED: chat in headless Chromium through natsu-gateway" : "FAILED");
-  process.exit(code);
-}
-
-const overall = setTimeout(() => finish(1, new Error(`the whole test took over ${OVERALL_MS / 1000} s`)), OVERALL_MS);
-for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => finish(1, new Error(`stopped by ${signal}`)));
-}
-
-try {
-  await run();
-  clearTimeout(overall);
-  await finish(0);
-} catch (e) {
-  await finish(1, e);
-}
+await run(chat, { passed: "chat in headless Chromium through natsu-gateway" });

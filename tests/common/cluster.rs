@@ -81,11 +81,8 @@ static NEXT_PORT: AtomicU32 = AtomicU32::new(u32::MAX);
 /// (nats-server died with "address already in use"), and a killed node's ports are free for
 /// anyone until it restarts. Ports below the range are handed out by nobody but a bind.
 pub fn pick_port() -> u16 {
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
-        .unwrap_or(32768)
-        .max(PORT_SPAN + 1024);
+    let low =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok().and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok())).unwrap_or(32768).max(PORT_SPAN + 1024);
     // Each process starts at its own place, so two test processes at once rarely meet.
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let start = (std::process::id().wrapping_mul(7919) ^ nanos) % PORT_SPAN;
@@ -121,16 +118,7 @@ impl Node {
     /// servers take alike.
     pub fn start_with(name: &str, kind: Kind, ports: Ports, cluster_name: &str, routes: &[String], extra: &[&str]) -> Node {
         let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-        args.extend([
-            "-p".into(),
-            ports.client.to_string(),
-            "--cluster".into(),
-            ports.cluster_url(),
-            "--cluster_name".into(),
-            cluster_name.into(),
-            "-m".into(),
-            ports.http.to_string(),
-        ]);
+        args.extend(["-p".into(), ports.client.to_string(), "--cluster".into(), ports.cluster_url(), "--cluster_name".into(), cluster_name.into(), "-m".into(), ports.http.to_string()]);
         if !routes.is_empty() {
             args.extend(["--routes".into(), routes.join(",")]);
         }
@@ -195,8 +183,7 @@ impl Node {
         if status != 200 {
             return Err(format!("GET {target}: status {status}: {}", String::from_utf8_lossy(&body)));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| format!("GET {target}: not JSON ({e}): {}", String::from_utf8_lossy(&body)))
+        serde_json::from_slice(&body).map_err(|e| format!("GET {target}: not JSON ({e}): {}", String::from_utf8_lossy(&body)))
     }
 
     /// `/routez` (with `query`, e.g. `?subs=1`), failing the test if it cannot be had.
@@ -316,10 +303,7 @@ pub fn wait_route_sub(at: &Node, from: &Node, subject: &str, present: bool) {
             Err(e) => last = e,
         }
         let want = if present { "to list" } else { "to stop listing" };
-        assert!(
-            Instant::now() < deadline,
-            "{at}: waited {WAIT:?} for the route from {from} {want} {subject:?}; last: {last}"
-        );
+        assert!(Instant::now() < deadline, "{at}: waited {WAIT:?} for the route from {from} {want} {subject:?}; last: {last}");
         std::thread::sleep(POLL);
     }
 }
@@ -352,11 +336,7 @@ pub fn read_frame(raw: &mut Raw) -> Frame {
         ["MSG", subject, sid, size] => {
             let size: usize = size.parse().unwrap_or_else(|_| panic!("bad size in {line:?}"));
             let payload = raw.read_exact_n(size + 2);
-            Frame::Msg {
-                subject: subject.into(),
-                sid: sid.into(),
-                payload: String::from_utf8_lossy(&payload[..size]).into_owned(),
-            }
+            Frame::Msg { subject: subject.into(), sid: sid.into(), payload: String::from_utf8_lossy(&payload[..size]).into_owned() }
         }
         _ => Frame::Line(line),
     }
@@ -367,17 +347,14 @@ pub fn read_frame(raw: &mut Raw) -> Frame {
 pub fn http_get(port: u16, target: &str) -> Result<(u16, Vec<u8>), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect to port {port}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    s.write_all(format!("GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
-        .map_err(|e| format!("GET {target}: {e}"))?;
+    s.write_all(format!("GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).map_err(|e| format!("GET {target}: {e}"))?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| format!("GET {target}: reading: {e}"))?;
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut head = httparse::Response::new(&mut headers);
     match head.parse(&buf) {
         Ok(httparse::Status::Complete(n)) => Ok((head.code.unwrap_or(0), buf[n..].to_vec())),
-        Ok(httparse::Status::Partial) => {
-            Err(format!("GET {target}: incomplete response: {:?}", String::from_utf8_lossy(&buf)))
-        }
+        Ok(httparse::Status::Partial) => Err(format!("GET {target}: incomplete response: {:?}", String::from_utf8_lossy(&buf))),
         Err(e) => Err(format!("GET {target}: bad response ({e}): {:?}", String::from_utf8_lossy(&buf))),
     }
 }

@@ -51,13 +51,8 @@ pub fn read_reply(s: &mut impl Read, buf: &mut Vec<u8>) -> Result<Reply, String>
         let mut head = httparse::Response::new(&mut headers);
         if let httparse::Status::Complete(n) = head.parse(buf).map_err(|e| format!("bad answer ({e}): {:?}", String::from_utf8_lossy(buf)))? {
             let status = head.code.unwrap_or(0);
-            let headers: Vec<(String, String)> =
-                head.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
-            let len = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.parse::<usize>().ok())
-                .unwrap_or(0);
+            let headers: Vec<(String, String)> = head.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned())).collect();
+            let len = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse::<usize>().ok()).unwrap_or(0);
             while buf.len() < n + len {
                 let got = s.read(&mut chunk).map_err(|e| format!("reading the body: {e}"))?;
                 if got == 0 {

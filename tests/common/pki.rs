@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
 use super::TempDir;
 
@@ -38,12 +36,7 @@ pub fn new_ca(name: &str) -> (Certificate, KeyPair) {
     (params.self_signed(&key).unwrap(), key)
 }
 
-pub fn new_leaf(
-    names: &[&str],
-    eku: ExtendedKeyUsagePurpose,
-    ca: &Certificate,
-    ca_key: &KeyPair,
-) -> (Certificate, KeyPair) {
+pub fn new_leaf(names: &[&str], eku: ExtendedKeyUsagePurpose, ca: &Certificate, ca_key: &KeyPair) -> (Certificate, KeyPair) {
     let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name.push(DnType::CommonName, names[0]);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -62,11 +55,9 @@ impl Pki {
             p
         };
         let (ca, ca_key) = new_ca("natsu test CA");
-        let (server, server_key) =
-            new_leaf(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, &ca, &ca_key);
+        let (server, server_key) = new_leaf(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, &ca, &ca_key);
         let (client, client_key) = new_leaf(&["natsu-client"], ExtendedKeyUsagePurpose::ClientAuth, &ca, &ca_key);
-        let (misnamed, misnamed_key) =
-            new_leaf(&["elsewhere.example"], ExtendedKeyUsagePurpose::ServerAuth, &ca, &ca_key);
+        let (misnamed, misnamed_key) = new_leaf(&["elsewhere.example"], ExtendedKeyUsagePurpose::ServerAuth, &ca, &ca_key);
         let (other, other_key) = new_ca("untrusted CA");
         let (rogue, rogue_key) = new_leaf(&["rogue-client"], ExtendedKeyUsagePurpose::ClientAuth, &other, &other_key);
         Pki {

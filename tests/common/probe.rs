@@ -19,10 +19,7 @@ impl Probe {
     /// Start the probe on `client`, after every subscription the test made on it.
     pub async fn start(client: &Client) -> Probe {
         let subject = client.new_inbox();
-        let mut sub = client
-            .subscribe(subject.clone())
-            .await
-            .expect("probe subscribe");
+        let mut sub = client.subscribe(subject.clone()).await.expect("probe subscribe");
         let c = client.clone();
         let task = tokio::spawn(async move {
             while let Some(m) = sub.next().await {
@@ -51,10 +48,7 @@ impl Drop for Probe {
 pub async fn barrier(from: &Client, probe: &Probe) {
     let deadline = Instant::now() + BARRIER_WAIT;
     for _ in 0..100_000 {
-        let answer =
-            tokio::time::timeout_at(deadline, from.request(probe.subject.clone(), "".into()))
-                .await
-                .expect("barrier timed out");
+        let answer = tokio::time::timeout_at(deadline, from.request(probe.subject.clone(), "".into())).await.expect("barrier timed out");
         match answer {
             Ok(_) => return,
             Err(e) if e.kind() == RequestErrorKind::NoResponders => continue,

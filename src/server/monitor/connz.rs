@@ -261,7 +261,7 @@ impl ConnInfo {
         ConnInfo {
             cid: r.cid,
             kind: "Client",
-            conn_type: "nats",
+            conn_type: if r.websocket { "websocket" } else { "nats" },
             ip: r.ip.map(|i| i.to_string()).unwrap_or_default(),
             port: r.port,
             start: rfc3339_nano(r.start),

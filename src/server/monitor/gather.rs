@@ -84,6 +84,8 @@ fn is_zero(v: &u64) -> bool {
 /// only the page.
 #[derive(Clone, Debug, Default)]
 pub struct ConnRecord {
+    /// A client of the WebSocket port (/connz `type` "websocket").
+    pub websocket: bool,
     pub cid: u64,
     /// The account's id (see [`crate::server::shard::imports::AccountTable`]).
     pub account: u32,
@@ -295,6 +297,7 @@ pub fn record(client: &Client, with_subs: bool) -> ConnRecord {
     let opts = client.opts.borrow();
     ConnRecord {
         cid: client.cid,
+        websocket: client.websocket,
         account: client.account.get(),
         ip: client.addr.map(|a| a.ip()),
         port: client.addr.map_or(0, |a| a.port()),

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpListener;
 
 use super::connz::{self, ConnzQuery};
 use super::fmt::{http_date, now_ns};
 use super::gather::{gather, sum_accounts, CoreQuery, SubsQuery};
 use super::params::Query;
+use super::leafz::{self, LeafzQuery};
 use super::routez::{self, RoutezQuery};
 use super::subsz::{self, SublistStats, SubszQuery};
 use super::{accountz, metrics, varz, MonitorState};
@@ -38,13 +38,14 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNS: usize = 128;
 
 /// The endpoints and what the index page calls them.
-const ENDPOINTS: [(&str, &str); 8] = [
+const ENDPOINTS: [(&str, &str); 9] = [
     ("varz", "General"),
     ("connz", "Connections"),
     ("accountz", "Accounts"),
     ("accstatz", "Account Stats"),
     ("subsz", "Subscriptions"),
     ("routez", "Routes"),
+    ("leafz", "Leaf Nodes"),
     ("healthz", "Health Probe"),
     ("metrics", "Prometheus Metrics"),
 ];
@@ -56,26 +57,20 @@ struct Ctx {
     open: std::cell::Cell<usize>,
 }
 
-/// Accept HTTP (or HTTPS, with `tls`) connections until the process ends.
+/// Accept HTTP (or HTTPS, with `tls`) connections until the process ends, with blocking
+/// accepts as the client port does (see `server::listener`): no io_uring request holds the
+/// socket, so a server killed with SIGKILL leaves the port free for the next one at once.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<std::net::TcpListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     shard: Rc<Shard>,
     state: Rc<MonitorState>,
 ) {
     let ctx = Rc::new(Ctx { shard, state, open: std::cell::Cell::new(0) });
-    loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("monitoring: error accepting a connection: {e}");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    crate::server::listener::accept_loop(listener, || true, move |stream| {
         if ctx.open.get() >= MAX_CONNS {
             // Dropping the stream closes it: the broker's own work comes first.
-            continue;
+            return;
         }
         let _ = stream.set_nodelay(true);
         ctx.open.set(ctx.open.get() + 1);
@@ -94,7 +89,8 @@ pub async fn accept_loop(
             ctx2.open.set(ctx2.open.get() - 1);
         })
         .detach();
-    }
+    })
+    .await;
 }
 
 /// A parsed request: what routing needs.
@@ -333,6 +329,13 @@ pub async fn route(shard: &Rc<Shard>, st: &MonitorState, target: &str) -> Respon
             st.count("/routez");
             match RoutezQuery::from_query(&q) {
                 Ok(rq) => json(&q, serde_json::to_vec_pretty(&routez::build(shard, &rq, now_ns()))),
+                Err(e) => Response::text(400, e),
+            }
+        }
+        "/leafz" => {
+            st.count("/leafz");
+            match LeafzQuery::from_query(&q) {
+                Ok(lq) => json(&q, serde_json::to_vec_pretty(&leafz::build(shard, &lq, now_ns()))),
                 Err(e) => Response::text(400, e),
             }
         }

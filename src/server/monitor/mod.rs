@@ -19,6 +19,7 @@ pub mod connz;
 pub mod fmt;
 pub mod gather;
 pub mod http;
+pub mod leafz;
 pub mod metrics;
 pub mod params;
 pub mod routez;
@@ -28,7 +29,7 @@ pub mod varz;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::unix::io::{FromRawFd, IntoRawFd};
+use std::sync::Arc;
 use std::rc::Rc;
 
 pub use gather::{answer, CoreMonitor, StatsRequest};
@@ -115,8 +116,7 @@ pub fn spawn(shard: &Rc<Shard>) {
     let addr = std_listener.local_addr().unwrap_or(addr);
     let scheme = if secure { "https" } else { "http" };
     tracing::info!("Starting {scheme} monitor on {addr}");
-    // SAFETY: the fd comes from a listening socket we own; ownership moves to glommio.
-    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(std_listener.into_raw_fd()) };
+    let listener = Arc::new(std_listener);
     let (http_port, https_port) = if secure { (0, addr.port()) } else { (addr.port(), 0) };
     let state = Rc::new(MonitorState::new(start, http_port, https_port));
     // The system account's requests ask the same endpoints: let them count and sample here.

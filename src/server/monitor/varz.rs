@@ -16,6 +16,55 @@ use crate::server::shard::Shard;
 #[derive(Serialize, Default)]
 pub struct Empty {}
 
+/// The `websocket` block as nats-server 2.9 shows it: empty when there is no WebSocket
+/// port, unset settings left out.
+#[derive(Serialize, Default)]
+pub struct WebsocketVarz {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(skip_serializing_if = "is_zero_u16")]
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_auth_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_float")]
+    pub auth_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_tls: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_map: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub same_origin: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub compression: bool,
+}
+
+fn is_zero_u16(v: &u16) -> bool {
+    *v == 0
+}
+
+fn websocket_varz(o: &Options) -> WebsocketVarz {
+    let Some(w) = &o.websocket else { return WebsocketVarz::default() };
+    WebsocketVarz {
+        host: w.host.clone(),
+        port: w.port,
+        advertise: w.advertise.clone(),
+        no_auth_user: w.no_auth_user.clone(),
+        handshake_timeout: w.handshake_timeout.map(|d| d.as_nanos() as u64),
+        auth_timeout: w.auth_timeout.map(|d| d.as_secs_f64()),
+        no_tls: w.no_tls,
+        tls_map: w.tls.as_ref().is_some_and(|t| t.verify_and_map),
+        same_origin: w.same_origin,
+        allowed_origins: w.allowed_origins.clone(),
+        compression: w.compression,
+    }
+}
+
 /// The `cluster` block: empty without a cluster configured, as nats-server.
 #[derive(Serialize, Default)]
 pub struct ClusterVarz {
@@ -78,9 +127,9 @@ pub struct Varz {
     pub max_pending: usize,
     pub cluster: ClusterVarz,
     pub gateway: Empty,
-    pub leaf: Empty,
+    pub leaf: super::leafz::LeafNodeOptsVarz,
     pub mqtt: Empty,
-    pub websocket: Empty,
+    pub websocket: WebsocketVarz,
     pub jetstream: Empty,
     #[serde(serialize_with = "go_float")]
     pub tls_timeout: f64,
@@ -215,9 +264,9 @@ pub fn build(shard: &Shard, mon: &MonitorState, snaps: &[CoreSnapshot], with_cor
         max_pending: o.max_pending,
         cluster,
         gateway: Empty {},
-        leaf: Empty {},
+        leaf: super::leafz::varz(o.leafnodes.as_ref()),
         mqtt: Empty {},
-        websocket: Empty {},
+        websocket: websocket_varz(o),
         jetstream: Empty {},
         tls_timeout,
         write_deadline: o.write_deadline.as_nanos() as u64,
@@ -232,7 +281,7 @@ pub fn build(shard: &Shard, mon: &MonitorState, snaps: &[CoreSnapshot], with_cor
         total_connections: shared.total_connections.load(Ordering::Relaxed),
         routes,
         remotes: routes,
-        leafnodes: 0,
+        leafnodes: shard.leaf_conns().len() as u64,
         in_msgs: sum(|s| s.in_msgs),
         out_msgs: sum(|s| s.out_msgs),
         in_bytes: sum(|s| s.in_bytes),

@@ -43,6 +43,7 @@ pub async fn serve(shard: Rc<Shard>, tcp: TcpStream, solicit: Option<(RouteUrl, 
         client: Rc::new(c),
         state: RefCell::new(RouteState { solicited, url, explicit, ..Default::default() }),
         subs: Default::default(),
+        leaf: None,
     });
     let client = route.client.clone();
     cluster.pending.borrow_mut().push(route.clone());
@@ -132,10 +133,16 @@ async fn auth_timeout(client: Rc<Client>, timeout: Duration) {
     }
 }
 
-async fn reader(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, stream: &Stream) {
-    let client = &route.client;
-    let mut parser = Parser::new(Role::Route, shard.opts().max_control_line.max(4096), ROUTE_MAX_PAYLOAD);
-    parser.set_headers(true);
+/// What a server-to-server connection does with each op it reads (see [`read_loop`]).
+pub(crate) trait Ops {
+    /// Handle one op; an error closes the connection (after what is queued is sent).
+    async fn op(&self, op: Op<'_>) -> Result<(), CloseReason>;
+}
+
+/// Read a route or leaf connection until it closes: parse what comes (`parser` set for the
+/// connection's role), hand each op to `ops`, and end each pass as a client's reader does.
+/// `what` names the connection in the log ("Route", "Leafnode").
+pub(crate) async fn read_loop(shard: &Rc<Shard>, client: &Client, stream: &Stream, mut parser: Parser, what: &str, ops: &impl Ops) {
     let mut buf = ReadBuf::new(READ_BUF_MIN, READ_BUF_MAX, &[]);
     loop {
         if client.state.get() != State::Open {
@@ -154,12 +161,19 @@ async fn reader(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, str
             match parser.parse(&buf.pending()[used_all..]) {
                 Ok(Some((op, used))) => {
                     used_all += used;
+                    // Keep-alives are the same on every server-to-server connection.
                     let res = match op {
-                        Op::Routed(m) if route.state.borrow().registered => {
-                            shard.route_message(route, &m);
+                        Op::Ping => {
+                            client.send(b"PONG\r\n");
                             Ok(())
                         }
-                        op => handle_op(shard, cluster, route, op).await,
+                        Op::Pong => {
+                            client.pings_out.set(0);
+                            client.pong_received();
+                            Ok(())
+                        }
+                        Op::Ok => Ok(()),
+                        op => ops.op(op).await,
                     };
                     if let Err(reason) = res {
                         client.drain_and_close(reason);
@@ -171,7 +185,7 @@ async fn reader(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, str
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::error!(cid = client.cid, "Route parser error: {e}");
+                    tracing::error!(cid = client.cid, "{what} parser error: {e}");
                     if let Some(line) = e.err_line() {
                         client.send(line);
                     }
@@ -184,6 +198,31 @@ async fn reader(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, str
         shard.end_of_pass(client).await;
         futures_lite::future::yield_now().await;
     }
+}
+
+/// A route's ops: messages straight to routing once the route is registered.
+struct RouteOps<'a> {
+    shard: &'a Rc<Shard>,
+    cluster: &'a Rc<Cluster>,
+    route: &'a Rc<Route>,
+}
+
+impl Ops for RouteOps<'_> {
+    async fn op(&self, op: Op<'_>) -> Result<(), CloseReason> {
+        match op {
+            Op::Routed(m) if self.route.state.borrow().registered => {
+                self.shard.route_message(self.route, &m);
+                Ok(())
+            }
+            op => handle_op(self.shard, self.cluster, self.route, op).await,
+        }
+    }
+}
+
+async fn reader(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, stream: &Stream) {
+    let mut parser = Parser::new(Role::Route, shard.opts().max_control_line.max(4096), ROUTE_MAX_PAYLOAD);
+    parser.set_headers(true);
+    read_loop(shard, &route.client, stream, parser, "Route", &RouteOps { shard, cluster, route }).await;
 }
 
 async fn handle_op(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, op: Op<'_>) -> Result<(), CloseReason> {
@@ -200,12 +239,8 @@ async fn handle_op(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, 
         Op::RouteUnsub { account, subject, queue } if registered => shard.route_unsub(route, account, subject, queue),
         // Before the peer's INFO registered the route: nothing to keep it in yet.
         Op::RouteSub { .. } | Op::RouteUnsub { .. } | Op::Routed(_) => {}
-        Op::Ping => client.send(b"PONG\r\n"),
-        Op::Pong => {
-            client.pings_out.set(0);
-            client.pong_received();
-        }
-        Op::Ok => {}
+        // Answered by `read_loop`.
+        Op::Ping | Op::Pong | Op::Ok => {}
         Op::Err(text) => {
             tracing::error!(cid = client.cid, "Route Error {}", String::from_utf8_lossy(text));
             return Err(CloseReason::ParseError);

@@ -53,6 +53,8 @@ pub struct Route {
     pub state: RefCell<RouteState>,
     /// The peer's interest, with each queue group's weight (1 for plain interest).
     pub subs: RefCell<HashMap<SubKey, u32, ahash::RandomState>>,
+    /// Some for a leaf-node connection (see `server::leaf`), which shares the rest.
+    pub leaf: Option<crate::server::leaf::Link>,
 }
 
 /// What a route knows of its peer and of how it came to be.

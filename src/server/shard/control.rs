@@ -34,6 +34,18 @@ pub struct Live {
     pub opts: Arc<Options>,
     /// The TLS configuration built from `opts.tls`, once, where it is checked.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The WebSocket port's settings, when it is on.
+    pub ws: Option<Arc<crate::server::websocket::Live>>,
+}
+
+impl Live {
+    /// Build what the cores serve from `opts`: the TLS configurations are loaded here, so a
+    /// bad certificate refuses the start or the reload.
+    pub fn new(opts: Options) -> Result<Live, String> {
+        let tls = opts.tls.as_ref().map(crate::server::tls::server_config).transpose()?;
+        let ws = crate::server::websocket::Live::new(&opts)?.map(Arc::new);
+        Ok(Live { opts: Arc::new(opts), tls, ws })
+    }
 }
 
 /// What the server is doing as a whole.

@@ -86,7 +86,7 @@ impl Shard {
                     }
                 }
                 for (_, members) in &r.qsubs {
-                    if let Pick::Local(s) = self.pick(m.subject, None, members, false, false) {
+                    if let Pick::Local(s) = self.pick(m.subject, None, members, false, None) {
                         delivered |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
                     }
                 }
@@ -97,9 +97,8 @@ impl Shard {
                 continue;
             }
             let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg };
-            // Routes (on core zero) get what a client on another core published, never what
-            // came from a route.
-            let to_routes = !meta.local;
+            // Routes and leafs (on core zero) get what a client on another core published, as
+            // `leaf::forwards` says.
             // A forwarded message (hops > 0) is only for its queue groups.
             if meta.hops == 0 {
                 for t in &r.psubs {
@@ -108,7 +107,7 @@ impl Shard {
                             self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
                         }
                         Target::System(req) => self.system_request(*req, meta.account, msg),
-                        Target::Route(rt) if to_routes => self.add_route_target(rt, None),
+                        Target::Route(rt) if Origin::from_core(&meta).forwards_to(rt) => self.add_route_target(rt, None),
                         _ => {}
                     }
                 }
@@ -118,7 +117,7 @@ impl Shard {
                     Some((n, v)) => (Some(n), &v[..]),
                     None => (None, &[][..]),
                 };
-                match self.pick(m.subject, None, members, false, to_routes) {
+                match self.pick(m.subject, None, members, false, Some(Origin::from_core(&meta))) {
                     Pick::Local(s) => {
                         self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
                         continue;

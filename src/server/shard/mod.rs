@@ -93,6 +93,8 @@ pub struct Shard {
     deferring: Cell<bool>,
     /// The cluster: on core zero, when routes are configured.
     pub cluster: std::cell::OnceCell<Rc<crate::server::route::Cluster>>,
+    /// Leaf nodes: on core zero, when `leafnodes` is configured.
+    pub leafs: std::cell::OnceCell<Rc<crate::server::leaf::Leafs>>,
     /// A client that went over half its max_pending during this pass: whoever produced the
     /// messages waits for it at the end of the pass (see [`Shard::end_of_pass`]).
     stall: RefCell<Option<Rc<Client>>>,
@@ -155,6 +157,7 @@ impl Shard {
             route_targets: RefCell::new(Vec::new()),
             deferring: Cell::new(false),
             cluster: Default::default(),
+            leafs: Default::default(),
             stall: RefCell::new(None),
             live: RefCell::new(shared.control.live()),
             live_generation: Cell::new(shared.control.generation.load(Ordering::Acquire)),
@@ -255,6 +258,37 @@ impl Shard {
     /// The INFO line for a new connection.
     pub fn info_line(&self, cid: u64, addr: Option<SocketAddr>, nonce: Option<&str>) -> String {
         self.client_info_line(cid, addr, false, nonce)
+    }
+
+    /// The WebSocket port's settings now (None: no WebSocket port).
+    pub fn ws(&self) -> Option<Arc<crate::server::websocket::Live>> {
+        self.live.borrow().ws.clone()
+    }
+
+    /// The options a client's credentials are checked under: a WebSocket client's may
+    /// override the top-level ones (see [`Websocket::client_options`](crate::server::options::Websocket::client_options)).
+    pub fn client_opts(&self, client: &Client) -> Arc<Options> {
+        let live = self.live.borrow();
+        match (&live.ws, client.websocket) {
+            (Some(ws), true) => ws.opts.clone(),
+            _ => live.opts.clone(),
+        }
+    }
+
+    /// The INFO line for a new WebSocket client: as any client's, with the credentials the
+    /// WebSocket port asks for, no TLS to start (it is the WebSocket's), and the cluster's
+    /// WebSocket URLs (none known yet: route INFO does not carry them here).
+    pub fn ws_info_line(&self, ws: &crate::server::websocket::Live, cid: u64, addr: Option<SocketAddr>, nonce: Option<&str>) -> String {
+        let mut info = self.info.borrow().clone();
+        info.auth_required = crate::server::auth::info_auth_required(&ws.opts.auth);
+        info.tls_required = false;
+        info.tls_available = false;
+        info.tls_verify = false;
+        info.connect_urls = Vec::new();
+        info.nonce = nonce.map(Into::into);
+        info.client_id = Some(cid);
+        info.client_ip = addr.map(|a| a.ip().to_string());
+        format!("INFO {} \r\n", serde_json::to_string(&info).unwrap_or_default())
     }
 
     /// The INFO line for lame duck mode: `ldm: true`, with the client's own id and address

@@ -36,6 +36,11 @@ impl Shard {
     /// `RS+ account subject [queue weight]` from a route.
     pub fn route_sub(&self, route: &Rc<Route>, account: &[u8], subj: &[u8], queue: Option<&[u8]>, weight: u32) {
         let Some(acc) = self.route_account(route, account, subj) else { return };
+        self.remote_sub(route, acc, subj, queue, weight);
+    }
+
+    /// Interest a route or leaf connection announced in account `acc`.
+    pub fn remote_sub(&self, route: &Rc<Route>, acc: u32, subj: &[u8], queue: Option<&[u8]>, weight: u32) {
         if !subject::valid_subject(subj) || !queue.map_or(true, subject::valid_queue) {
             tracing::debug!(cid = route.client.cid, "invalid remote subscription {:?}", String::from_utf8_lossy(subj));
             return;
@@ -57,6 +62,11 @@ impl Shard {
     /// `RS- account subject [queue]` from a route.
     pub fn route_unsub(&self, route: &Rc<Route>, account: &[u8], subj: &[u8], queue: Option<&[u8]>) {
         let Some(acc) = self.route_account(route, account, subj) else { return };
+        self.remote_unsub(route, acc, subj, queue);
+    }
+
+    /// Interest a route or leaf connection withdrew in account `acc`.
+    pub fn remote_unsub(&self, route: &Rc<Route>, acc: u32, subj: &[u8], queue: Option<&[u8]>) {
         let key: SubKey = (acc, subj.into(), queue.map(Into::into));
         let Some(had) = route.subs.borrow_mut().remove(&key) else { return };
         self.route_entries(route, acc, subj, queue, had, false);
@@ -79,7 +89,8 @@ impl Shard {
         id
     }
 
-    /// Add or remove `n` entries of a route's interest, and tell the other cores.
+    /// Add or remove `n` entries of a route's (or leaf connection's) interest, and tell the
+    /// other cores; the routes and leafs that hear of it are told too.
     fn route_entries(&self, route: &Rc<Route>, acc: u32, subj: &[u8], queue: Option<&[u8]>, n: u32, add: bool) {
         for _ in 0..n {
             let t = Target::Route(route.clone());
@@ -91,6 +102,9 @@ impl Shard {
                 self.interest_changed(acc, subj, queue, add);
             }
         }
+        if n > 0 {
+            self.tell_routes(acc, subj, queue, true);
+        }
     }
 
     /// This server's interest in `(subj, queue)` of account `acc` changed (a subscription on
@@ -100,6 +114,7 @@ impl Shard {
     /// that leaves with two members of a group sends one `RS-`, not a lowered weight and
     /// then `RS-`, as nats-server).
     pub(super) fn tell_routes(&self, acc: u32, subj: &[u8], queue: Option<&[u8]>, now: bool) {
+        self.tell_leafs(acc, subj, queue, now && !self.deferring.get());
         let Some(cluster) = self.cluster.get() else { return };
         if cluster.routes.borrow().is_empty() {
             // A route that registers is sent everything (see `send_interest`).
@@ -113,6 +128,7 @@ impl Shard {
 
     /// Tell the routes what changed in this server's interest since they were last told.
     pub fn flush_route_interest(&self) {
+        self.flush_leaf_interest();
         let Some(cluster) = self.cluster.get() else { return };
         let mut dirty: Vec<SubKey> = std::mem::take(&mut *cluster.dirty.borrow_mut());
         dirty.sort();
@@ -148,11 +164,7 @@ impl Shard {
     /// reaches every server).
     fn local_interest(&self, acc: u32, subj: &[u8], queue: Option<&[u8]>) -> u32 {
         let system = self.shared.accounts.system;
-        let n = self.account(acc).sublist.borrow().count_at(subj, queue, |t| match t {
-            Target::Sub(_) | Target::Core(_) => true,
-            Target::System(_) => acc == system,
-            _ => false,
-        });
+        let n = self.account(acc).sublist.borrow().count_at(subj, queue, |t| told_routes(t, acc == system));
         n as u32
     }
 
@@ -172,12 +184,7 @@ impl Shard {
             let id = id as u32;
             let mut keys: Vec<SubKey> = Vec::new();
             for (subj, queue, t) in index.sublist.borrow().entries() {
-                let counts = match t {
-                    Target::Sub(_) | Target::Core(_) => true,
-                    Target::System(_) => id == table.system,
-                    _ => false,
-                };
-                if !counts {
+                if !told_routes(&t, id == table.system) {
                     continue;
                 }
                 let key: SubKey = (id, subj[..].into(), queue.as_deref().map(Into::into));
@@ -215,18 +222,25 @@ impl Shard {
         }
     }
 
-    /// A message from a route: to local subscribers (on any core) only.
+    /// A message from a route (to local subscribers on any core, and to our leafs), or from
+    /// a leaf connection (see `leaf::forwards`).
     pub fn route_message(&self, route: &Rc<Route>, m: &Routed<'_>) {
         let c = &route.client;
         super::index::bump(&c.stats.in_msgs, 1);
         super::index::bump(&c.stats.in_bytes, m.msg.len() as u64);
         super::index::bump(&self.stats.in_msgs, 1);
         super::index::bump(&self.stats.in_bytes, m.msg.len() as u64);
-        let Some(acc) = self.shared.accounts.id_of(m.account) else {
+        // A leaf connection carries its one account; what came from our hub stays off the
+        // routes.
+        let (acc, kind, to_routes) = match &route.leaf {
+            Some(l) => (Some(c.account.get()), Kind::Leaf, !l.spoke.get()),
+            None => (self.shared.accounts.id_of(m.account), Kind::Route, false),
+        };
+        let Some(acc) = acc else {
             tracing::debug!(cid = c.cid, "Unknown account {:?} for routed message on subject {:?}", String::from_utf8_lossy(m.account), String::from_utf8_lossy(m.subject));
             return;
         };
-        let origin = Origin { client: None, cid: c.cid, kind: Kind::Route, queues: Some(m.queues), to_routes: false };
+        let origin = Origin { client: None, cid: c.cid, kind, queues: Some(m.queues), to_routes };
         let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg };
         self.route(origin, acc, msg, 0);
     }
@@ -268,7 +282,10 @@ impl Shard {
             let (was_empty, queued) = {
                 let mut out = c.out.borrow_mut();
                 let was_empty = out.is_empty();
-                encode::routed(&mut out, account.as_bytes(), m.subject, m.reply, &qs, h, body);
+                match &r.leaf {
+                    Some(_) => encode::leaf_msg(&mut out, m.subject, m.reply, &qs, h, body),
+                    None => encode::routed(&mut out, account.as_bytes(), m.subject, m.reply, &qs, h, body),
+                }
                 (was_empty, out.len())
             };
             super::index::bump(&c.stats.out_msgs, 1);
@@ -280,6 +297,18 @@ impl Shard {
             }
         }
         true
+    }
+}
+
+/// Whether index entry `t` counts as this server's interest told to routes: clients on any
+/// core, the requests the system account answers, and the leafs connected to us (nats-server
+/// forwards a leaf's interest like a client's, but not its hub's).
+fn told_routes(t: &Target, system: bool) -> bool {
+    match t {
+        Target::Sub(_) | Target::Core(_) => true,
+        Target::System(_) => system,
+        Target::Route(r) => r.leaf.as_ref().is_some_and(|l| !l.spoke.get()),
+        _ => false,
     }
 }
 

@@ -56,6 +56,11 @@ impl<'a> Origin<'a> {
         self.client.filter(|c| !c.echo.get())
     }
 
+    /// Whether the message goes to route or leaf connection `to` (see `leaf::forwards`).
+    pub fn forwards_to(&self, to: &Route) -> bool {
+        crate::server::leaf::forwards(self.kind, self.cid, self.to_routes, to)
+    }
+
     /// The message went to another core: a PONG to the publisher waits for it.
     fn crossed(&self) {
         if let Some(c) = self.client {
@@ -191,7 +196,7 @@ impl Shard {
                 }
                 Target::Core(c) => mask |= 1 << c,
                 Target::Route(rt) => {
-                    if origin.to_routes {
+                    if origin.forwards_to(rt) {
                         self.add_route_target(rt, None);
                     }
                 }
@@ -206,7 +211,7 @@ impl Shard {
             let mut picks = self.picks.borrow_mut();
             picks.clear();
             for (name, members) in r.qsubs.iter().filter(|(n, _)| origin.wants_queue(n)) {
-                match self.pick(m.subject, skip, members, true, origin.to_routes) {
+                match self.pick(m.subject, skip, members, true, Some(origin)) {
                     Pick::Local(s) => any |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg),
                     Pick::Core(c) => {
                         picks.push((c, name.clone()));
@@ -286,28 +291,32 @@ impl Shard {
 
     /// Choose the one member of a queue group that gets a message: a live local member, or
     /// with `cores` a core that has members (listed once per member it has, so each member
-    /// server-wide is about equally likely), with `routes` a route (listed once per member
-    /// its server announced). `skip` is a publisher with echo off, whose own
-    /// members are not eligible.
-    pub(super) fn pick<'a>(&self, subj: &[u8], skip: Option<&Rc<Client>>, members: &'a [Target], cores: bool, routes: bool) -> Pick<'a> {
-        let eligible = |t: &&Target| match t {
-            Target::Sub(s) => {
-                !s.closed.get() && s.client.state.get() == State::Open && !s.client.denies_delivery(subj) && !skip.is_some_and(|o| Rc::ptr_eq(&s.client, o))
+    /// server-wide is about equally likely), with `from` a route the message may go to
+    /// (listed once per member its server announced), and only when none of those is left
+    /// a leaf connection (nats-server prefers members on this side of a leaf link). `skip`
+    /// is a publisher with echo off, whose own members are not eligible.
+    pub(super) fn pick<'a>(&self, subj: &[u8], skip: Option<&Rc<Client>>, members: &'a [Target], cores: bool, from: Option<Origin<'_>>) -> Pick<'a> {
+        for leafs in [false, true] {
+            let eligible = |t: &&Target| match t {
+                Target::Sub(s) => {
+                    !leafs && !s.closed.get() && s.client.state.get() == State::Open && !s.client.denies_delivery(subj) && !skip.is_some_and(|o| Rc::ptr_eq(&s.client, o))
+                }
+                Target::Core(c) => !leafs && cores && *c as usize != self.id,
+                Target::Route(r) => r.leaf.is_some() == leafs && from.is_some_and(|o| o.forwards_to(r)),
+                _ => false,
+            };
+            let n = members.iter().filter(eligible).count();
+            if n == 0 {
+                continue;
             }
-            Target::Core(c) => cores && *c as usize != self.id,
-            Target::Route(r) => routes && r.client.state.get() == State::Open,
-            _ => false,
-        };
-        let n = members.iter().filter(eligible).count();
-        if n == 0 {
-            return Pick::Nobody;
+            return match members.iter().filter(eligible).nth(self.random(n)) {
+                Some(Target::Sub(s)) => Pick::Local(s),
+                Some(Target::Core(c)) => Pick::Core(*c),
+                Some(Target::Route(r)) => Pick::Route(r),
+                _ => Pick::Nobody,
+            };
         }
-        match members.iter().filter(eligible).nth(self.random(n)) {
-            Some(Target::Sub(s)) => Pick::Local(s),
-            Some(Target::Core(c)) => Pick::Core(*c),
-            Some(Target::Route(r)) => Pick::Route(r),
-            _ => Pick::Nobody,
-        }
+        Pick::Nobody
     }
 
     /// Append a message for one subscription to its connection's outbound buffer, framed as
@@ -329,7 +338,7 @@ impl Shard {
             let start = out.len();
             match c.kind {
                 // Routes hold no subscriptions: their interest is `Target::Route`.
-            Kind::Client | Kind::Route => encode::msg(&mut out, subj, &sub.sid, reply, h, body),
+            Kind::Client | Kind::Route | Kind::Leaf => encode::msg(&mut out, subj, &sub.sid, reply, h, body),
             }
             if crate::logging::trace_enabled() {
                 let line = &out[start..];

@@ -21,8 +21,11 @@
 //! byte, reserved bits RSV2/RSV3 and frames over [`MAX_FRAME_PAYLOAD`] are refused (1002,
 //! 1002, 1009) where nats-server lets them by.
 //!
-//! Not done yet: permessage-deflate (RFC 7692). A frame with RSV1 set is refused with 1002,
-//! which is right as long as the handshake does not accept the extension.
+//! permessage-deflate (RFC 7692) as nats-server negotiates it, with no context takeover
+//! either way: a message whose first frame has RSV1 set is gathered whole and inflated
+//! (up to [`MAX_FRAME_PAYLOAD`] each way), and a write of more than [`COMPRESS_THRESHOLD`]
+//! bytes goes out deflated (first frame RSV1, the rest continuations of at most
+//! `max_out_frame` bytes). Without the extension negotiated RSV1 is refused with 1002.
 
 use std::fmt;
 use std::io;
@@ -54,10 +57,22 @@ pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
+pub const CLOSE_TLS_HANDSHAKE: u16 = 1015;
 
 /// How much of the client's bytes the reader holds at once. Any frame header and any
 /// control frame fit in it, so it never needs to grow.
 const READ_BUFFER: usize = 16 * 1024;
+
+/// Writes of more than this many bytes are compressed when permessage-deflate is on
+/// (nats-server's threshold: smaller ones gain nothing).
+pub const COMPRESS_THRESHOLD: usize = 64;
+
+/// The most of one write compressed into one message.
+const MAX_COMPRESSED_WRITE: usize = 1 << 20;
+
+/// The end of a deflate block flushed with SYNC_FLUSH, which permessage-deflate leaves off
+/// the wire (RFC 7692 section 7.2.1).
+const DEFLATE_TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
 
 /// Once drained, an out-buffer bigger than this (a big write with a big `max_out_frame`)
 /// gives its memory back.
@@ -100,6 +115,8 @@ pub struct FrameHeader {
     pub opcode: OpCode,
     /// The masking key, when the mask bit is set.
     pub mask: Option<[u8; 4]>,
+    /// RSV1: the message is compressed (permessage-deflate; first frame only).
+    pub rsv1: bool,
     /// The payload's length.
     pub len: u64,
 }
@@ -162,7 +179,7 @@ pub fn encode_frame_header(dst: &mut Vec<u8>, fin: bool, opcode: OpCode, mask: O
 }
 
 /// Parse the frame header at the start of `buf`, refusing what no frame of this connection
-/// may be: reserved bits (no extension is negotiated), unknown opcodes, control frames that
+/// may be: RSV2/RSV3 (RSV1 is the decoder's to judge), unknown opcodes, control frames with RSV1, control frames that
 /// are fragmented or over 125 bytes, lengths with the top bit set or over `max_payload`.
 /// Errors in the first two bytes are reported as soon as those have arrived.
 ///
@@ -170,7 +187,7 @@ pub fn encode_frame_header(dst: &mut Vec<u8>, fin: bool, opcode: OpCode, mask: O
 /// use natsu::server::websocket::frame::{parse_frame_header, FrameHeader, OpCode, Parsed};
 /// let frame = [0x89, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
 /// assert_eq!(parse_frame_header(&frame[..5], 1 << 20), Ok(Parsed::Incomplete));
-/// let header = FrameHeader { fin: true, opcode: OpCode::Ping, mask: Some([1, 2, 3, 4]), len: 2 };
+/// let header = FrameHeader { fin: true, opcode: OpCode::Ping, mask: Some([1, 2, 3, 4]), len: 2, rsv1: false };
 /// assert_eq!(parse_frame_header(&frame, 1 << 20), Ok(Parsed::Complete(header, 6)));
 /// ```
 pub fn parse_frame_header(buf: &[u8], max_payload: u64) -> Result<Parsed, ProtocolError> {
@@ -178,9 +195,7 @@ pub fn parse_frame_header(buf: &[u8], max_payload: u64) -> Result<Parsed, Protoc
         [b0, b1, ..] => (*b0, *b1),
         _ => return Ok(Parsed::Incomplete),
     };
-    if b0 & 0x40 != 0 {
-        return Err(ProtocolError::new(CLOSE_PROTOCOL_ERROR, "compression is not negotiated"));
-    }
+    let rsv1 = b0 & 0x40 != 0;
     if b0 & 0x30 != 0 {
         return Err(ProtocolError::new(CLOSE_PROTOCOL_ERROR, "reserved bits set"));
     }
@@ -197,6 +212,9 @@ pub fn parse_frame_header(buf: &[u8], max_payload: u64) -> Result<Parsed, Protoc
         }
         if !fin {
             return Err(ProtocolError::new(CLOSE_PROTOCOL_ERROR, "control frame does not have final bit set"));
+        }
+        if rsv1 {
+            return Err(ProtocolError::new(CLOSE_PROTOCOL_ERROR, "control frame with RSV1 set"));
         }
     }
     let (len, at) = match short {
@@ -229,7 +247,7 @@ pub fn parse_frame_header(buf: &[u8], max_payload: u64) -> Result<Parsed, Protoc
     } else {
         (None, at)
     };
-    Ok(Parsed::Complete(FrameHeader { fin, opcode, mask, len }, at))
+    Ok(Parsed::Complete(FrameHeader { fin, opcode, mask, len, rsv1 }, at))
 }
 
 /// The payload of a close frame with `code` and `reason`, the reason cut to fit a control
@@ -291,11 +309,36 @@ pub struct Decoder {
     /// A text or binary message has started and its final frame has not come: only
     /// continuation frames (and control frames) may come next.
     in_message: bool,
+    /// permessage-deflate was negotiated: RSV1 may start a message.
+    deflate: bool,
+    /// The current message is compressed: its payload is for the inflater.
+    compressed: bool,
+    /// The last payload byte of a compressed message has just come out (taken by
+    /// [`Decoder::take_compressed_end`]).
+    compressed_end: bool,
 }
 
 impl Decoder {
     pub fn new(masked: bool, max_payload: u64) -> Decoder {
-        Decoder { masked, max_payload, left: 0, key: [0; 4], key_pos: 0, in_message: false }
+        Decoder { masked, max_payload, left: 0, key: [0; 4], key_pos: 0, in_message: false, deflate: false, compressed: false, compressed_end: false }
+    }
+
+    /// Whether the payload bytes coming out now belong to a compressed message.
+    pub fn in_compressed(&self) -> bool {
+        self.compressed || self.compressed_end
+    }
+
+    /// A compressed message has just ended: inflate what was gathered.
+    pub fn take_compressed_end(&mut self) -> bool {
+        std::mem::take(&mut self.compressed_end)
+    }
+
+    /// The end of a data frame's payload: the end of a compressed message when it was final.
+    fn frame_done(&mut self) {
+        if self.left == 0 && !self.in_message && self.compressed {
+            self.compressed = false;
+            self.compressed_end = true;
+        }
     }
 
     /// Decode from the start of `input`, writing payload bytes to `out`. A control frame is
@@ -318,6 +361,7 @@ impl Decoder {
             }
             self.key_pos = unmask(&input[..n], &mut out[..n], self.key, self.key_pos);
             self.left -= n as u64;
+            self.frame_done();
             return Ok(Step::Data { input: n, output: n });
         }
         let (header, at) = match parse_frame_header(input, self.max_payload)? {
@@ -338,10 +382,18 @@ impl Decoder {
                     let reason = "new message started before final frame for previous message was received";
                     return Err(ProtocolError::new(CLOSE_PROTOCOL_ERROR, reason));
                 }
+                if header.rsv1 && (!self.deflate || continuation) {
+                    let reason = if continuation { "RSV1 set on a continuation frame" } else { "compression is not negotiated" };
+                    return Err(ProtocolError::new(CLOSE_PROTOCOL_ERROR, reason));
+                }
+                if !continuation {
+                    self.compressed = header.rsv1;
+                }
                 self.in_message = !header.fin;
                 self.left = header.len;
                 self.key = key;
                 self.key_pos = 0;
+                self.frame_done();
                 Ok(Step::Skipped { input: at })
             }
             OpCode::Ping | OpCode::Pong | OpCode::Close => {
@@ -423,6 +475,111 @@ pub struct WsStream<S> {
     /// registered, and the reader must not drain (see the type's doc). A write dropped
     /// while waiting leaves the reader's pongs to the next write.
     writer_waiting: bool,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Box<Deflate>>,
+}
+
+/// permessage-deflate's state: no context is kept between messages either way.
+struct Deflate {
+    /// The compressed message being gathered.
+    zin: Vec<u8>,
+    /// The last message inflated; `plain[plain_pos..]` is not read yet.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    inflater: flate2::Decompress,
+    deflater: flate2::Compress,
+    /// A write's compressed bytes.
+    zout: Vec<u8>,
+}
+
+impl Deflate {
+    fn new() -> Deflate {
+        Deflate {
+            zin: Vec::new(),
+            plain: Vec::new(),
+            plain_pos: 0,
+            inflater: flate2::Decompress::new(false),
+            // nats-server compresses with Go's BestSpeed.
+            deflater: flate2::Compress::new(flate2::Compression::fast(), false),
+            zout: Vec::new(),
+        }
+    }
+
+    /// Add payload of the compressed message being gathered.
+    fn gather(&mut self, bytes: &[u8]) -> Result<(), ProtocolError> {
+        if (self.zin.len() + bytes.len()) as u64 > MAX_FRAME_PAYLOAD {
+            return Err(ProtocolError::new(CLOSE_MESSAGE_TOO_BIG, "compressed message too big"));
+        }
+        self.zin.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Inflate the gathered message into `plain`.
+    fn inflate(&mut self) -> Result<(), ProtocolError> {
+        self.zin.extend_from_slice(&DEFLATE_TAIL);
+        self.inflater.reset(false);
+        self.plain.clear();
+        self.plain_pos = 0;
+        let mut input = &self.zin[..];
+        loop {
+            if self.plain.len() == self.plain.capacity() {
+                if self.plain.len() as u64 >= MAX_FRAME_PAYLOAD {
+                    return Err(ProtocolError::new(CLOSE_MESSAGE_TOO_BIG, "decompressed message too big"));
+                }
+                self.plain.reserve(self.plain.len().max(4096));
+            }
+            let before = self.inflater.total_in();
+            let status = self
+                .inflater
+                .decompress_vec(input, &mut self.plain, flate2::FlushDecompress::Sync)
+                .map_err(|e| ProtocolError::new(CLOSE_INVALID_PAYLOAD, format!("invalid compressed data: {e}")))?;
+            input = &input[(self.inflater.total_in() - before) as usize..];
+            let room_left = self.plain.len() < self.plain.capacity();
+            if status == flate2::Status::StreamEnd || (input.is_empty() && room_left) {
+                break;
+            }
+        }
+        self.zin.clear();
+        if self.zin.capacity() > OUT_BUFFER_KEPT {
+            self.zin = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Copy inflated bytes not read yet into `buf`: how many (0 when none are left).
+    fn read_plain(&mut self, buf: &mut [u8]) -> usize {
+        let n = (self.plain.len() - self.plain_pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+        self.plain_pos += n;
+        if self.plain_pos == self.plain.len() && self.plain.capacity() > OUT_BUFFER_KEPT {
+            self.plain = Vec::new();
+            self.plain_pos = 0;
+        }
+        n
+    }
+
+    /// Deflate `data` into `zout` as one message's payload (the sync flush's tail left off).
+    fn deflate(&mut self, data: &[u8]) {
+        self.deflater.reset();
+        self.zout.clear();
+        self.zout.reserve(data.len() / 2 + 64);
+        let mut input = data;
+        loop {
+            if self.zout.len() == self.zout.capacity() {
+                self.zout.reserve(self.zout.len().max(1024));
+            }
+            let before = self.deflater.total_in();
+            // Compressing into a Vec with room cannot fail.
+            let _ = self.deflater.compress_vec(input, &mut self.zout, flate2::FlushCompress::Sync);
+            input = &input[(self.deflater.total_in() - before) as usize..];
+            if input.is_empty() && self.zout.len() < self.zout.capacity() {
+                break;
+            }
+        }
+        if self.zout.ends_with(&DEFLATE_TAIL) {
+            self.zout.truncate(self.zout.len() - DEFLATE_TAIL.len());
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
@@ -444,7 +601,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             max_out_frame: max_out_frame.max(1),
             close_queued: false,
             writer_waiting: false,
+            deflate: None,
         }
+    }
+
+    /// Speak permessage-deflate (the handshake accepted it): compressed messages from the
+    /// client are inflated, writes over [`COMPRESS_THRESHOLD`] go out compressed.
+    pub fn compressed(mut self) -> WsStream<S> {
+        self.decoder.deflate = true;
+        self.deflate = Some(Box::new(Deflate::new()));
+        self
+    }
+
+    /// Frame `data` (compressed) as one message: the first frame with RSV1, the rest as
+    /// continuations, each of at most `max_out_frame` bytes.
+    fn queue_compressed(&mut self, zout: &[u8]) {
+        let mut chunks = zout.chunks(self.max_out_frame).peekable();
+        let mut first = true;
+        if zout.is_empty() {
+            encode_frame_header(&mut self.out, true, OpCode::Binary, None, 0);
+            let at = self.out.len() - 2;
+            self.out[at] |= 0x40;
+            return;
+        }
+        while let Some(chunk) = chunks.next() {
+            let at = self.out.len();
+            let opcode = if first { OpCode::Binary } else { OpCode::Continuation };
+            encode_frame_header(&mut self.out, chunks.peek().is_none(), opcode, None, chunk.len() as u64);
+            if first {
+                self.out[at] |= 0x40;
+            }
+            self.out.extend_from_slice(chunk);
+            first = false;
+        }
+    }
+
+    /// A framing or compression error: close with its status and end the stream.
+    fn fail(&mut self, cx: &mut Context<'_>, e: ProtocolError) -> Poll<io::Result<usize>> {
+        self.read_done = true;
+        self.queue_close(e.code, &e.reason);
+        self.drain_for_reader(cx);
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
+    }
+
+    /// A compressed message ended: inflate it and hand out what fits in `buf`.
+    fn inflated(&mut self, buf: &mut [u8]) -> Result<usize, ProtocolError> {
+        let z = self.deflate.as_mut().expect("compressed frames only with deflate on");
+        z.inflate()?;
+        Ok(z.read_plain(buf))
     }
 
     /// Take the client's frames unmasked: it sent `Nats-No-Masking: true` (nats-server
@@ -533,21 +737,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.drain_for_reader(cx);
-        if this.read_done || buf.is_empty() {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if let Some(n) = this.deflate.as_mut().map(|z| z.read_plain(buf)).filter(|&n| n > 0) {
+            return Poll::Ready(Ok(n));
+        }
+        if this.read_done {
             return Poll::Ready(Ok(0));
         }
         loop {
             let step = this.decoder.decode(&this.rbuf[this.rstart..this.rend], buf);
             let taken = match step {
-                Err(e) => {
-                    this.read_done = true;
-                    this.queue_close(e.code, &e.reason);
-                    this.drain_for_reader(cx);
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                Err(e) => return this.fail(cx, e),
+                Ok(Step::Data { input, output }) if this.decoder.in_compressed() => {
+                    this.rstart += input;
+                    let gathered = this.deflate.as_mut().expect("compressed frames only with deflate on").gather(&buf[..output]);
+                    if let Err(e) = gathered {
+                        return this.fail(cx, e);
+                    }
+                    if this.decoder.take_compressed_end() {
+                        match this.inflated(buf) {
+                            Ok(0) => {}
+                            Ok(n) => return Poll::Ready(Ok(n)),
+                            Err(e) => return this.fail(cx, e),
+                        }
+                    }
+                    0
                 }
                 Ok(Step::Data { input, output }) => {
                     this.rstart += input;
                     return Poll::Ready(Ok(output));
+                }
+                Ok(Step::Skipped { input }) if this.decoder.take_compressed_end() => {
+                    this.rstart += input;
+                    match this.inflated(buf) {
+                        Ok(0) => {}
+                        Ok(n) => return Poll::Ready(Ok(n)),
+                        Err(e) => return this.fail(cx, e),
+                    }
+                    0
                 }
                 Ok(Step::Skipped { input }) => input,
                 Ok(Step::Ping { input, payload }) => {
@@ -597,10 +826,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
             if buf.is_empty() {
                 return Poll::Ready(Ok(0));
             }
-            let n = buf.len().min(this.max_out_frame);
-            encode_frame_header(&mut this.out, true, OpCode::Binary, None, n as u64);
-            this.out.extend_from_slice(&buf[..n]);
-            this.framed = n;
+            match this.deflate.as_mut().filter(|_| buf.len() > COMPRESS_THRESHOLD) {
+                Some(z) => {
+                    let n = buf.len().min(MAX_COMPRESSED_WRITE);
+                    z.deflate(&buf[..n]);
+                    let zout = std::mem::take(&mut z.zout);
+                    this.queue_compressed(&zout);
+                    if let Some(z) = this.deflate.as_mut() {
+                        z.zout = zout;
+                    }
+                    this.framed = n;
+                }
+                None => {
+                    let n = buf.len().min(this.max_out_frame);
+                    encode_frame_header(&mut this.out, true, OpCode::Binary, None, n as u64);
+                    this.out.extend_from_slice(&buf[..n]);
+                    this.framed = n;
+                }
+            }
         }
         let drained = this.poll_drain(cx);
         match this.writer_poll(drained) {
@@ -712,7 +955,7 @@ mod tests {
                 assert_eq!(header[1] & 0x7f, second[0]);
                 assert_eq!(header[1] & 0x80 != 0, mask.is_some());
                 assert_eq!(&header[2..second.len() + 1], &second[1..]);
-                let expected = FrameHeader { fin: true, opcode: OpCode::Binary, mask, len };
+                let expected = FrameHeader { fin: true, opcode: OpCode::Binary, mask, len, rsv1: false };
                 assert_eq!(parse_frame_header(&header, u64::MAX >> 1), Ok(Parsed::Complete(expected, size)));
                 for cut in 0..size {
                     assert_eq!(parse_frame_header(&header[..cut], u64::MAX >> 1), Ok(Parsed::Incomplete), "cut at {cut}");

@@ -198,8 +198,9 @@ fn host_and_port(hostport: &str, tls: bool) -> Result<(String, String), String> 
     Ok((host.to_ascii_lowercase(), port.to_string()))
 }
 
-/// `scheme://host[:port]…` → scheme, host, port.
-fn parse_origin(origin: &str) -> Result<(String, String, String), String> {
+/// `scheme://host[:port]…` → scheme, host, port (also how `allowed_origins` entries are
+/// checked when the config is read).
+pub fn parse_origin(origin: &str) -> Result<(String, String, String), String> {
     let (scheme, rest) = origin.split_once("://").ok_or_else(|| format!("parse {origin:?}: invalid URI for request"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
