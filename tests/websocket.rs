@@ -543,3 +543,39 @@ fn bad_upgrades_are_answered_and_slow_ones_dropped() {
     ws.send(b"CONNECT {}\r\nPING\r\n");
     ws.until("PONG\r\n");
 }
+
+/// In a cluster, a WebSocket client's INFO names every server's WebSocket URL (and no
+/// client URL), whichever server it reached: natsu tells its peers its own in route INFO
+/// (`ws_connect_urls`) and takes theirs, with nats-server as the peer.
+#[test]
+fn a_cluster_tells_websocket_clients_its_websocket_urls() {
+    if !which_reference() {
+        return;
+    }
+    let dir = TempDir::new("ws-cluster");
+    let (ws, route) = ([free_port(), free_port()], [free_port(), free_port()]);
+    let routes = format!("[ nats://127.0.0.1:{}, nats://127.0.0.1:{} ]", route[0], route[1]);
+    let mut servers = Vec::new();
+    for (i, which) in ["natsu", "nats-server"].iter().enumerate() {
+        let conf = dir.0.join(format!("n{i}.conf"));
+        std::fs::write(&conf, format!("websocket {{ listen: \"127.0.0.1:{}\", no_tls: true }}\ncluster {{ name: c, listen: \"127.0.0.1:{}\", routes: {routes} }}\n", ws[i], route[i])).unwrap();
+        let args = ["-p", "-1", "-c", conf.to_str().unwrap()];
+        servers.push(if *which == "natsu" { Server::target_with(&args) } else { Server::reference_with(&args) });
+        wait_port(ws[i]);
+    }
+    let want: Vec<String> = ws.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    for port in ws {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_ws, info) = Ws::open(port, "");
+            let mut urls: Vec<String> = info["connect_urls"].as_array().map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect()).unwrap_or_default();
+            urls.sort();
+            if urls == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "port {port}: connect_urls {urls:?}, want {want:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    drop(servers);
+}

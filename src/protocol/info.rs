@@ -93,6 +93,9 @@ pub struct RouteInfo {
     /// The client URLs of the server (for clients' discovery).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
+    /// Its WebSocket URLs (for WebSocket clients' discovery).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ws_connect_urls: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ldm: bool,
     pub lnoc: bool,

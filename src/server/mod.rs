@@ -460,7 +460,11 @@ async fn lame_duck(shard: &Rc<Shard>) {
     shard.routes_lame_duck();
     // Only clients that take INFO updates (protocol 1) are told, as nats-server does.
     for c in shard.clients().iter().filter(|c| c.opts.borrow().protocol >= 1) {
-        c.send(shard.ldm_info_line(c.cid, c.addr).as_bytes());
+        let line = match shard.ws().filter(|_| c.websocket) {
+            Some(ws) => shard.ws_ldm_info_line(&ws, c.cid, c.addr),
+            None => shard.ldm_info_line(c.cid, c.addr),
+        };
+        c.send(line.as_bytes());
     }
     glommio::timer::sleep(opts.lame_duck_grace_period).await;
     let clients = shard.clients();

@@ -338,7 +338,10 @@ fn on_info(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, json: &[
             implicit_route(shard, cluster, &info);
         } else if info.ldm {
             // The peer is going away: its clients must not be sent to it any more.
-            route.state.borrow_mut().connect_urls.clear();
+            let mut s = route.state.borrow_mut();
+            s.connect_urls.clear();
+            s.ws_connect_urls.clear();
+            drop(s);
             shard.publish_cluster_urls();
         }
         return Ok(());
@@ -364,6 +367,7 @@ fn on_info(shard: &Rc<Shard>, cluster: &Rc<Cluster>, route: &Rc<Route>, json: &[
         s.remote_name = info.server_name.clone();
         s.port = info.port;
         s.connect_urls = info.connect_urls.clone();
+        s.ws_connect_urls = info.ws_connect_urls.clone();
         if s.url.is_none() {
             s.url = parse_route_url(&format!("nats-route://{}", join_host_port(&info.host, info.port))).ok();
         }

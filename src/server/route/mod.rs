@@ -75,6 +75,8 @@ pub struct RouteState {
     pub registered: bool,
     /// The peer's client URLs, as its INFO gave them.
     pub connect_urls: Vec<String>,
+    /// The peer's WebSocket URLs (its INFO's `ws_connect_urls`).
+    pub ws_connect_urls: Vec<String>,
     /// The peer's route port (from its INFO), for `/routez`.
     pub port: u16,
     /// Never dial this one again (self, or refused for good).
@@ -95,6 +97,8 @@ pub struct Cluster {
     pub pending: RefCell<Vec<Rc<Route>>>,
     /// This server's client URLs, as peers and clients are told them.
     pub own_urls: Vec<String>,
+    /// This server's WebSocket URLs (none without a WebSocket port).
+    pub own_ws_urls: Vec<String>,
     /// The configured routes, parsed.
     pub explicit: Vec<RouteUrl>,
     /// A route has registered once: clients' INFO names the cluster's URLs from then on.
@@ -128,6 +132,7 @@ impl Cluster {
             routes: RefCell::new(Vec::new()),
             pending: RefCell::new(Vec::new()),
             own_urls: client_urls(&o.host, shard.shared.info.port),
+            own_ws_urls: o.websocket.as_ref().map_or_else(Vec::new, ws_urls),
             explicit,
             seen_routes: Cell::new(false),
             tls,
@@ -164,6 +169,7 @@ impl Cluster {
             cluster: self.name.borrow().clone(),
             dynamic: self.dynamic.get(),
             connect_urls: if self.opts.no_advertise { Vec::new() } else { self.own_urls.clone() },
+            ws_connect_urls: if self.opts.no_advertise { Vec::new() } else { self.own_ws_urls.clone() },
             ldm: shard.shared.control.mode() == Mode::LameDuck,
             lnoc: true,
             ..Default::default()
@@ -178,15 +184,24 @@ impl Cluster {
     /// The client URLs of the whole cluster: this server's first, then each peer's once
     /// (empty while this server has no route, as nats-server sends none then).
     pub fn cluster_urls(&self) -> Vec<String> {
+        self.gather_urls(&self.own_urls, |s| &s.connect_urls)
+    }
+
+    /// The cluster's WebSocket URLs, for WebSocket clients, gathered the same way.
+    pub fn cluster_ws_urls(&self) -> Vec<String> {
+        self.gather_urls(&self.own_ws_urls, |s| &s.ws_connect_urls)
+    }
+
+    fn gather_urls(&self, own: &[String], of: impl Fn(&RouteState) -> &Vec<String>) -> Vec<String> {
         let routes = self.routes.borrow();
         if routes.is_empty() && !self.seen_routes.get() {
             return Vec::new();
         }
         // In lame duck mode clients are pointed at the other servers only, as nats-server does.
-        let mut urls = if self.lame_duck.get() { Vec::new() } else { self.own_urls.clone() };
+        let mut urls = if self.lame_duck.get() { Vec::new() } else { own.to_vec() };
         if !self.opts.no_advertise {
             for r in routes.iter() {
-                for u in &r.state.borrow().connect_urls {
+                for u in of(&r.state.borrow()) {
                     if !urls.contains(u) {
                         urls.push(u.clone());
                     }
@@ -203,6 +218,16 @@ pub fn join_host_port(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
+    }
+}
+
+/// This server's WebSocket URLs: its `advertise` (the port added when it names none), else
+/// as [`client_urls`] for the WebSocket port.
+pub fn ws_urls(w: &crate::server::options::Websocket) -> Vec<String> {
+    match &w.advertise {
+        Some(a) if a.rsplit_once(':').is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok()) => vec![a.clone()],
+        Some(a) => vec![join_host_port(a.trim_start_matches('[').trim_end_matches(']'), w.port)],
+        None => client_urls(&w.host, w.port),
     }
 }
 
@@ -351,7 +376,7 @@ impl Shard {
     /// and the clients that take INFO updates get one now.
     pub fn publish_cluster_urls(&self) {
         let Some(cluster) = self.cluster.get() else { return };
-        let urls = Arc::new(cluster.cluster_urls());
+        let urls = Arc::new((cluster.cluster_urls(), cluster.cluster_ws_urls()));
         for c in 0..self.core_count() {
             match self.outbox(c) {
                 Some(o) => o.push_control(Mail::ConnectUrls(urls.clone())),
@@ -362,14 +387,21 @@ impl Shard {
 
     /// The cluster's client URLs changed: new INFO for new connections, and an INFO update
     /// to every connected client that takes them (protocol 1, past its CONNECT).
-    pub fn set_connect_urls(&self, urls: &[String]) {
-        if self.info_connect_urls() == urls {
-            return;
-        }
+    /// A WebSocket client is told of the WebSocket URLs only.
+    pub fn set_connect_urls(&self, (urls, ws_urls): &(Vec<String>, Vec<String>)) {
+        let changed = self.info_connect_urls() != *urls;
+        let ws_changed = *self.ws_urls.borrow() != *ws_urls;
         self.set_info_connect_urls(urls.to_vec());
+        *self.ws_urls.borrow_mut() = ws_urls.clone();
+        let ws = self.ws();
         for c in self.clients() {
-            if c.authorized.get() && c.opts.borrow().protocol >= 1 && c.state.get() == super::client::State::Open {
-                c.send(self.info_line(c.cid, c.addr, None).as_bytes());
+            if !c.authorized.get() || c.opts.borrow().protocol < 1 || c.state.get() != super::client::State::Open {
+                continue;
+            }
+            match (&ws, c.websocket) {
+                (Some(ws), true) if ws_changed => c.send(self.ws_info_line(ws, c.cid, c.addr, None).as_bytes()),
+                (_, false) if changed => c.send(self.info_line(c.cid, c.addr, None).as_bytes()),
+                _ => {}
             }
         }
     }

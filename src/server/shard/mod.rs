@@ -100,6 +100,8 @@ pub struct Shard {
     stall: RefCell<Option<Rc<Client>>>,
     /// This core's copy of the live settings, and the generation it came from.
     live: RefCell<Arc<Live>>,
+    /// The cluster's WebSocket URLs, for WebSocket clients' INFO (from core zero).
+    pub(crate) ws_urls: RefCell<Vec<String>>,
     live_generation: Cell<u64>,
     /// The INFO template for new connections (auth_required, tls_required follow reloads).
     info: RefCell<Info>,
@@ -160,6 +162,7 @@ impl Shard {
             leafs: Default::default(),
             stall: RefCell::new(None),
             live: RefCell::new(shared.control.live()),
+            ws_urls: RefCell::new(Vec::new()),
             live_generation: Cell::new(shared.control.generation.load(Ordering::Acquire)),
             info: RefCell::new(shared.info.clone()),
             monitor: Default::default(),
@@ -277,14 +280,28 @@ impl Shard {
 
     /// The INFO line for a new WebSocket client: as any client's, with the credentials the
     /// WebSocket port asks for, no TLS to start (it is the WebSocket's), and the cluster's
-    /// WebSocket URLs (none known yet: route INFO does not carry them here).
+    /// WebSocket URLs in `connect_urls`.
     pub fn ws_info_line(&self, ws: &crate::server::websocket::Live, cid: u64, addr: Option<SocketAddr>, nonce: Option<&str>) -> String {
+        self.ws_client_info_line(ws, cid, addr, nonce, false)
+    }
+
+    /// [`Shard::ws_info_line`] for lame duck mode: `ldm`, and the other servers' URLs only.
+    pub fn ws_ldm_info_line(&self, ws: &crate::server::websocket::Live, cid: u64, addr: Option<SocketAddr>) -> String {
+        self.ws_client_info_line(ws, cid, addr, None, true)
+    }
+
+    fn ws_client_info_line(&self, ws: &crate::server::websocket::Live, cid: u64, addr: Option<SocketAddr>, nonce: Option<&str>, ldm: bool) -> String {
         let mut info = self.info.borrow().clone();
         info.auth_required = crate::server::auth::info_auth_required(&ws.opts.auth);
         info.tls_required = false;
         info.tls_available = false;
         info.tls_verify = false;
-        info.connect_urls = Vec::new();
+        info.connect_urls = self.ws_urls.borrow().clone();
+        if ldm {
+            let own = self.shared.opts.websocket.as_ref().map(crate::server::route::ws_urls).unwrap_or_default();
+            info.connect_urls.retain(|u| !own.contains(u));
+        }
+        info.ldm = ldm;
         info.nonce = nonce.map(Into::into);
         info.client_id = Some(cid);
         info.client_ip = addr.map(|a| a.ip().to_string());

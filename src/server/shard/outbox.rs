@@ -44,8 +44,9 @@ pub enum Mail {
     /// The answer to a probe message (see [`Meta::probe`]): whether the sending core
     /// delivered it to anyone.
     ProbeAck { token: u32, delivered: bool },
-    /// The cluster's client URLs changed (from core zero, where routes live).
-    ConnectUrls(Arc<Vec<String>>),
+    /// The cluster's client URLs and WebSocket URLs changed (from core zero, where routes
+    /// live).
+    ConnectUrls(Arc<(Vec<String>, Vec<String>)>),
 }
 
 /// A range into a batch's data.
