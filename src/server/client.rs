@@ -557,7 +557,7 @@ fn open(shard: &Rc<Shard>, fd: RawFd, addr: Option<SocketAddr>, websocket: bool)
     if !shard.register(&client) {
         return None;
     }
-    tracing::debug!(cid, ?addr, websocket, "Client connection created");
+    tracing::debug!(cid, ?addr, "Client connection created");
     Some((client, info))
 }
 
