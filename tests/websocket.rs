@@ -567,7 +567,8 @@ fn a_cluster_tells_websocket_clients_its_websocket_urls() {
         servers.push(if *which == "natsu" { Server::target_with(&args) } else { Server::reference_with(&args) });
         wait_port(ws[i]);
     }
-    let want: Vec<String> = ws.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut want: Vec<String> = ws.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    want.sort();
     for port in ws {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
