@@ -524,13 +524,13 @@ pub async fn serve_websocket(shard: Rc<Shard>, ws: crate::server::websocket::fra
         a.set_ip(ip);
     }
     let stream = Stream::new(Transport::WebSocket(Box::new(ws)));
+    // (The port's settings stay while its listener does: a reload keeps the block.)
+    let Some(ws) = shard.ws() else { return };
     let Some((client, _)) = open(&shard, fd, addr, true) else {
         refuse(&shard, stream, fd, addr).await;
         return;
     };
     *client.tls.borrow_mut() = tls;
-    let ws = shard.ws();
-    let Some(ws) = ws else { return };
     client.send(shard.ws_info_line(&ws, client.cid, addr, client.nonce.as_deref()).as_bytes());
     run(shard, client, stream).await;
 }
