@@ -494,6 +494,7 @@ fn config_errors() {
         ("websocket { port: 8443, no_tls: true, no_auth_user: ghost }", "no_auth_user: \"ghost\" present, but users are not defined"),
         ("authorization { users: [ {user: a, password: b} ] }\nwebsocket { port: 8443, no_tls: true, authorization { token: t } }", "websocket authentication token not compatible with presence of users/nkeys"),
         ("websocket { port: 8443, no_tls: true, handshake_timeout: \"soon\" }", "handshake_timeout"),
+        ("websocket { port: 8443, tls { cert_file: c.pem, key_file: k.pem, verify_and_map: true } }", "\"verify_and_map\" is not supported by natsu yet"),
     ] {
         let f = dir.0.join("bad.conf");
         std::fs::write(&f, conf).unwrap();

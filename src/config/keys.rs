@@ -96,6 +96,10 @@ pub(super) const IMPORT: Block = Block { not_served: &["share"], unknown: Unknow
 /// An import's `{account: A, subject: S}`.
 pub(super) const IMPORT_FROM: Block = Block { not_served: &[], unknown: Unknown::Field };
 
+/// `websocket { tls }`: the clients' refusals, and `verify_and_map` (a WebSocket client's
+/// certificate is not read for it yet).
+pub(super) const WEBSOCKET_TLS: Block = Block { not_served: CLUSTER_TLS.not_served, unknown: Unknown::Tls };
+
 /// `websocket`: `jwt_cookie` needs operator mode.
 pub(super) const WEBSOCKET: Block = Block { not_served: &["jwt_cookie"], unknown: Unknown::Field };
 
@@ -151,7 +155,7 @@ mod tests {
     /// Keys are matched lowercased, so a list entry with a capital would never match.
     #[test]
     fn lists_are_lowercase() {
-        for b in [&TOP, &AUTHORIZATION, &USER, &PERMISSIONS, &TLS, &ACCOUNT, &EXPORT, &IMPORT, &IMPORT_FROM, &CLUSTER, &CLUSTER_TLS, &WEBSOCKET, &LEAFNODES, &LEAF_AUTHORIZATION, &LEAF_USER, &LEAF_REMOTE] {
+        for b in [&TOP, &AUTHORIZATION, &USER, &PERMISSIONS, &TLS, &ACCOUNT, &EXPORT, &IMPORT, &IMPORT_FROM, &CLUSTER, &CLUSTER_TLS, &WEBSOCKET, &WEBSOCKET_TLS, &LEAFNODES, &LEAF_AUTHORIZATION, &LEAF_USER, &LEAF_REMOTE] {
             for k in b.not_served {
                 assert_eq!(*k, k.to_ascii_lowercase());
             }

@@ -18,7 +18,7 @@
 
 use super::Loader;
 use crate::config::conf::{Kind, Map, Pos, Value};
-use crate::config::keys::{AUTHORIZATION, TLS, WEBSOCKET};
+use crate::config::keys::{AUTHORIZATION, WEBSOCKET, WEBSOCKET_TLS};
 use crate::server::options::{Options, Websocket};
 
 impl Loader {
@@ -50,7 +50,7 @@ impl Loader {
                 "no_tls" => w.no_tls = self.bool(&k, v).unwrap_or(w.no_tls),
                 "tls" => {
                     if let Some(tm) = self.map(&k, v) {
-                        w.tls = self.tls(tm, &v.pos, &TLS);
+                        w.tls = self.tls(tm, &v.pos, &WEBSOCKET_TLS);
                     }
                 }
                 "same_origin" => w.same_origin = self.bool(&k, v).unwrap_or(w.same_origin),
