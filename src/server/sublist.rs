@@ -9,9 +9,12 @@
 //! one token and a last token `>` matches one or more remaining tokens (`foo.>` matches
 //! `foo.bar` and `foo.bar.baz`, not `foo`).
 //!
-//! The trie: every node holds a level of children (a hash map of literal tokens, plus one
-//! slot for a `*` child and one for a `>` child) and the subscriptions whose pattern ends at
-//! that node, plain ones in a list and queue ones grouped by queue name.
+//! Storage: a pattern without a wildcard (most of them) is kept in one hash table by its
+//! whole subject; a match looks the publish subject up there. Patterns with a wildcard are
+//! kept in a trie: every node holds a level of children (a hash map of literal tokens, plus
+//! one slot for a `*` child and one for a `>` child) and the subscriptions whose pattern ends
+//! at that node; a match walks it only when it holds anything. Either way the subscribers of
+//! one pattern are plain ones in a list and queue ones grouped by queue name.
 //!
 //! The cache: `match_subject` runs once per published message, and publishers tend to
 //! reuse a small set of subjects, so results are cached by publish subject (bounded to
@@ -28,6 +31,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::protocol::subject;
 
@@ -147,46 +151,74 @@ impl fmt::Display for SublistError {
 
 impl std::error::Error for SublistError {}
 
-/// One trie node: the subscriptions whose pattern ends here, and the next level.
-struct Node<T> {
-    /// Children for literal tokens. Keyed by boxed bytes so a lookup borrows the publish
-    /// subject's token as `&[u8]` with no allocation.
-    literal: Children<T>,
-    /// Child for a `*` token; a slot of its own so matching never hashes a wildcard.
-    pwc: Option<Box<Node<T>>>,
-    /// Child for a `>` token; it never has children itself since `>` is last.
-    fwc: Option<Box<Node<T>>>,
-    /// Plain subscribers of the pattern ending here. A list, not a set, because `T` is only
-    /// `PartialEq`; removal is a linear scan over subscribers of this one pattern.
-    psubs: Vec<T>,
-    /// Queue subscribers of the pattern ending here, grouped by queue name. Few groups per
-    /// pattern is the norm, so a list beats a map.
+/// The subscribers of one pattern: plain ones, and queue ones grouped by queue name.
+struct Subs<T> {
+    /// Plain subscribers. A list, not a set, because `T` is only `PartialEq`; removal is a
+    /// linear scan over subscribers of this one pattern. Room for one inline: most patterns
+    /// have one subscriber, and a table of 100,000 of them should not cost 100,000
+    /// allocations more.
+    psubs: SmallVec<[T; 1]>,
+    /// Queue subscribers, grouped by queue name. Few groups per pattern is the norm, so a
+    /// list beats a map.
     qsubs: Vec<(Bytes, Vec<T>)>,
 }
 
-impl<T> Node<T> {
+impl<T> Subs<T> {
     fn new() -> Self {
-        Node {
-            literal: Children::Few(Vec::new()),
-            pwc: None,
-            fwc: None,
-            psubs: Vec::new(),
-            qsubs: Vec::new(),
+        Subs { psubs: SmallVec::new(), qsubs: Vec::new() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.psubs.is_empty() && self.qsubs.is_empty()
+    }
+
+    fn push(&mut self, queue: Option<&[u8]>, item: T) {
+        match queue {
+            None => self.psubs.push(item),
+            Some(q) => match self.qsubs.iter_mut().find(|(n, _)| n[..] == *q) {
+                Some((_, members)) => members.push(item),
+                None => self.qsubs.push((Bytes::copy_from_slice(q), vec![item])),
+            },
         }
     }
 
-    /// Nothing stored here or below: the node can be pruned.
-    fn is_empty(&self) -> bool {
-        self.psubs.is_empty()
-            && self.qsubs.is_empty()
-            && self.literal.is_empty()
-            && self.pwc.is_none()
-            && self.fwc.is_none()
+    /// How many subscribers of `queue` (plain ones for `None`) satisfy `f`.
+    fn count(&self, queue: Option<&[u8]>, f: impl Fn(&T) -> bool) -> usize {
+        match queue {
+            None => self.psubs.iter().filter(|x| f(x)).count(),
+            Some(q) => self.qsubs.iter().find(|(n, _)| n[..] == *q).map_or(0, |(_, m)| m.iter().filter(|x| f(x)).count()),
+        }
     }
 }
 
-impl<T: Clone> Node<T> {
-    /// Appends this node's subscribers to `out`, merging queue groups by name.
+impl<T: PartialEq> Subs<T> {
+    /// Removes one `item` of `queue` (plain for `None`).
+    fn remove(&mut self, queue: Option<&[u8]>, item: &T) -> Result<(), SublistError> {
+        match queue {
+            None => {
+                let i = self.psubs.iter().position(|s| s == item).ok_or(SublistError::NotFound)?;
+                // Order among subscribers of one pattern carries no meaning.
+                self.psubs.swap_remove(i);
+                if self.psubs.is_empty() {
+                    self.psubs.shrink_to_fit();
+                }
+            }
+            Some(q) => {
+                let g = self.qsubs.iter().position(|(n, _)| n[..] == *q).ok_or(SublistError::NotFound)?;
+                let members = &mut self.qsubs[g].1;
+                let i = members.iter().position(|s| s == item).ok_or(SublistError::NotFound)?;
+                members.swap_remove(i);
+                if members.is_empty() {
+                    self.qsubs.swap_remove(g);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Clone> Subs<T> {
+    /// Appends these subscribers to `out`, merging queue groups by name.
     fn collect_into(&self, out: &mut SublistResult<T>) {
         out.psubs.extend_from_slice(&self.psubs);
         for (name, members) in &self.qsubs {
@@ -195,6 +227,46 @@ impl<T: Clone> Node<T> {
                 None => out.qsubs.push((name.clone(), members.clone())),
             }
         }
+    }
+
+    /// Appends one `(subject, queue, item)` per subscriber to `out`.
+    fn entries_into(&self, subject: &[u8], out: &mut Vec<(Bytes, Option<Bytes>, T)>) {
+        if self.is_empty() {
+            return;
+        }
+        let subject = Bytes::copy_from_slice(subject);
+        for s in &self.psubs {
+            out.push((subject.clone(), None, s.clone()));
+        }
+        for (q, members) in &self.qsubs {
+            for s in members {
+                out.push((subject.clone(), Some(q.clone()), s.clone()));
+            }
+        }
+    }
+}
+
+/// One trie node (patterns with a wildcard only): the subscribers whose pattern ends here,
+/// and the next level.
+struct Node<T> {
+    /// Children for literal tokens. Keyed by boxed bytes so a lookup borrows the publish
+    /// subject's token as `&[u8]` with no allocation.
+    literal: Children<T>,
+    /// Child for a `*` token; a slot of its own so matching never hashes a wildcard.
+    pwc: Option<Box<Node<T>>>,
+    /// Child for a `>` token; it never has children itself since `>` is last.
+    fwc: Option<Box<Node<T>>>,
+    subs: Subs<T>,
+}
+
+impl<T> Node<T> {
+    fn new() -> Self {
+        Node { literal: Children::Few(Vec::new()), pwc: None, fwc: None, subs: Subs::new() }
+    }
+
+    /// Nothing stored here or below: the node can be pruned.
+    fn is_empty(&self) -> bool {
+        self.subs.is_empty() && self.literal.is_empty() && self.pwc.is_none() && self.fwc.is_none()
     }
 }
 
@@ -377,8 +449,15 @@ fn has_wildcard(pattern: &[u8]) -> bool {
 /// assert_eq!(r.qsubs[0].1, vec!["billing-1"]);
 /// ```
 pub struct Sublist<T> {
-    /// Trie root; holds no subscribers itself since a subject is never empty.
+    /// Patterns without a wildcard, by their whole subject: such a pattern matches only
+    /// itself, so one hash lookup finds it, and one table entry stores it where a trie
+    /// spends a node per token (a third of the memory, for the common `orders.<id>.created`).
+    literals: HashMap<Box<[u8]>, Subs<T>, TokenHasher>,
+    /// Trie of the patterns with a wildcard; the root holds no subscribers itself since a
+    /// subject is never empty.
     root: Node<T>,
+    /// Entries stored in the trie: none means a match is the one literal lookup.
+    wild: usize,
     /// Number of stored entries.
     count: usize,
     /// Match results by publish subject, with the wildcard generation they were walked in
@@ -412,7 +491,9 @@ impl<T: Clone + PartialEq> Sublist<T> {
     /// ```
     pub fn new() -> Self {
         Sublist {
+            literals: HashMap::with_hasher(TokenHasher),
             root: Node::new(),
+            wild: 0,
             count: 0,
             cache: HashMap::with_capacity_and_hasher(CACHE_MAX, TokenHasher),
             generation: 0,
@@ -452,28 +533,26 @@ impl<T: Clone + PartialEq> Sublist<T> {
                 return Err(SublistError::InvalidSubject);
             }
         }
-        let mut node = &mut self.root;
-        for tok in subject::tokens(subject) {
-            node = match tok {
-                b"*" => node.pwc.get_or_insert_with(|| Box::new(Node::new())),
-                b">" => node.fwc.get_or_insert_with(|| Box::new(Node::new())),
-                _ => {
-node.literal.get_or_insert(tok)
-                }
-            };
-        }
-        match queue {
-            None => {
-                // Most patterns have one subscriber: room for one, not Vec's first four.
-                if node.psubs.capacity() == 0 {
-                    node.psubs.reserve_exact(1);
-                }
-                node.psubs.push(item)
+        if has_wildcard(subject) {
+            let mut node = &mut self.root;
+            for tok in subject::tokens(subject) {
+                node = match tok {
+                    b"*" => node.pwc.get_or_insert_with(|| Box::new(Node::new())),
+                    b">" => node.fwc.get_or_insert_with(|| Box::new(Node::new())),
+                    _ => node.literal.get_or_insert(tok),
+                };
             }
-            Some(q) => match node.qsubs.iter_mut().find(|(n, _)| n[..] == *q) {
-                Some((_, members)) => members.push(item),
-                None => node.qsubs.push((Bytes::copy_from_slice(q), vec![item])),
-            },
+            node.subs.push(queue, item);
+            self.wild += 1;
+        } else {
+            match self.literals.get_mut(subject) {
+                Some(subs) => subs.push(queue, item),
+                None => {
+                    let mut subs = Subs::new();
+                    subs.push(queue, item);
+                    self.literals.insert(subject.into(), subs);
+                }
+            }
         }
         self.count += 1;
         self.invalidate(subject);
@@ -501,7 +580,21 @@ node.literal.get_or_insert(tok)
         if subject.is_empty() {
             return Err(SublistError::NotFound);
         }
-        Self::remove_from(&mut self.root, subject, queue, item)?;
+        if has_wildcard(subject) {
+            Self::remove_from(&mut self.root, subject, queue, item)?;
+            self.wild -= 1;
+        } else {
+            let subs = self.literals.get_mut(subject).ok_or(SublistError::NotFound)?;
+            subs.remove(queue, item)?;
+            if subs.is_empty() {
+                self.literals.remove(subject);
+                // A table that held many patterns keeps its size after they go; give the
+                // memory back once it is mostly empty.
+                if self.literals.capacity() > 64 && self.literals.len() * 4 < self.literals.capacity() {
+                    self.literals.shrink_to_fit();
+                }
+            }
+        }
         self.count -= 1;
         self.invalidate(subject);
         Ok(())
@@ -525,7 +618,7 @@ node.literal.get_or_insert(tok)
             };
             match next {
                 Some(next) => Self::remove_from(child, next, queue, item)?,
-                None => Self::remove_item(child, queue, item)?,
+                None => child.subs.remove(queue, item)?,
             }
             child.is_empty()
         };
@@ -535,38 +628,6 @@ node.literal.get_or_insert(tok)
                 b">" => node.fwc = None,
                 _ => {
                     node.literal.remove(tok);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes one `item` from the subscribers stored at `node` itself.
-    fn remove_item(node: &mut Node<T>, queue: Option<&[u8]>, item: &T) -> Result<(), SublistError> {
-        match queue {
-            None => {
-                let i = node
-                    .psubs
-                    .iter()
-                    .position(|s| s == item)
-                    .ok_or(SublistError::NotFound)?;
-                // Order among subscribers of one pattern carries no meaning.
-                node.psubs.swap_remove(i);
-            }
-            Some(q) => {
-                let g = node
-                    .qsubs
-                    .iter()
-                    .position(|(n, _)| n[..] == *q)
-                    .ok_or(SublistError::NotFound)?;
-                let members = &mut node.qsubs[g].1;
-                let i = members
-                    .iter()
-                    .position(|s| s == item)
-                    .ok_or(SublistError::NotFound)?;
-                members.swap_remove(i);
-                if members.is_empty() {
-                    node.qsubs.swap_remove(g);
                 }
             }
         }
@@ -588,6 +649,9 @@ node.literal.get_or_insert(tok)
     /// assert_eq!(sl.count_at(b"foo.*", Some(b"q"), |_| true), 0);
     /// ```
     pub fn count_at(&self, subject: &[u8], queue: Option<&[u8]>, f: impl Fn(&T) -> bool) -> usize {
+        if !has_wildcard(subject) {
+            return self.literals.get(subject).map_or(0, |subs| subs.count(queue, f));
+        }
         let mut node = &self.root;
         for tok in subject::tokens(subject) {
             let next = match tok {
@@ -600,10 +664,7 @@ node.literal.get_or_insert(tok)
                 None => return 0,
             }
         }
-        match queue {
-            None => node.psubs.iter().filter(|x| f(x)).count(),
-            Some(q) => node.qsubs.iter().find(|(n, _)| n[..] == *q).map_or(0, |(_, m)| m.iter().filter(|x| f(x)).count()),
-        }
+        node.subs.count(queue, f)
     }
 
     /// Drops the cached results that a change to `pattern` makes stale. A literal pattern
@@ -662,7 +723,12 @@ node.literal.get_or_insert(tok)
         }
         self.misses += 1;
         let mut result = SublistResult::empty();
-        Self::collect(&self.root, subject, &mut result);
+        if let Some(subs) = self.literals.get(subject) {
+            subs.collect_into(&mut result);
+        }
+        if self.wild > 0 {
+            Self::collect(&self.root, subject, &mut result);
+        }
         let result = Rc::new(result);
         let generation = self.generation;
         if let Some(e) = self.cache.get_mut(subject) {
@@ -693,18 +759,18 @@ node.literal.get_or_insert(tok)
         let (tok, next) = split_first_token(rest);
         // `>` here covers this token and all after it: at least one, as NATS requires.
         if let Some(fwc) = &node.fwc {
-            fwc.collect_into(out);
+            fwc.subs.collect_into(out);
         }
         if let Some(pwc) = &node.pwc {
             match next {
                 Some(next) => Self::collect(pwc, next, out),
-                None => pwc.collect_into(out),
+                None => pwc.subs.collect_into(out),
             }
         }
         if let Some(lit) = node.literal.get(tok) {
             match next {
                 Some(next) => Self::collect(lit, next, out),
-                None => lit.collect_into(out),
+                None => lit.subs.collect_into(out),
             }
         }
     }
@@ -765,6 +831,9 @@ node.literal.get_or_insert(tok)
     /// ```
     pub fn entries(&self) -> Vec<(Bytes, Option<Bytes>, T)> {
         let mut out = Vec::with_capacity(self.count);
+        for (subject, subs) in &self.literals {
+            subs.entries_into(subject, &mut out);
+        }
         let mut path = Vec::new();
         Self::entries_below(&self.root, &mut path, &mut out);
         out
@@ -772,17 +841,7 @@ node.literal.get_or_insert(tok)
 
     /// Appends the entries at and below `node`, whose subject so far is `path`.
     fn entries_below(node: &Node<T>, path: &mut Vec<u8>, out: &mut Vec<(Bytes, Option<Bytes>, T)>) {
-        if !node.psubs.is_empty() || !node.qsubs.is_empty() {
-            let subject = Bytes::copy_from_slice(path);
-            for s in &node.psubs {
-                out.push((subject.clone(), None, s.clone()));
-            }
-            for (q, members) in &node.qsubs {
-                for s in members {
-                    out.push((subject.clone(), Some(q.clone()), s.clone()));
-                }
-            }
-        }
+        node.subs.entries_into(path, out);
         let children = node
             .literal
             .iter()
@@ -1092,14 +1151,18 @@ mod tests {
         let r = sl.match_subject(b"foo.bar");
         assert_eq!(norm(&r), (vec![2], vec![(b"q".to_vec(), vec![5])]));
         assert!(sl.match_subject(b"a.b.c").is_empty());
-        // The pruned `a` branch is gone entirely; `foo` remains.
+        // Literal patterns live in the table, gone once their last subscriber goes; the trie
+        // keeps `foo.>` and prunes the empty `*` child.
+        assert!(!sl.literals.contains_key(&b"a.b.c"[..]));
+        assert!(sl.literals.contains_key(&b"foo.bar"[..]));
         assert!(!sl.root.literal.contains_key(&b"a"[..]));
         let foo = sl
             .root
             .literal
             .get(&b"foo"[..])
-            .expect("foo still has subscribers");
+            .expect("foo.> still has subscribers");
         assert!(foo.pwc.is_none(), "empty `*` child pruned");
+        assert_eq!(sl.wild, 1);
     }
 
     #[test]
@@ -1120,6 +1183,7 @@ mod tests {
         }
         assert_eq!(sl.count(), 0);
         assert!(sl.root.is_empty(), "every node pruned");
+        assert!(sl.literals.is_empty() && sl.wild == 0);
         assert!(sl.entries().is_empty());
         // And the index still works after being emptied.
         sl.insert(b"a.b", None, 8).unwrap();
@@ -1131,8 +1195,8 @@ mod tests {
         let mut sl = build(&[(b"a", None, 1), (b"a.b", None, 2)]);
         sl.remove(b"a.b", None, &2).unwrap();
         assert_eq!(psubs(&mut sl, b"a"), vec![1]);
-        let a = sl.root.literal.get(&b"a"[..]).expect("a kept");
-        assert!(a.literal.is_empty());
+        assert!(sl.literals.contains_key(&b"a"[..]), "a kept");
+        assert!(!sl.literals.contains_key(&b"a.b"[..]));
         sl.insert(b"a.b", None, 2).unwrap();
         sl.remove(b"a", None, &1).unwrap();
         assert_eq!(psubs(&mut sl, b"a.b"), vec![2]);
@@ -1554,6 +1618,6 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(sl.count(), 0);
-        assert!(sl.root.is_empty());
+        assert!(sl.root.is_empty() && sl.literals.is_empty() && sl.wild == 0);
     }
 }

@@ -20,15 +20,73 @@ use crate::server::sublist::Sublist;
 /// A subscription of one client on this core.
 pub struct Subscription {
     pub client: Rc<Client>,
-    pub sid: Box<[u8]>,
-    pub subject: Box<[u8]>,
-    pub queue: Option<Box<[u8]>>,
+    /// Subject, queue name and sid, one after the other in one allocation (a server with
+    /// 100,000 subscriptions keeps 100,000 of these: three allocations each cost a third
+    /// of what the index spends per subscription).
+    names: Box<[u8]>,
+    subject_len: u32,
+    /// 0: no queue group (a queue name is never empty).
+    queue_len: u32,
     /// Auto-unsubscribe after this many deliveries (0: never).
     pub max: Cell<u64>,
     pub delivered: Cell<u64>,
     /// Removed from the index; a cached match result may still hold it for a moment.
     pub closed: Cell<bool>,
 }
+
+impl Subscription {
+    pub fn new(client: Rc<Client>, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> Subscription {
+        let queue = queue.unwrap_or_default();
+        let names: Box<[u8]> = [subject, queue, sid].concat().into();
+        Subscription {
+            client,
+            names,
+            subject_len: subject.len() as u32,
+            queue_len: queue.len() as u32,
+            max: Cell::new(0),
+            delivered: Cell::new(0),
+            closed: Cell::new(false),
+        }
+    }
+
+    pub fn subject(&self) -> &[u8] {
+        &self.names[..self.subject_len as usize]
+    }
+
+    pub fn queue(&self) -> Option<&[u8]> {
+        let at = self.subject_len as usize;
+        (self.queue_len > 0).then(|| &self.names[at..at + self.queue_len as usize])
+    }
+
+    pub fn sid(&self) -> &[u8] {
+        &self.names[(self.subject_len + self.queue_len) as usize..]
+    }
+}
+
+/// A client's subscriptions by sid: the set holds the subscriptions themselves and looks
+/// them up by their own sid bytes, so no sid is stored twice.
+#[derive(Clone)]
+pub struct BySid(pub Rc<Subscription>);
+
+impl std::borrow::Borrow<[u8]> for BySid {
+    fn borrow(&self) -> &[u8] {
+        self.0.sid()
+    }
+}
+
+impl std::hash::Hash for BySid {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.sid().hash(h)
+    }
+}
+
+impl PartialEq for BySid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.sid() == other.0.sid()
+    }
+}
+
+impl Eq for BySid {}
 
 /// Where a matched message goes. Equal by identity (`Rc`) or by core.
 #[derive(Clone)]
@@ -110,16 +168,8 @@ impl Shard {
             client.send_err("maximum subscriptions exceeded");
             return;
         }
-        if !client.subs.borrow().contains_key(sid) {
-            let sub = Rc::new(Subscription {
-                client: client.clone(),
-                sid: sid.into(),
-                subject: subj.into(),
-                queue: queue.map(Into::into),
-                max: Cell::new(0),
-                delivered: Cell::new(0),
-                closed: Cell::new(false),
-            });
+        if !client.subs.borrow().contains(sid) {
+            let sub = Rc::new(Subscription::new(client.clone(), subj, queue, sid));
             let acc = client.account.get();
             let index = self.account(acc);
             if index.sublist.borrow_mut().insert(subj, queue, Target::Sub(sub.clone())).is_err() {
@@ -128,7 +178,7 @@ impl Shard {
             }
             index.subs.set(index.subs.get() + 1);
             bump(&index.inserts, 1);
-            client.subs.borrow_mut().insert(sid.into(), sub);
+            client.subs.borrow_mut().insert(BySid(sub));
             bump(&self.stats.sub_inserts, 1);
             self.interest_changed(acc, subj, queue, true);
             self.tell_routes(acc, subj, queue, true);
@@ -142,7 +192,7 @@ impl Shard {
     /// UNSUB from a client: now, or after `max` deliveries in all.
     pub fn unsubscribe(&self, client: &Rc<Client>, sid: &[u8], max: Option<u64>) {
         let sub = match client.subs.borrow().get(sid) {
-            Some(s) => s.clone(),
+            Some(s) => s.0.clone(),
             None => return,
         };
         if let Some(m) = max {
@@ -160,14 +210,14 @@ impl Shard {
         }
         let acc = sub.client.account.get();
         let index = self.account(acc);
-        if index.sublist.borrow_mut().remove(&sub.subject, sub.queue.as_deref(), &Target::Sub(sub.clone())).is_ok() {
+        if index.sublist.borrow_mut().remove(sub.subject(), sub.queue(), &Target::Sub(sub.clone())).is_ok() {
             index.subs.set(index.subs.get() - 1);
             bump(&index.removes, 1);
         }
-        sub.client.subs.borrow_mut().remove(&sub.sid);
+        sub.client.subs.borrow_mut().remove(sub.sid());
         bump(&self.stats.sub_removes, 1);
-        self.interest_changed(acc, &sub.subject, sub.queue.as_deref(), false);
-        self.tell_routes(acc, &sub.subject, sub.queue.as_deref(), true);
+        self.interest_changed(acc, sub.subject(), sub.queue(), false);
+        self.tell_routes(acc, sub.subject(), sub.queue(), true);
     }
 
     /// Client subscriptions on this core, in every account.
@@ -250,15 +300,7 @@ mod tests {
     }
 
     fn sub(client: &Rc<Client>, sid: &str, subject: &str, queue: Option<&str>) -> Target {
-        Target::Sub(Rc::new(Subscription {
-            client: client.clone(),
-            sid: sid.as_bytes().into(),
-            subject: subject.as_bytes().into(),
-            queue: queue.map(|q| q.as_bytes().into()),
-            max: Cell::new(0),
-            delivered: Cell::new(0),
-            closed: Cell::new(false),
-        }))
+        Target::Sub(Rc::new(Subscription::new(client.clone(), subject.as_bytes(), queue.map(str::as_bytes), sid.as_bytes())))
     }
 
     /// The same subjects in two accounts' indexes, with targets of each kind: every match
@@ -324,15 +366,7 @@ mod tests {
                     let pattern = subject(&mut rng, true);
                     let queue = QUEUES[rng.below(QUEUES.len())];
                     let target = match rng.below(4) {
-                        0 | 1 => Target::Sub(Rc::new(Subscription {
-                            client: client.clone(),
-                            sid: step.to_string().into_bytes().into(),
-                            subject: pattern.as_bytes().into(),
-                            queue: queue.map(|q| q.as_bytes().into()),
-                            max: Cell::new(0),
-                            delivered: Cell::new(0),
-                            closed: Cell::new(false),
-                        })),
+                        0 | 1 => Target::Sub(Rc::new(Subscription::new(client.clone(), pattern.as_bytes(), queue.map(str::as_bytes), step.to_string().as_bytes()))),
                         2 => Target::Core(rng.below(4) as u16),
                         // Imports are plain entries.
                         _ if queue.is_none() => Target::Stream(Rc::new(StreamImport { from: acc as u32, into: 0, subject: pattern.as_bytes().into(), rename: Rename::Keep })),

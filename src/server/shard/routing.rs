@@ -338,7 +338,7 @@ impl Shard {
             let start = out.len();
             match c.kind {
                 // Routes hold no subscriptions: their interest is `Target::Route`.
-            Kind::Client | Kind::Route | Kind::Leaf => encode::msg(&mut out, subj, &sub.sid, reply, h, body),
+            Kind::Client | Kind::Route | Kind::Leaf => encode::msg(&mut out, subj, sub.sid(), reply, h, body),
             }
             if crate::logging::trace_enabled() {
                 let line = &out[start..];

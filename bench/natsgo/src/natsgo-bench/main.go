@@ -48,6 +48,7 @@ type config struct {
 	serverPIDs  []int
 	compression bool
 	pendingMax  int
+	tlsCA       string
 }
 
 // result is the JSON line printed at the end. Fields that do not apply to a workload are
@@ -179,6 +180,7 @@ func parseArgs(args []string) (config, error) {
 	fs.StringVar(&c.subject, "subject", "", "subject (default: natsgo.bench.<workload>.<random>)")
 	pids := fs.String("server-pid", "", "comma-separated PIDs of server processes whose CPU time (utime+stime from /proc) over the measured phase is reported")
 	fs.BoolVar(&c.compression, "ws-compression", false, "ask for WebSocket permessage-deflate (ws:// URLs only)")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "PEM file of the CA that signed the server's certificate (tls:// and wss:// URLs)")
 	fs.IntVar(&c.pendingMax, "pending-bytes", 256<<20, "per-subscription client-side buffer in bytes (nats.go drops messages beyond it and counts them in \"dropped\")")
 	if err := fs.Parse(args[1:]); err != nil {
 		return c, err
@@ -293,6 +295,9 @@ func connect(c config, u, name string) (*nats.Conn, error) {
 	}
 	if c.compression {
 		opts = append(opts, nats.Compression(true))
+	}
+	if c.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(c.tlsCA))
 	}
 	nc, err := nats.Connect(u, opts...)
 	if err != nil {
