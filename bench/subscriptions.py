@@ -6,9 +6,10 @@
 
 Two measurements, each on a freshly started server, servers alternating per round:
 
-- memory: one connection subscribes to N distinct literal subjects (`sub.<i>.x`), then a
-  PING; the server's added RSS (VmRSS from /proc) divided by N is the cost of one
-  subscription (natsu with its default cores: every core keeps what it knows of the others'
+- memory and SUB/UNSUB rates: one connection subscribes to N distinct literal subjects
+  (`sub.<i>.x`) in one write ending in a PING; the time to the PONG gives SUBs per second,
+  and the server's added RSS (VmRSS from /proc) divided by N the cost of one subscription;
+  then N UNSUBs the same way give UNSUBs per second (natsu with its default cores: every core keeps what it knows of the others'
   interest, which is part of the cost).
 - wildcard SUBs with a warm match cache: a publisher sends to 1,024 distinct subjects that a
   `warm.>` subscriber matches (the match cache is full), then another connection sends W
@@ -84,20 +85,24 @@ class Conn:
 
 
 def memory(port, pid, n):
+    """Added RSS per subscription, and SUBs and UNSUBs per second: all N in one write,
+    timed to the PONG of a PING sent after them."""
     c = Conn(port)
+    subs = b"".join(b"SUB sub.%d.x %d\r\n" % (i, i + 1) for i in range(n)) + b"PING\r\n"
+    unsubs = b"".join(b"UNSUB %d\r\n" % (i + 1) for i in range(n)) + b"PING\r\n"
     time.sleep(0.3)
     before = rss_kib(pid)
-    batch = []
-    for i in range(n):
-        batch.append(b"SUB sub.%d.x %d\r\n" % (i, i + 1))
-        if len(batch) == 2000:
-            c.s.sendall(b"".join(batch))
-            batch = []
-    c.s.sendall(b"".join(batch))
-    c.ping()
+    t0 = time.perf_counter()
+    c.s.sendall(subs)
+    c.read_until(b"PONG\r\n")
+    sub_rate = n / (time.perf_counter() - t0)
     time.sleep(0.3)
     after = rss_kib(pid)
-    return (after - before) * 1024 / n
+    t0 = time.perf_counter()
+    c.s.sendall(unsubs)
+    c.read_until(b"PONG\r\n")
+    unsub_rate = n / (time.perf_counter() - t0)
+    return (after - before) * 1024 / n, sub_rate, unsub_rate
 
 
 def wildcard(port, w):
@@ -133,28 +138,34 @@ def main():
     if a.baseline:
         servers.append(("natsu-base", [a.baseline]))
     mem = {n: [] for n, _ in servers}
+    subr = {n: [] for n, _ in servers}
+    unsubr = {n: [] for n, _ in servers}
     wild = {n: [] for n, _ in servers}
     for r in range(a.rounds):
         order = servers if r % 2 == 0 else list(reversed(servers))
         for name, cmd in order:
             proc, port, log = start(cmd)
-            m = memory(port, proc.pid, a.subs)
+            m, sr, ur = memory(port, proc.pid, a.subs)
             stop(proc, log)
             proc, port, log = start(cmd)
             s = wildcard(port, a.wild)
             stop(proc, log)
             mem[name].append(m)
+            subr[name].append(sr)
+            unsubr[name].append(ur)
             wild[name].append(s)
-            print(f"round {r + 1} {name:12} {m:8.0f} B/subscription   {s:10.0f} wildcard SUBs/s", flush=True)
+            print(f"round {r + 1} {name:12} {m:8.0f} B/subscription  {sr:10.0f} SUBs/s  {ur:10.0f} UNSUBs/s  {s:10.0f} wildcard SUBs/s", flush=True)
+    med = statistics.median
     print()
-    print("| server | added RSS per subscription | wildcard SUBs/s, warm cache |")
-    print("| --- | --- | --- |")
+    print(f"| server | added RSS per subscription | SUBs/s ({a.subs:,} in one write) | UNSUBs/s (the same) | wildcard SUBs/s, warm cache |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name, _ in servers:
-        print(f"| {name} | {statistics.median(mem[name]):,.0f} B | {statistics.median(wild[name]):,.0f} |")
-    ref_m, ref_w = statistics.median(mem["nats-server"]), statistics.median(wild["nats-server"])
+        print(f"| {name} | {med(mem[name]):,.0f} B | {med(subr[name]):,.0f} | {med(unsubr[name]):,.0f} | {med(wild[name]):,.0f} |")
+    ref = "nats-server"
     for name, _ in servers:
-        if name != "nats-server":
-            print(f"{name}/nats-server: memory {statistics.median(mem[name]) / ref_m:.2f}x, wildcard SUB rate {statistics.median(wild[name]) / ref_w:.2f}x")
+        if name != ref:
+            print(f"{name}/nats-server: memory {med(mem[name]) / med(mem[ref]):.2f}x, SUB rate {med(subr[name]) / med(subr[ref]):.2f}x,"
+                  f" UNSUB rate {med(unsubr[name]) / med(unsubr[ref]):.2f}x, wildcard SUB rate {med(wild[name]) / med(wild[ref]):.2f}x")
 
 
 if __name__ == "__main__":

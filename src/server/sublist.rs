@@ -159,26 +159,35 @@ struct Subs<T> {
     /// allocations more.
     psubs: SmallVec<[T; 1]>,
     /// Queue subscribers, grouped by queue name. Few groups per pattern is the norm, so a
-    /// list beats a map.
-    qsubs: Vec<(Bytes, Vec<T>)>,
+    /// list beats a map; boxed, so that a pattern without any costs one word for them.
+    qsubs: Option<Box<QueueGroups<T>>>,
 }
+
+type QueueGroups<T> = Vec<(Bytes, Vec<T>)>;
 
 impl<T> Subs<T> {
     fn new() -> Self {
-        Subs { psubs: SmallVec::new(), qsubs: Vec::new() }
+        Subs { psubs: SmallVec::new(), qsubs: None }
     }
 
     fn is_empty(&self) -> bool {
-        self.psubs.is_empty() && self.qsubs.is_empty()
+        self.psubs.is_empty() && self.qsubs.is_none()
+    }
+
+    fn groups(&self) -> &[(Bytes, Vec<T>)] {
+        self.qsubs.as_deref().map_or(&[], |g| &g[..])
     }
 
     fn push(&mut self, queue: Option<&[u8]>, item: T) {
         match queue {
             None => self.psubs.push(item),
-            Some(q) => match self.qsubs.iter_mut().find(|(n, _)| n[..] == *q) {
-                Some((_, members)) => members.push(item),
-                None => self.qsubs.push((Bytes::copy_from_slice(q), vec![item])),
-            },
+            Some(q) => {
+                let groups = self.qsubs.get_or_insert_with(Default::default);
+                match groups.iter_mut().find(|(n, _)| n[..] == *q) {
+                    Some((_, members)) => members.push(item),
+                    None => groups.push((Bytes::copy_from_slice(q), vec![item])),
+                }
+            }
         }
     }
 
@@ -186,7 +195,7 @@ impl<T> Subs<T> {
     fn count(&self, queue: Option<&[u8]>, f: impl Fn(&T) -> bool) -> usize {
         match queue {
             None => self.psubs.iter().filter(|x| f(x)).count(),
-            Some(q) => self.qsubs.iter().find(|(n, _)| n[..] == *q).map_or(0, |(_, m)| m.iter().filter(|x| f(x)).count()),
+            Some(q) => self.groups().iter().find(|(n, _)| n[..] == *q).map_or(0, |(_, m)| m.iter().filter(|x| f(x)).count()),
         }
     }
 }
@@ -204,12 +213,16 @@ impl<T: PartialEq> Subs<T> {
                 }
             }
             Some(q) => {
-                let g = self.qsubs.iter().position(|(n, _)| n[..] == *q).ok_or(SublistError::NotFound)?;
-                let members = &mut self.qsubs[g].1;
+                let groups = self.qsubs.as_mut().ok_or(SublistError::NotFound)?;
+                let g = groups.iter().position(|(n, _)| n[..] == *q).ok_or(SublistError::NotFound)?;
+                let members = &mut groups[g].1;
                 let i = members.iter().position(|s| s == item).ok_or(SublistError::NotFound)?;
                 members.swap_remove(i);
                 if members.is_empty() {
-                    self.qsubs.swap_remove(g);
+                    groups.swap_remove(g);
+                    if groups.is_empty() {
+                        self.qsubs = None;
+                    }
                 }
             }
         }
@@ -221,7 +234,7 @@ impl<T: Clone> Subs<T> {
     /// Appends these subscribers to `out`, merging queue groups by name.
     fn collect_into(&self, out: &mut SublistResult<T>) {
         out.psubs.extend_from_slice(&self.psubs);
-        for (name, members) in &self.qsubs {
+        for (name, members) in self.groups() {
             match out.qsubs.iter_mut().find(|(n, _)| n == name) {
                 Some((_, existing)) => existing.extend_from_slice(members),
                 None => out.qsubs.push((name.clone(), members.clone())),
@@ -238,13 +251,63 @@ impl<T: Clone> Subs<T> {
         for s in &self.psubs {
             out.push((subject.clone(), None, s.clone()));
         }
-        for (q, members) in &self.qsubs {
+        for (q, members) in self.groups() {
             for s in members {
                 out.push((subject.clone(), Some(q.clone()), s.clone()));
             }
         }
     }
 }
+
+/// A literal pattern as a key of the literal table: up to [`KEY_INLINE`] bytes in the
+/// entry itself (no allocation, and a compare without a second cache miss: a SUB or UNSUB
+/// flood against a big table is bound by misses), longer ones boxed. Hashes and compares as
+/// the bytes it holds, so the table is looked up with a plain `&[u8]`.
+enum Key {
+    Inline { len: u8, bytes: [u8; KEY_INLINE] },
+    Boxed(Box<[u8]>),
+}
+
+const KEY_INLINE: usize = 22;
+
+impl Key {
+    fn new(subject: &[u8]) -> Key {
+        if subject.len() <= KEY_INLINE {
+            let mut bytes = [0; KEY_INLINE];
+            bytes[..subject.len()].copy_from_slice(subject);
+            Key::Inline { len: subject.len() as u8, bytes }
+        } else {
+            Key::Boxed(subject.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize],
+            Key::Boxed(b) => b,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_slice().hash(h)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Key {}
 
 /// One trie node (patterns with a wildcard only): the subscribers whose pattern ends here,
 /// and the next level.
@@ -452,7 +515,7 @@ pub struct Sublist<T> {
     /// Patterns without a wildcard, by their whole subject: such a pattern matches only
     /// itself, so one hash lookup finds it, and one table entry stores it where a trie
     /// spends a node per token (a third of the memory, for the common `orders.<id>.created`).
-    literals: HashMap<Box<[u8]>, Subs<T>, TokenHasher>,
+    literals: HashMap<Key, Subs<T>, TokenHasher>,
     /// Trie of the patterns with a wildcard; the root holds no subscribers itself since a
     /// subject is never empty.
     root: Node<T>,
@@ -550,7 +613,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
                 None => {
                     let mut subs = Subs::new();
                     subs.push(queue, item);
-                    self.literals.insert(subject.into(), subs);
+                    self.literals.insert(Key::new(subject), subs);
                 }
             }
         }
@@ -584,16 +647,18 @@ impl<T: Clone + PartialEq> Sublist<T> {
             Self::remove_from(&mut self.root, subject, queue, item)?;
             self.wild -= 1;
         } else {
-            let subs = self.literals.get_mut(subject).ok_or(SublistError::NotFound)?;
-            subs.remove(queue, item)?;
-            if subs.is_empty() {
-                self.literals.remove(subject);
+            // Taken out and put back unless it emptied: one lookup for the usual pattern of
+            // one subscriber (an UNSUB flood is bound by these lookups).
+            let (key, mut subs) = self.literals.remove_entry(subject).ok_or(SublistError::NotFound)?;
+            let removed = subs.remove(queue, item);
+            if !subs.is_empty() {
+                self.literals.insert(key, subs);
+            } else if self.literals.capacity() > 64 && self.literals.len() * 4 < self.literals.capacity() {
                 // A table that held many patterns keeps its size after they go; give the
                 // memory back once it is mostly empty.
-                if self.literals.capacity() > 64 && self.literals.len() * 4 < self.literals.capacity() {
-                    self.literals.shrink_to_fit();
-                }
+                self.literals.shrink_to_fit();
             }
+            removed?;
         }
         self.count -= 1;
         self.invalidate(subject);
@@ -832,7 +897,7 @@ impl<T: Clone + PartialEq> Sublist<T> {
     pub fn entries(&self) -> Vec<(Bytes, Option<Bytes>, T)> {
         let mut out = Vec::with_capacity(self.count);
         for (subject, subs) in &self.literals {
-            subs.entries_into(subject, &mut out);
+            subs.entries_into(subject.as_slice(), &mut out);
         }
         let mut path = Vec::new();
         Self::entries_below(&self.root, &mut path, &mut out);
@@ -881,6 +946,31 @@ impl<T> fmt::Debug for Sublist<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What one pattern's entry in the literal table costs beyond its key: a plain
+    /// subscriber inline and a word for queue groups (a table of 100,000 patterns pays
+    /// this per bucket).
+    #[test]
+    fn literal_keys_inline_and_boxed() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+        let mut sl: Sublist<u32> = Sublist::new();
+        let long = b"a.subject.longer.than.twenty.two.bytes";
+        for (i, s) in [&b"x"[..], b"exactly.22.bytes.long!", b"exactly.23.bytes.long!!", long].into_iter().enumerate() {
+            sl.insert(s, None, i as u32).unwrap();
+            assert_eq!(sl.match_subject(s).psubs, vec![i as u32]);
+        }
+        assert!(matches!(sl.literals.get_key_value(&b"exactly.22.bytes.long!"[..]), Some((Key::Inline { .. }, _))));
+        assert!(matches!(sl.literals.get_key_value(&b"exactly.23.bytes.long!!"[..]), Some((Key::Boxed(_), _))));
+        sl.remove(long, None, &3).unwrap();
+        assert!(sl.match_subject(long).is_empty());
+        assert_eq!(sl.count(), 3);
+    }
+
+    #[test]
+    fn one_patterns_subscribers_fit_in_four_words() {
+        assert!(std::mem::size_of::<Subs<crate::server::shard::Target>>() <= 32);
+        assert!(std::mem::size_of::<Subs<u32>>() <= 32);
+    }
 
     #[test]
     fn fanout_over_cached_results() {

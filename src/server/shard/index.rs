@@ -191,20 +191,33 @@ impl Shard {
 
     /// UNSUB from a client: now, or after `max` deliveries in all.
     pub fn unsubscribe(&self, client: &Rc<Client>, sid: &[u8], max: Option<u64>) {
-        let sub = match client.subs.borrow().get(sid) {
-            Some(s) => s.0.clone(),
-            None => return,
-        };
-        if let Some(m) = max {
-            if m > 0 && sub.delivered.get() < m {
+        if let Some(m) = max.filter(|&m| m > 0) {
+            let sub = match client.subs.borrow().get(sid) {
+                Some(s) => s.0.clone(),
+                None => return,
+            };
+            if sub.delivered.get() < m {
                 sub.max.set(m);
                 return;
             }
         }
-        self.remove_sub(&sub);
+        // Taken out of the client's set in one lookup (an UNSUB flood is bound by lookups).
+        let Some(BySid(sub)) = client.subs.borrow_mut().take(sid) else { return };
+        self.unindex(&sub);
     }
 
+    /// A subscription goes: out of its client's set and the index.
     pub(super) fn remove_sub(&self, sub: &Rc<Subscription>) {
+        // Gone already: its sid may name a newer subscription by now.
+        if sub.closed.get() {
+            return;
+        }
+        sub.client.subs.borrow_mut().remove(sub.sid());
+        self.unindex(sub);
+    }
+
+    /// A subscription leaves the index (once), and the other cores and routes hear of it.
+    fn unindex(&self, sub: &Rc<Subscription>) {
         if sub.closed.replace(true) {
             return;
         }
@@ -214,7 +227,6 @@ impl Shard {
             index.subs.set(index.subs.get() - 1);
             bump(&index.removes, 1);
         }
-        sub.client.subs.borrow_mut().remove(sub.sid());
         bump(&self.stats.sub_removes, 1);
         self.interest_changed(acc, sub.subject(), sub.queue(), false);
         self.tell_routes(acc, sub.subject(), sub.queue(), true);

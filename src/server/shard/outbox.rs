@@ -219,6 +219,9 @@ pub const OUTBOX_HIGH_WATER: usize = 8 * 1024 * 1024;
 /// Credit is returned to a peer in lumps of at least this many bytes (see `give_credit`).
 const CREDIT_BATCH: usize = OUTBOX_HIGH_WATER / 4;
 
+/// Queued mails an outbox keeps room for once drained; a bigger queue is given back.
+const MAILS_KEEP: usize = 1024;
+
 /// What this core has to send to one peer, drained by that peer's sender task.
 #[derive(Default)]
 pub struct Outbox {
@@ -298,9 +301,15 @@ impl Outbox {
                 return Poll::Ready(Mail::Credit { bytes: self.credit.replace(0) });
             }
             self.seal();
-            match self.mails.borrow_mut().pop_front() {
+            let mut mails = self.mails.borrow_mut();
+            match mails.pop_front() {
                 Some(m) => Poll::Ready(m),
                 None => {
+                    // A burst (100,000 SUBs in one write queue as many interest mails while
+                    // the peer takes them) must not pin its queue's memory afterwards.
+                    if mails.capacity() > MAILS_KEEP {
+                        *mails = VecDeque::new();
+                    }
                     self.sender.set(Some(cx.waker().clone()));
                     Poll::Pending
                 }
