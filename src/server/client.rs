@@ -644,6 +644,8 @@ fn ws_close_text(reason: CloseReason) -> &'static str {
 /// that fills a quarter of it.
 const BIG_WRITE_BUF: usize = 1 << 20;
 const BIG_WRITE_BUF_KEEP: Duration = Duration::from_secs(1);
+/// A write buffer this small is given back after each pass rather than kept.
+const SMALL_WRITE_BUF: usize = 1024;
 
 /// Send what is queued, a whole buffer per pass, until the connection closes.
 pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
@@ -713,6 +715,11 @@ pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
         }
         if spare.capacity() > BIG_WRITE_BUF && now.saturating_sub(last_big_pass) > BIG_WRITE_BUF_KEEP.as_nanos() as u64 {
             spare = Vec::with_capacity(64 * 1024);
+        } else if spare.capacity() <= SMALL_WRITE_BUF {
+            // A connection that sends little (most of 15,000 idle ones: the INFO, a PONG)
+            // holds no buffer between passes; a malloc per small pass costs less than the
+            // write it goes with.
+            spare = Vec::new();
         } else {
             spare.clear();
         }
@@ -738,7 +745,7 @@ pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
 }
 
 /// Smallest and usual largest read buffer (a payload bigger than that grows it for a while).
-const READ_BUF_MIN: usize = 1024;
+const READ_BUF_MIN: usize = 512;
 const READ_BUF_MAX: usize = 64 * 1024;
 
 /// Read, parse and act until the client goes away or breaks the protocol.
