@@ -252,6 +252,9 @@ def med(rs, key):
     vals = [r[key] for r in rs if r and r.get("complete") and r.get(key) is not None]
     return statistics.median(vals) if vals else None
 
+def rate(v):
+    return f"{v / 1e3:,.0f} k" if v >= 100_000 else f"{v:,.0f}"
+
 def fmt(v, digits=0):
     if v is None:
         return "–"
@@ -274,7 +277,7 @@ for w in workloads:
             rows.append(f"| {titles[w]} | {s} | {fmt(m['msgs_per_s'])} msgs/s | {fmt(m['mb_per_s'], 1)} MB/s | {fmt(m['server_cpu_us_per_msg'], 2)} | {ok}/{len(rs)} |")
             med_of[(w, s)] = (m["msgs_per_s"], m["server_cpu_us_per_msg"])
             per_round.append(f"{titles[w]}, {s}: " + ", ".join(
-                f"{r['msgs_per_s'] / 1e3:,.0f} k" if r and r.get("complete") else "failed" for r in rs))
+                rate(r['msgs_per_s']) if r and r.get("complete") else "failed" for r in rs))
     if "natsu" in servers and "nats-server" in servers:
         (a_rate, a_cpu), (b_rate, b_cpu) = med_of[(w, "natsu")], med_of[(w, "nats-server")]
         rate = f"{a_rate / b_rate:.2f}×" if a_rate and b_rate else "–"

@@ -59,6 +59,14 @@ TARGETS = {
     ("route16", "server CPU ns/msg"): ("<=", 0.6),
     ("route1k", "sub msgs/s"): (">=", 1.5),
     ("route1k", "server CPU ns/msg"): ("<=", 0.6),
+    # Issue 20: big payloads, TLS, request/reply CPU.
+    ("pubsub64k", "sub MB/s"): (">=", 1.5),
+    ("pubsub1m", "sub MB/s"): (">=", 1.5),
+    ("fanout64k", "sub MB/s"): (">=", 1.5),
+    ("fanout1m", "sub MB/s"): (">=", 1.5),
+    ("tls1k", "sub msgs/s"): (">=", 1.5),
+    ("tls1k", "server CPU ns/msg"): ("<=", 0.6),
+    ("reqrep16", "server CPU s"): ("<=", 1.0),
 }
 
 # Which figures to show for each workload.
@@ -71,6 +79,11 @@ SHOW = {
     "reqrep16": ["p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "server CPU s"],
     "reqrep16spin": ["p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "server CPU s"],
     "pubsub1k": ["sub MB/s", "sub msgs/s", "server CPU ns/msg", "lost"],
+    "pubsub64k": ["sub MB/s", "server CPU ns/msg", "lost"],
+    "pubsub1m": ["sub MB/s", "server CPU ns/msg", "lost"],
+    "fanout64k": ["sub MB/s", "server CPU ns/msg", "lost"],
+    "fanout1m": ["sub MB/s", "server CPU ns/msg", "lost"],
+    "tls1k": ["sub MB/s", "sub msgs/s", "server CPU ns/msg", "lost"],
     "route16": ["pub msgs/s", "sub msgs/s", "server CPU ns/msg", "p50 µs", "p99 µs", "lost"],
     "route1k": ["sub MB/s", "sub msgs/s", "server CPU ns/msg", "lost"],
 }

@@ -25,7 +25,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:$HOME/.cargo/bin"
 ROUNDS="${ROUNDS:-5}"
 SCALE="${SCALE:-1}"
 OUT="${OUT:-bench/runs/$(date +%Y%m%d-%H%M%S)}"
-ALL="pub16 pub128 pubsub16 fanout16 queue16 reqrep16 reqrep16spin pubsub1k route16 route1k"
+ALL="pub16 pub128 pubsub16 fanout16 queue16 reqrep16 reqrep16spin pubsub1k pubsub64k pubsub1m fanout64k fanout1m tls1k route16 route1k"
 WORKLOADS="${WORKLOADS:-$ALL}"
 
 if ! command -v nats-server >/dev/null; then
@@ -38,6 +38,13 @@ cargo build --release --bin natsu --bin natsu-bench
 BENCH=target/release/natsu-bench
 NATSU=target/release/natsu
 mkdir -p "$OUT"
+# A throwaway CA and server certificate for 127.0.0.1, for the TLS workloads.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=bench-ca -keyout "$OUT/ca.key" -out "$OUT/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$OUT/server.key" -out "$OUT/server.csr" 2>/dev/null
+openssl x509 -req -in "$OUT/server.csr" -CA "$OUT/ca.pem" -CAkey "$OUT/ca.key" -CAcreateserial \
+    -days 2 -extfile <(echo "subjectAltName=IP:127.0.0.1") -out "$OUT/server.pem" 2>/dev/null
 
 n() { echo $(($1 * SCALE)); }
 # name -> natsu-bench arguments
@@ -53,6 +60,12 @@ args() {
     # own wake-ups (tens of µs each on a VM) weigh less in what is measured.
     reqrep16spin) echo "--pub 1 --sub 1 --request --msgs $(n 20000) --size 16B --spin 200us" ;;
     pubsub1k) echo "--pub 1 --sub 1 --msgs $(n 1000000) --size 1KiB" ;;
+    pubsub64k) echo "--pub 1 --sub 1 --msgs $(n 40000) --size 64KiB" ;;
+    pubsub1m) echo "--pub 1 --sub 1 --msgs $(n 3000) --size 1MiB" ;;
+    fanout64k) echo "--pub 1 --sub 4 --msgs $(n 40000) --size 64KiB" ;;
+    fanout1m) echo "--pub 1 --sub 4 --msgs $(n 3000) --size 1MiB" ;;
+    # Over TLS (the server's certificate made below; the generator trusts its CA).
+    tls1k) echo "--pub 1 --sub 1 --msgs $(n 1000000) --size 1KiB --tls-ca $OUT/ca.pem" ;;
     # Publisher on A, subscriber on B (see start_pair).
     route16) echo "--pub 1 --sub 1 --msgs $(n 3000000) --size 16B" ;;
     route1k) echo "--pub 1 --sub 1 --msgs $(n 1000000) --size 1KiB" ;;
@@ -154,6 +167,11 @@ for round in $(seq "$ROUNDS"); do
                 start_pair "$s" "$dir"
                 echo "== round $round/$ROUNDS $w on a $s pair"
                 where=(--url "nats://127.0.0.1:$PORT_A" --sub-url "nats://127.0.0.1:$PORT_B" --server-pid "$PIDS")
+                ;;
+            tls*)
+                start_server "$s" "$dir/server.log" --tls --tlscert "$OUT/server.pem" --tlskey "$OUT/server.key"
+                echo "== round $round/$ROUNDS $w on $s"
+                where=(--url "tls://127.0.0.1:$PORT" --server-pid "$SERVER_PID")
                 ;;
             *)
                 start_server "$s" "$dir/server.log"

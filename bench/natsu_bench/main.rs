@@ -40,6 +40,7 @@ fn cli() -> Command {
                 .arg(Arg::new("url").long("url").visible_alias("server").short('s').default_value("nats://127.0.0.1:4222").help("server URL (or comma-separated pool)"))
                 .arg(Arg::new("sub-url").long("sub-url").help("subscribers (responders) connect here, publishers to --url: a route between two servers (waits until the interest reached --url)"))
                 .arg(Arg::new("subject").long("subject").default_value("natsu.bench"))
+                .arg(Arg::new("tls-ca").long("tls-ca").value_parser(clap::value_parser!(std::path::PathBuf)).help("PEM file of the CA that signed the server's certificate (tls:// URLs)"))
                 .arg(Arg::new("pub").long("pub").value_parser(clap::value_parser!(usize)).default_value("1").help("publishers (requesters with --request)"))
                 .arg(Arg::new("sub").long("sub").value_parser(clap::value_parser!(usize)).default_value("0").help("subscribers (responders with --request)"))
                 .arg(Arg::new("msgs").long("msgs").value_parser(clap::value_parser!(u64)).default_value("100000").help("messages to publish in all"))
@@ -91,6 +92,7 @@ fn config(m: &ArgMatches) -> run::Config {
         },
         progress: !m.get_flag("no-progress"),
         server_pids: m.get_many::<u32>("server-pid").map(|v| v.copied().collect()).unwrap_or_default(),
+        tls_ca: m.get_one::<std::path::PathBuf>("tls-ca").cloned(),
     }
 }
 

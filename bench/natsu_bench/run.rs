@@ -49,6 +49,8 @@ pub struct Config {
     pub progress: bool,
     /// Servers whose CPU seconds the run reports, summed (both servers of a route pair).
     pub server_pids: Vec<u32>,
+    /// PEM file of the CA that signed the server's certificate (`tls://` URLs).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -101,6 +103,7 @@ struct Shared {
     received: Vec<AtomicU64>,
     executors_done: AtomicUsize,
     server: std::sync::Mutex<(String, String)>,
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 use super::clock::now_ns;
@@ -141,7 +144,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
         return Err("--request needs publishers (requesters) and subscribers (responders)".into());
     }
     let per_sub = || (0..cfg.w.subs).map(|_| AtomicU64::new(0)).collect();
-    let shared = Arc::new(Shared { received: per_sub(), probed: per_sub(), ..Default::default() });
+    let shared = Arc::new(Shared { received: per_sub(), probed: per_sub(), tls_ca: cfg.tls_ca.clone(), ..Default::default() });
     let cores = cfg.w.cores.clamp(1, total);
     let mut handles = Vec::new();
     for core in 0..cores {
@@ -251,10 +254,14 @@ fn progress_bar(cfg: &Config) -> Option<indicatif::ProgressBar> {
 }
 
 async fn connect(url: &str, shared: &Shared, name: &str) -> Result<Connection, String> {
-    let nc = Options::new()
+    let mut opts = Options::new()
         .name(name)
         // A benchmark must not stall on a publisher waiting for a reconnect.
-        .allow_reconnect(false)
+        .allow_reconnect(false);
+    if let Some(ca) = &shared.tls_ca {
+        opts = opts.tls_root_ca(ca);
+    }
+    let nc = opts
         .connect(url)
         .await
         .map_err(|e| format!("connect to {url}: {e}"))?;

@@ -259,11 +259,12 @@ impl<T: Clone> Subs<T> {
     }
 }
 
-/// A literal pattern as a key of the literal table: up to [`KEY_INLINE`] bytes in the
-/// entry itself (no allocation, and a compare without a second cache miss: a SUB or UNSUB
-/// flood against a big table is bound by misses), longer ones boxed. Hashes and compares as
-/// the bytes it holds, so the table is looked up with a plain `&[u8]`.
-enum Key {
+/// A subject as a key of the literal table (and in the interest mails between cores): up
+/// to [`KEY_INLINE`] bytes in the value itself (no allocation, and a compare without a
+/// second cache miss: a SUB or UNSUB flood against a big table is bound by misses), longer
+/// ones boxed. Hashes and compares as the bytes it holds, so the table is looked up with a
+/// plain `&[u8]`.
+pub enum Key {
     Inline { len: u8, bytes: [u8; KEY_INLINE] },
     Boxed(Box<[u8]>),
 }
@@ -271,7 +272,13 @@ enum Key {
 const KEY_INLINE: usize = 22;
 
 impl Key {
-    fn new(subject: &[u8]) -> Key {
+    /// The key holding `subject`'s bytes.
+    ///
+    /// ```
+    /// use natsu::server::sublist::Key;
+    /// assert_eq!(Key::new(b"orders.eu").as_slice(), b"orders.eu");
+    /// ```
+    pub fn new(subject: &[u8]) -> Key {
         if subject.len() <= KEY_INLINE {
             let mut bytes = [0; KEY_INLINE];
             bytes[..subject.len()].copy_from_slice(subject);
@@ -281,7 +288,8 @@ impl Key {
         }
     }
 
-    fn as_slice(&self) -> &[u8] {
+    /// The bytes it holds.
+    pub fn as_slice(&self) -> &[u8] {
         match self {
             Key::Inline { len, bytes } => &bytes[..*len as usize],
             Key::Boxed(b) => b,
@@ -308,6 +316,12 @@ impl PartialEq for Key {
 }
 
 impl Eq for Key {}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_slice()))
+    }
+}
 
 /// One trie node (patterns with a wildcard only): the subscribers whose pattern ends here,
 /// and the next level.

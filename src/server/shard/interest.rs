@@ -32,7 +32,7 @@ impl Shard {
         let epoch = self.epoch.get() + 1;
         self.epoch.set(epoch);
         for o in self.outboxes.iter().flatten() {
-            o.push_control(Mail::Interest { account: acc, subject: subj.into(), queue: queue.map(Into::into), add, epoch, flush: !self.deferring.get() });
+            o.push_control(Mail::Interest { account: acc, subject: crate::server::sublist::Key::new(subj), queue: queue.map(Into::into), add, epoch, flush: !self.deferring.get() });
         }
     }
 

@@ -39,7 +39,7 @@ impl Shard {
             }
             Mail::ProbeAck { token, delivered } => self.probe_answered(token, delivered),
             Mail::Interest { account, subject, queue, add, epoch, flush } => {
-                self.apply_interest(from, account, &subject, queue.as_deref(), add, flush);
+                self.apply_interest(from, account, subject.as_slice(), queue.as_deref(), add, flush);
                 if let Some(o) = self.outbox(from) {
                     o.push_control(Mail::Ack { epoch });
                 }

@@ -24,7 +24,9 @@ pub enum Mail {
     /// 1→0; queue members are announced one by one.
     /// `flush`: tell the routes now (core zero); false while a closing client's
     /// subscriptions go one by one, until `FlushRoutes`.
-    Interest { account: u32, subject: Box<[u8]>, queue: Option<Box<[u8]>>, add: bool, epoch: u64, flush: bool },
+    /// (The subject inline when short: 100,000 SUBs must not cost 100,000 allocations freed
+    /// on another core.)
+    Interest { account: u32, subject: crate::server::sublist::Key, queue: Option<Box<[u8]>>, add: bool, epoch: u64, flush: bool },
     /// Tell the routes what the interest mails before this one changed (to core zero).
     FlushRoutes,
     /// The receiving core has applied the sender's interest changes up to `epoch` (and
