@@ -9,7 +9,8 @@ Two measurements, each on a freshly started server, servers alternating per roun
 - memory and SUB/UNSUB rates: one connection subscribes to N distinct literal subjects
   (`sub.<i>.x`) in one write ending in a PING; the time to the PONG gives SUBs per second,
   and the server's added RSS (VmRSS from /proc) divided by N the cost of one subscription;
-  then N UNSUBs the same way give UNSUBs per second (natsu with its default cores: every core keeps what it knows of the others'
+  then N UNSUBs the same way give UNSUBs per second (in sid order, and again after N
+  more SUBs in a shuffled order) (natsu with its default cores: every core keeps what it knows of the others'
   interest, which is part of the cost).
 - wildcard SUBs with a warm match cache: a publisher sends to 1,024 distinct subjects that a
   `warm.>` subscriber matches (the match cache is full), then another connection sends W
@@ -20,6 +21,7 @@ Prints one line per run and the medians; loopback only, ports picked by the serv
 
 import argparse
 import os
+import random
 import re
 import socket
 import statistics
@@ -102,7 +104,18 @@ def memory(port, pid, n):
     c.s.sendall(unsubs)
     c.read_until(b"PONG\r\n")
     unsub_rate = n / (time.perf_counter() - t0)
-    return (after - before) * 1024 / n, sub_rate, unsub_rate
+    # The same again with the UNSUBs in a shuffled order (a fixed seed: the same for both
+    # servers), as a client that unsubscribes as its work ends would send them.
+    c.s.sendall(subs)
+    c.read_until(b"PONG\r\n")
+    order = list(range(n))
+    random.Random(20).shuffle(order)
+    shuffled = b"".join(b"UNSUB %d\r\n" % (i + 1) for i in order) + b"PING\r\n"
+    t0 = time.perf_counter()
+    c.s.sendall(shuffled)
+    c.read_until(b"PONG\r\n")
+    shuffled_rate = n / (time.perf_counter() - t0)
+    return (after - before) * 1024 / n, sub_rate, unsub_rate, shuffled_rate
 
 
 def wildcard(port, w):
@@ -140,12 +153,13 @@ def main():
     mem = {n: [] for n, _ in servers}
     subr = {n: [] for n, _ in servers}
     unsubr = {n: [] for n, _ in servers}
+    shufr = {n: [] for n, _ in servers}
     wild = {n: [] for n, _ in servers}
     for r in range(a.rounds):
         order = servers if r % 2 == 0 else list(reversed(servers))
         for name, cmd in order:
             proc, port, log = start(cmd)
-            m, sr, ur = memory(port, proc.pid, a.subs)
+            m, sr, ur, xr = memory(port, proc.pid, a.subs)
             stop(proc, log)
             proc, port, log = start(cmd)
             s = wildcard(port, a.wild)
@@ -153,19 +167,20 @@ def main():
             mem[name].append(m)
             subr[name].append(sr)
             unsubr[name].append(ur)
+            shufr[name].append(xr)
             wild[name].append(s)
-            print(f"round {r + 1} {name:12} {m:8.0f} B/subscription  {sr:10.0f} SUBs/s  {ur:10.0f} UNSUBs/s  {s:10.0f} wildcard SUBs/s", flush=True)
+            print(f"round {r + 1} {name:12} {m:8.0f} B/subscription  {sr:10.0f} SUBs/s  {ur:10.0f} UNSUBs/s  {xr:10.0f} shuffled  {s:10.0f} wildcard SUBs/s", flush=True)
     med = statistics.median
     print()
-    print(f"| server | added RSS per subscription | SUBs/s ({a.subs:,} in one write) | UNSUBs/s (the same) | wildcard SUBs/s, warm cache |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(f"| server | added RSS per subscription | SUBs/s ({a.subs:,} in one write) | UNSUBs/s (the same, in sid order) | UNSUBs/s (shuffled) | wildcard SUBs/s, warm cache |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, _ in servers:
-        print(f"| {name} | {med(mem[name]):,.0f} B | {med(subr[name]):,.0f} | {med(unsubr[name]):,.0f} | {med(wild[name]):,.0f} |")
+        print(f"| {name} | {med(mem[name]):,.0f} B | {med(subr[name]):,.0f} | {med(unsubr[name]):,.0f} | {med(shufr[name]):,.0f} | {med(wild[name]):,.0f} |")
     ref = "nats-server"
     for name, _ in servers:
         if name != ref:
             print(f"{name}/nats-server: memory {med(mem[name]) / med(mem[ref]):.2f}x, SUB rate {med(subr[name]) / med(subr[ref]):.2f}x,"
-                  f" UNSUB rate {med(unsubr[name]) / med(unsubr[ref]):.2f}x, wildcard SUB rate {med(wild[name]) / med(wild[ref]):.2f}x")
+                  f" UNSUB rate {med(unsubr[name]) / med(unsubr[ref]):.2f}x (shuffled {med(shufr[name]) / med(shufr[ref]):.2f}x), wildcard SUB rate {med(wild[name]) / med(wild[ref]):.2f}x")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@
 //! client's socket but that client's own writer.
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::os::unix::io::RawFd;
 use std::rc::Rc;
@@ -21,7 +20,7 @@ use glommio::net::TcpStream;
 
 use super::auth::{self, CertNames, ClientPerms, Identity, Presented, Verdict};
 use super::monitor::fmt::now_ns;
-use super::shard::{BySid, Shard};
+use super::shard::{Shard, SubsBySid};
 use crate::protocol::info::Connect;
 use crate::protocol::{encode, Op, Parser, Role};
 
@@ -169,7 +168,7 @@ pub struct Client {
     /// `$G`), set once its credentials are checked.
     pub account: Cell<u32>,
     /// Subscriptions by sid.
-    pub subs: RefCell<HashSet<BySid, ahash::RandomState>>,
+    pub subs: RefCell<SubsBySid>,
     /// PINGs sent without a PONG back.
     pub pings_out: Cell<u32>,
     /// Interest epoch this client's subscriptions need acknowledged by every other core
@@ -238,7 +237,7 @@ impl Client {
             websocket: false,
             announced: Cell::new(false),
             opts: RefCell::new(defaults),
-            subs: RefCell::new(HashSet::default()),
+            subs: RefCell::new(SubsBySid::default()),
             pings_out: Cell::new(0),
             need_epoch: Cell::new(0),
             published_across: Cell::new(false),

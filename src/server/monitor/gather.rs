@@ -273,11 +273,11 @@ fn sub_details(client: &Client, account: Option<&str>) -> Vec<SubDetail> {
         .iter()
         .map(|s| SubDetail {
             account: account.map(str::to_string),
-            subject: String::from_utf8_lossy(s.0.subject()).into_owned(),
-            qgroup: s.0.queue().map(|q| String::from_utf8_lossy(q).into_owned()),
-            sid: String::from_utf8_lossy(s.0.sid()).into_owned(),
-            msgs: s.0.delivered.get(),
-            max: s.0.max.get(),
+            subject: String::from_utf8_lossy(s.subject()).into_owned(),
+            qgroup: s.queue().map(|q| String::from_utf8_lossy(q).into_owned()),
+            sid: String::from_utf8_lossy(s.sid()).into_owned(),
+            msgs: s.delivered.get(),
+            max: s.max.get(),
             cid: client.cid,
         })
         .collect();

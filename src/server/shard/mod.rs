@@ -38,7 +38,7 @@ use std::task::Waker;
 use bytes::Bytes;
 
 pub use control::{Control, Live, Mode, Shared};
-pub use index::{AccountIndex, BySid, Subscription, Target};
+pub use index::{AccountIndex, Subscription, SubsBySid, Target};
 use index::bump;
 use imports::Responses;
 use outbox::Outbox;
@@ -362,7 +362,7 @@ impl Shard {
         }
         self.release_producers(client);
         self.monitor.closed(client);
-        let subs: Vec<_> = client.subs.borrow().iter().map(|s| s.0.clone()).collect();
+        let subs: Vec<_> = client.subs.borrow().iter().cloned().collect();
         // All of a closing client's interest goes at once: the routes hear the result (one
         // RS- for a group it had two members in), as from nats-server.
         self.deferring.set(true);
