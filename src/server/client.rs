@@ -1010,3 +1010,15 @@ pub(crate) async fn pinger(shard: Rc<Shard>, client: Rc<Client>) {
         client.send(b"PING\r\n");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// What every connection costs before it sends anything: the client state is one
+    /// allocation of this size (bench/RESULTS.md accounts for an idle connection's bytes).
+    #[test]
+    fn client_state_stays_small() {
+        let size = std::mem::size_of::<super::Client>();
+        println!("Client: {size} bytes");
+        assert!(size <= 2048, "Client grew to {size} bytes");
+    }
+}
