@@ -942,6 +942,8 @@ fn https_monitoring_port_and_tls_clients() {
     assert_eq!(n["tls_version"], r["tls_version"]);
     let suite = n["tls_cipher_suite"].as_str().unwrap();
     assert!(suite.starts_with("TLS_"), "Go's suite names: {suite}");
+    // The same client gets the same suite from both (the server's order picks: AES-128-GCM).
+    assert_eq!(n["tls_cipher_suite"], r["tls_cipher_suite"]);
     assert_eq!(n["name"], "tls-client");
 }
 

@@ -24,6 +24,19 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The provider a server side uses: its cipher suites in the order nats-server (Go, on a CPU
+/// with AES instructions) prefers them, AES-128-GCM first. The server picks by its own order
+/// (`ignore_client_order`), as Go's does: a client that lists AES-256-GCM first (rustls,
+/// OpenSSL) gets AES-128-GCM from nats-server and the same from natsu, which costs about a
+/// quarter less CPU per byte.
+fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut p = rustls::crypto::ring::default_provider();
+    let aes128 = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite()).contains("AES_128");
+    // A stable sort: the rest keep the provider's order.
+    p.cipher_suites.sort_by_key(|s| !aes128(s));
+    Arc::new(p)
+}
+
 /// The certificate chain and key `tls` names.
 fn cert_and_key(tls: &Tls) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let chain = read_certs(&tls.cert_file)?;
@@ -53,7 +66,7 @@ fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
 /// ```
 pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
     let (chain, key) = cert_and_key(tls)?;
-    let builder = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(server_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = if tls.verify {
@@ -65,9 +78,10 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
     } else {
         builder.with_no_client_auth()
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| format!("error parsing X509 certificate/key pair: {e}"))?;
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
@@ -184,6 +198,17 @@ mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
     use rustls::pki_types::ServerName;
+
+    /// The server side prefers AES-128-GCM in TLS 1.3 and 1.2, as nats-server does; every
+    /// suite of the provider is still offered.
+    #[test]
+    fn server_prefers_aes_128_gcm() {
+        let names: Vec<String> = server_provider().cipher_suites.iter().map(|s| format!("{:?}", s.suite())).collect();
+        assert_eq!(names.len(), rustls::crypto::ring::default_provider().cipher_suites.len());
+        assert_eq!(names[0], "TLS13_AES_128_GCM_SHA256", "{names:?}");
+        let first_12 = names.iter().find(|n| n.starts_with("TLS_ECDHE")).unwrap();
+        assert!(first_12.contains("AES_128_GCM"), "{names:?}");
+    }
 
     /// A scratch directory removed on drop.
     struct Dir(std::path::PathBuf);
