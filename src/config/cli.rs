@@ -179,6 +179,7 @@ fn command() -> Command {
         .arg(flag("trace", 'V', "trace", "Trace the raw protocol"))
         .arg(val("cores", "cores", "Executors to run, one per core (default: all cores)"))
         .arg(val("spin", "spin", "How long an idle executor polls before it sleeps (default: 50us, adapting up to 4x while wake-ups come soon after it sleeps; 0 never)"))
+        .arg(gobool("colocate", "colocate", "Move a client that talks mostly with one other core to that core (default: true)"))
         .arg(val("max_payload", "max_payload", "Largest message payload (default: 1MB)"))
         .arg(val("max_control_line", "max_control_line", "Longest protocol line (default: 4KB)"))
         .arg(val("max_connections", "max_connections", "Most client connections (default: 64K)"))
@@ -306,6 +307,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
     }
     if let Some(v) = get("spin") {
         o.spin = parse_spin(v).map_err(|e| format!("--spin: {e}"))?;
+    }
+    if get("colocate").is_some() {
+        o.colocate = gobool("colocate")?;
     }
     let size = |id: &str, into: &mut usize| -> Result<(), String> {
         if let Some(v) = get(id) {

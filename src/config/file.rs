@@ -373,6 +373,8 @@ impl Loader {
                     Kind::Int(0) => o.spin = Duration::ZERO,
                     _ => self.wrong_type(k, v, "a duration string such as \"50us\""),
                 },
+                // natsu's own: move a client that talks mostly with one other core there.
+                "colocate" => o.colocate = self.bool(k, v).unwrap_or(o.colocate),
                 _ => self.unserved(e, &TOP),
             }
         }

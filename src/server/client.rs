@@ -209,6 +209,12 @@ pub struct Client {
     /// it connected: a reload applies to new connections).
     max_pending: usize,
     fd: RawFd,
+    /// Co-location (see `shard::colocate`): this client's traffic with one other core since
+    /// the core last looked, and the state of a move to another core, if one is under way.
+    pub peer: Cell<super::shard::colocate::PeerTraffic>,
+    pub moving: RefCell<Option<Box<super::shard::colocate::Moving>>>,
+    /// A move is under way: deliveries are tracked (see `Shard::deliver`).
+    pub tracking: Cell<bool>,
 }
 
 impl Client {
@@ -256,7 +262,15 @@ impl Client {
             ping_sent: Cell::new(0),
             max_pending,
             fd,
+            peer: Cell::new(Default::default()),
+            moving: RefCell::new(None),
+            tracking: Cell::new(false),
         }
+    }
+
+    /// The connection's socket (as the client's core knows it).
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
     }
 
     /// A PONG came: if it answers the pinger's PING, that timed the round trip.
@@ -273,6 +287,11 @@ impl Client {
         let connect = self.opts.borrow().clone();
         let p = Presented { connect: &connect, nonce: self.nonce.as_deref(), cert: self.cert.get().map(|c| &**c) };
         auth::authenticate(opts, &p).await
+    }
+
+    /// A copy of this connection's permissions (for a move to another core).
+    pub fn perms_clone(&self) -> Option<ClientPerms> {
+        self.perms.borrow().clone()
     }
 
     /// Set (or, with None, lift) this connection's permissions.
@@ -578,12 +597,41 @@ async fn refuse(shard: &Rc<Shard>, stream: Stream, fd: RawFd, addr: Option<Socke
 async fn run(shard: Rc<Shard>, client: Rc<Client>, stream: Stream) {
     let opts = shard.client_opts(&client);
     let auth_timer = opts.auth.required().then(|| glommio::spawn_local(auth_timeout(client.clone(), opts.auth.timeout)));
+    serve_until_closed(shard, client, stream, Vec::new(), auth_timer).await;
+}
+
+/// Serve a client that moved here from another core (see `shard::colocate`), starting
+/// with the bytes it sent there that were not parsed yet.
+pub(crate) async fn resume(shard: Rc<Shard>, client: Rc<Client>, tcp: TcpStream, leftover: Vec<u8>) {
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_write_timeout(Some(shard.opts().write_deadline));
+    serve_until_closed(shard, client, Stream::new(Transport::Plain(tcp)), leftover, None).await;
+}
+
+async fn serve_until_closed(shard: Rc<Shard>, client: Rc<Client>, stream: Stream, mut leftover: Vec<u8>, auth_timer: Option<glommio::Task<()>>) {
     let pinger = glommio::spawn_local(pinger(shard.clone(), client.clone()));
     let writer_task = {
         let (shard, client, stream) = (shard.clone(), client.clone(), stream.clone());
         glommio::spawn_local(async move { writer(&shard, &client, &stream).await })
     };
-    reader(&shard, &client, &stream).await;
+    while let Some(rest) = reader(&shard, &client, &stream, &leftover).await {
+        // Asked to move to another core (see `shard::colocate`): the reader stopped between
+        // two commands, with `rest` not parsed yet.
+        leftover = rest;
+        if !shard.move_out(&client).await {
+            continue;
+        }
+        // The writer sends what is queued and ends; then the socket goes.
+        writer_task.await;
+        pinger.cancel().await;
+        if let Some(t) = auth_timer {
+            t.cancel().await;
+        }
+        if !shard.move_out_done(&client, leftover) {
+            shard.unregister(&client);
+        }
+        return;
+    }
     writer_task.await;
     pinger.cancel().await;
     if let Some(t) = auth_timer {
@@ -662,7 +710,7 @@ pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
             if !client.out.borrow().is_empty() {
                 return Poll::Ready(true);
             }
-            if state == State::Draining {
+            if state == State::Draining || client.handing_off() {
                 return Poll::Ready(false);
             }
             client.writer.set(Some(cx.waker().clone()));
@@ -735,7 +783,7 @@ pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
             break;
         }
     }
-    if client.state.get() != State::Closed {
+    if client.state.get() != State::Closed && !client.handing_off() {
         // Closed in order (after what was queued): a WebSocket client gets its close frame
         // before the socket goes.
         close_websocket(client, stream).await;
@@ -748,32 +796,41 @@ const READ_BUF_MIN: usize = 512;
 const READ_BUF_MAX: usize = 64 * 1024;
 
 /// Read, parse and act until the client goes away or breaks the protocol.
-async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
+///
+/// `leftover`: bytes the client sent before this reader began (it moved from another core).
+/// Returns them again (what is not parsed yet) when it stops for a move to another core.
+async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream, leftover: &[u8]) -> Option<Vec<u8>> {
     let opts = shard.opts();
     let mut parser = Parser::new(Role::Server, opts.max_control_line, opts.max_payload);
+    parser.set_headers(client.headers.get());
     // Start small (nats-server starts at 512 B: 64K idle connections must not cost GBs)
     // and double while reads fill it.
-    let mut buf = ReadBuf::new(READ_BUF_MIN, READ_BUF_MAX, &[]);
+    let mut buf = ReadBuf::new(READ_BUF_MIN, READ_BUF_MAX, leftover);
+    let mut parse_first = !leftover.is_empty();
     loop {
         if client.state.get() != State::Open {
-            return;
+            return None;
         }
-        match buf.read_from(stream, parser.needed()).await {
-            // A WebSocket client's stream ends on a close frame (answered) or a framing
-            // error (a close frame queued): those go out before the socket does.
-            Ok(0) if client.websocket => {
-                client.drain_and_close(CloseReason::ClientClosed);
-                return;
+        if std::mem::take(&mut parse_first) {
+            // What came with a move is parsed before anything more is read.
+        } else {
+            match buf.read_from(stream, parser.needed()).await {
+                // A WebSocket client's stream ends on a close frame (answered) or a framing
+                // error (a close frame queued): those go out before the socket does.
+                Ok(0) if client.websocket => {
+                    client.drain_and_close(CloseReason::ClientClosed);
+                    return None;
+                }
+                Err(e) if client.websocket && e.kind() == std::io::ErrorKind::InvalidData => {
+                    client.drain_and_close(CloseReason::ProtocolViolation);
+                    return None;
+                }
+                Ok(0) | Err(_) => {
+                    client.abort(CloseReason::ClientClosed);
+                    return None;
+                }
+                Ok(_) => {}
             }
-            Err(e) if client.websocket && e.kind() == std::io::ErrorKind::InvalidData => {
-                client.drain_and_close(CloseReason::ProtocolViolation);
-                return;
-            }
-            Ok(0) | Err(_) => {
-                client.abort(CloseReason::ClientClosed);
-                return;
-            }
-            Ok(_) => {}
         }
         client.last_activity.set(now_ns());
         let mut used_all = 0;
@@ -789,7 +846,7 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
                         if client.authorized.get() {
                             shard.publish(client, p);
                             if client.state.get() != State::Open {
-                                return;
+                                return None;
                             }
                             continue;
                         }
@@ -801,19 +858,19 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
                     if !connect && !client.authorized.get() {
                         let Some(id) = auth::skipped_connect(&shard.client_opts(client)) else {
                             auth_violation(client);
-                            return;
+                            return None;
                         };
                         authorize(shard, client, id);
                     }
                     if let Err(stop) = handle_op(shard, client, op).await {
                         client.drain_and_close(stop);
-                        return;
+                        return None;
                     }
                     if connect {
                         parser.set_headers(client.headers.get());
                     }
                     if client.state.get() != State::Open {
-                        return;
+                        return None;
                     }
                 }
                 Ok(None) => break,
@@ -823,7 +880,7 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
                         client.send(line);
                     }
                     client.drain_and_close(CloseReason::ParseError);
-                    return;
+                    return None;
                 }
             }
         }
@@ -832,6 +889,9 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream) {
         // Let the writers and the mailbox run before reading more: a socket with data ready
         // returns at once, and a fast publisher must not starve its subscribers.
         futures_lite::future::yield_now().await;
+        if client.move_wanted().is_some() && client.state.get() == State::Open {
+            return Some(buf.pending().to_vec());
+        }
     }
 }
 

@@ -302,6 +302,9 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
         batch_pools: (0..cores * cores).map(|_| Default::default()).collect(),
         sys_seq: AtomicU64::new(0),
         accounts,
+        core_clients: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
+        moving: Default::default(),
+        moves: AtomicU64::new(0),
     });
     let shared_for_running = shared.clone();
     let mesh: MeshBuilder<Mail, _> = MeshBuilder::full(cores, MESH_CHANNEL_SIZE);
@@ -429,6 +432,7 @@ async fn control_task(shard: &Rc<Shard>) {
         if shard.refresh_live() {
             reauthorize(shard).await;
         }
+        shard.colocate_tick();
         match control.mode() {
             Mode::Running => continue,
             m => break m,

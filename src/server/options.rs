@@ -18,6 +18,9 @@ pub struct Options {
     /// change): a sleep cut short soon doubles it, a long one halves it back.
     /// Only executors pinned to a CPU spin.
     pub spin: Duration,
+    /// Move a client that talks mostly with one other core to that core (natsu's own
+    /// `--colocate`; see `shard::colocate`).
+    pub colocate: bool,
     /// Name reported in INFO; defaults to the server id.
     pub server_name: Option<String>,
     pub max_payload: usize,
@@ -78,6 +81,7 @@ impl Default for Options {
             port: 4222,
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             spin: DEFAULT_SPIN,
+            colocate: true,
             server_name: None,
             max_payload: 1024 * 1024,
             max_control_line: 4096,

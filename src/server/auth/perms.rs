@@ -95,6 +95,18 @@ pub struct ClientPerms {
     pub_cache: RefCell<HashMap<Box<[u8]>, bool, ahash::RandomState>>,
 }
 
+impl Clone for ClientPerms {
+    /// The same rules, and a fresh cache.
+    fn clone(&self) -> ClientPerms {
+        ClientPerms {
+            publish: self.publish.clone(),
+            subscribe: self.subscribe.clone(),
+            filter_denied: self.filter_denied.clone(),
+            pub_cache: RefCell::new(HashMap::default()),
+        }
+    }
+}
+
 impl ClientPerms {
     pub fn new(p: &Permissions) -> ClientPerms {
         ClientPerms {

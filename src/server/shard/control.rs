@@ -27,6 +27,11 @@ pub struct Shared {
     pub sys_seq: AtomicU64,
     /// The accounts, their ids and their imports: the same on every core, fixed at start.
     pub accounts: AccountTable,
+    /// Co-location (see `colocate`): clients on each core (as each last counted), a move
+    /// under way, and moves done.
+    pub core_clients: Vec<AtomicUsize>,
+    pub moving: std::sync::atomic::AtomicBool,
+    pub moves: AtomicU64,
 }
 
 /// Settings that a reload (SIGHUP) may change, handed to every core.

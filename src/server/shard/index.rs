@@ -293,7 +293,7 @@ impl Shard {
     }
 
     /// A subscription leaves the index (once), and the other cores and routes hear of it.
-    fn unindex(&self, sub: &Rc<Subscription>) {
+    pub(super) fn unindex(&self, sub: &Rc<Subscription>) {
         if sub.closed.replace(true) {
             return;
         }

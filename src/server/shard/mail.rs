@@ -53,6 +53,9 @@ impl Shard {
             Mail::Stats(req) => crate::server::monitor::answer(self, req),
             Mail::ConnectUrls(urls) => self.set_connect_urls(&urls),
             Mail::FlushRoutes => self.flush_route_interest(),
+            Mail::MoveIn(m) => self.move_in(from, m),
+            Mail::MoveReady { cid } => self.move_ready(cid),
+            Mail::MoveDone { cid, done } => self.move_done(cid, done),
         }
     }
 
@@ -65,6 +68,7 @@ impl Shard {
         let mut last: Option<(u32, &[u8], Rc<SublistResult<Target>>)> = None;
         for m in batch.iter() {
             let meta = m.meta;
+            self.cur.set((from as u16, meta.seq));
             if meta.response {
                 self.answer_from(from, &m);
                 continue;

@@ -17,6 +17,7 @@
 //! - [`routes`]: other servers' interest, ours told to them, messages to and from them;
 //! - [`outbox`]: the per-peer batches that carry it.
 
+pub mod colocate;
 pub mod control;
 pub mod imports;
 pub mod index;
@@ -112,6 +113,12 @@ pub struct Shard {
     next_probe: Cell<u32>,
     /// Service requests made from this core waiting for their answers.
     pub responses: Responses,
+    /// Messages routed on this core so far (each one's sequence number), and the core and
+    /// sequence number of the message being delivered (see `colocate`).
+    seq: Cell<u64>,
+    cur: Cell<(u16, u64)>,
+    /// Co-location's state on this core (see `colocate`).
+    colocate: colocate::CoreState,
     /// This shard, for tasks it starts itself (system requests).
     pub me: std::cell::OnceCell<std::rc::Weak<Shard>>,
     /// The monitoring state the HTTP port uses (or, without one, the system account's
@@ -169,6 +176,9 @@ impl Shard {
             probes: RefCell::new(HashMap::default()),
             next_probe: Cell::new(0),
             responses: Responses::new(seed.rotate_left(32)),
+            seq: Cell::new(0),
+            cur: Cell::new((id as u16, 0)),
+            colocate: Default::default(),
             me: Default::default(),
             monitor_state: Default::default(),
             started_ns: super::monitor::fmt::now_ns(),

@@ -49,6 +49,15 @@ pub enum Mail {
     /// The cluster's client URLs and WebSocket URLs changed (from core zero, where routes
     /// live).
     ConnectUrls(Arc<(Vec<String>, Vec<String>)>),
+    /// A client moves to the receiving core (see `colocate`): its state and subscriptions,
+    /// to be indexed there while its socket stays with the sender.
+    MoveIn(Box<super::colocate::MoveIn>),
+    /// The receiving core's client `cid` may leave it: its subscriptions on the sending
+    /// core are known to every core.
+    MoveReady { cid: u64 },
+    /// The move of `cid` ends: with its socket and what the sender knows of it, or (None)
+    /// called off.
+    MoveDone { cid: u64, done: Option<Box<super::colocate::MoveDone>> },
 }
 
 /// A range into a batch's data.
@@ -79,6 +88,9 @@ pub struct Meta {
     pub response: bool,
     /// Never to a route: it came from one, or an import carried it into this account.
     pub local: bool,
+    /// The routing core's sequence number of the message (see `Shard::next_seq`): a client
+    /// moving between cores gets each message once (see `colocate`).
+    pub seq: u64,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -138,7 +138,7 @@ impl Shard {
         // A PONG after this must wait until the other cores have handled it, like any
         // message that crossed.
         client.published_across.set(true);
-        let meta = Meta { probe: token, ..Origin::of(client).meta(acc) };
+        let meta = Meta { probe: token, seq: self.next_seq(), ..Origin::of(client).meta(acc) };
         for ob in self.outboxes.iter().flatten() {
             ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::empty(), meta);
         }
@@ -163,6 +163,7 @@ impl Shard {
     /// Tell a requester nobody listens: a 503 status message on its reply subject, delivered
     /// only to the requester's own subscriptions.
     fn no_responders(&self, client: &Rc<Client>, reply: &[u8]) {
+        self.next_seq();
         let r = self.account(client.account.get()).sublist.borrow_mut().match_subject(reply);
         for t in &r.psubs {
             if let Target::Sub(s) = t {
@@ -183,15 +184,17 @@ impl Shard {
             return false;
         }
         let r = index.sublist.borrow_mut().match_subject(m.subject);
+        let seq = self.next_seq();
         let skip = origin.skip();
         let mut any = false;
+        let mut local = false;
         let mut mask: u64 = 0;
         let mut imports = false;
         for t in &r.psubs {
             match t {
                 Target::Sub(s) => {
                     if !skip.is_some_and(|o| Rc::ptr_eq(&s.client, o)) {
-                        any |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                        local |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
                     }
                 }
                 Target::Core(c) => mask |= 1 << c,
@@ -212,7 +215,7 @@ impl Shard {
             picks.clear();
             for (name, members) in r.qsubs.iter().filter(|(n, _)| origin.wants_queue(n)) {
                 match self.pick(m.subject, skip, members, true, Some(origin)) {
-                    Pick::Local(s) => any |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg),
+                    Pick::Local(s) => local |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg),
                     Pick::Core(c) => {
                         picks.push((c, name.clone()));
                         mask |= 1 << c;
@@ -222,11 +225,15 @@ impl Shard {
                 }
             }
         }
+        any |= local;
+        if let Some(c) = origin.client.filter(|_| depth == 0) {
+            c.note_sent(mask, local);
+        }
         any |= self.send_to_routes(acc, m);
         if mask != 0 {
             any = true;
             origin.crossed();
-            let meta = origin.meta(acc);
+            let meta = Meta { seq, ..origin.meta(acc) };
             let picks = self.picks.borrow();
             for (core, ob) in self.outboxes.iter().enumerate() {
                 if let Some(ob) = ob.as_ref().filter(|_| mask & (1 << core) != 0) {
@@ -347,6 +354,11 @@ impl Shard {
             }
             (was_empty, out.len())
         };
+        let (core, seq) = self.cur.get();
+        c.note_received(core, self.id as u16);
+        if c.tracking.get() {
+            self.track_delivery(c, core, seq, body.len());
+        }
         bump(&c.stats.out_msgs, 1);
         bump(&c.stats.out_bytes, body.len() as u64);
         bump(&self.stats.out_msgs, 1);
