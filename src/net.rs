@@ -158,7 +158,7 @@ impl ReadBuf {
 pub enum Transport {
     Plain(TcpStream),
     ClientTls(Box<futures_rustls::client::TlsStream<TcpStream>>),
-    ServerTls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+    ServerTls(Box<futures_rustls::server::TlsStream<TlsTcp>>),
     #[cfg(feature = "server")]
     WebSocket(Box<crate::server::websocket::frame::WsStream<Transport>>),
 }
@@ -169,7 +169,7 @@ impl Transport {
         match self {
             Transport::Plain(s) => s,
             Transport::ClientTls(s) => s.get_ref().0,
-            Transport::ServerTls(s) => s.get_ref().0,
+            Transport::ServerTls(s) => &s.get_ref().0.tcp,
             #[cfg(feature = "server")]
             Transport::WebSocket(s) => s.get_ref().tcp(),
         }
@@ -191,6 +191,106 @@ impl Transport {
             None => String::new(),
         };
         Some((version, suite.map(|s| format!("{:?}", s.suite())).unwrap_or_default()))
+    }
+}
+
+/// The TCP stream under a broker's TLS connection.
+///
+/// rustls reads at most 4 KiB of records per call (and shrinks its buffer back to that each
+/// time it is drained), so a TLS stream reading straight from the socket made a `recv` per
+/// 4 KiB: ~150,000 a second under a 600 MB/s flood. Reads here take up to [`READ_AHEAD`] at
+/// once and hand rustls its 4 KiB from memory. The buffer starts at 4 KiB, doubles while
+/// reads fill it, and is given back whenever the socket has nothing more (an idle connection
+/// holds none). Writes go out as rustls queues them: its records in one `sendmsg` (up to 64
+/// at once), not one `send` each.
+pub struct TlsTcp {
+    pub tcp: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The size the next buffer gets.
+    size: usize,
+}
+
+/// Most bytes one read takes from the socket under TLS.
+const READ_AHEAD: usize = 64 * 1024;
+
+impl TlsTcp {
+    pub fn new(tcp: TcpStream) -> TlsTcp {
+        TlsTcp { tcp, buf: Vec::new(), start: 0, end: 0, size: 4096 }
+    }
+}
+
+impl AsyncRead for TlsTcp {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.start == this.end {
+            if out.len() >= READ_AHEAD {
+                return Pin::new(&mut this.tcp).poll_read(cx, out);
+            }
+            if this.buf.len() != this.size {
+                this.buf = vec![0; this.size];
+            }
+            let n = match Pin::new(&mut this.tcp).poll_read(cx, &mut this.buf) {
+                Poll::Ready(Ok(n)) => n,
+                other => {
+                    // Nothing to read: no buffer held while waiting.
+                    this.buf = Vec::new();
+                    return other;
+                }
+            };
+            if n == 0 {
+                this.buf = Vec::new();
+                return Poll::Ready(Ok(0));
+            }
+            if n == this.buf.len() {
+                this.size = (this.size * 2).min(READ_AHEAD);
+            }
+            this.start = 0;
+            this.end = n;
+        }
+        let n = out.len().min(this.end - this.start);
+        out[..n].copy_from_slice(&this.buf[this.start..this.start + n]);
+        this.start += n;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for TlsTcp {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        use std::os::unix::io::AsRawFd;
+        let this = self.get_mut();
+        let Some(first) = bufs.iter().find(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
+        if bufs.len() > 1 {
+            let iov: Vec<libc::iovec> = bufs.iter().take(64).map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }).collect();
+            // SAFETY: a zeroed msghdr is valid; it points at `iov`, which outlives the call.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = iov.as_ptr() as *mut _;
+            msg.msg_iovlen = iov.len() as _;
+            // SAFETY: the connection's open socket, and a msghdr over live buffers.
+            let n = unsafe { libc::sendmsg(this.tcp.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                return Poll::Ready(Ok(n as usize));
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
+                return Poll::Ready(Err(e));
+            }
+        }
+        // The socket is full (or one buffer): glommio's write waits for it, with its timeout.
+        Pin::new(&mut this.tcp).poll_write(cx, first)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_close(cx)
     }
 }
 
@@ -293,5 +393,58 @@ mod tests {
             // Reads may come back short (the writer is on the same thread), but not 4 KiB ones.
             assert!(reads < total / 8192, "records of {msg} B: {reads} reads for {total} B");
         }
+    }
+
+    /// Under TLS: rustls's 4 KiB reads come out of the read-ahead buffer byte for byte, and a
+    /// vectored write of many slices sends them all, in order.
+    #[test]
+    fn tls_tcp_reads_ahead_and_writes_vectored() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(256 << 10)
+            .spawn(|| async move {
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+                let sent = data.clone();
+                let writer = glommio::spawn_local(async move {
+                    let mut s = TlsTcp::new(TcpStream::connect(addr).await.unwrap());
+                    // Slices of assorted sizes, many per vectored write.
+                    let mut at = 0;
+                    let mut k = 0usize;
+                    while at < sent.len() {
+                        let cuts: Vec<usize> = (0..80).map(|j| 1 + (k * 31 + j * 977) % 9000).collect();
+                        k += 1;
+                        let mut slices = Vec::new();
+                        let mut end = at;
+                        for c in cuts {
+                            let e = (end + c).min(sent.len());
+                            slices.push(io::IoSlice::new(&sent[end..e]));
+                            end = e;
+                        }
+                        let n = futures_lite::future::poll_fn(|cx| Pin::new(&mut s).poll_write_vectored(cx, &slices)).await.unwrap();
+                        assert!(n > 0);
+                        at += n;
+                    }
+                    s.close().await.unwrap();
+                });
+                let mut r = TlsTcp::new(listener.accept().await.unwrap());
+                let mut got = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = futures_lite::future::poll_fn(|cx| Pin::new(&mut r).poll_read(cx, &mut chunk)).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&chunk[..n]);
+                    // Every 4 KiB read is served whole while data is buffered.
+                    assert!(n == 4096 || r.start == r.end, "a short read with data buffered");
+                }
+                writer.await;
+                assert!(got == data, "bytes differ");
+                assert!(r.buf.is_empty(), "the buffer is given back at the end");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

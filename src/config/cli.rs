@@ -597,6 +597,9 @@ mod tests {
         assert_eq!(o.spin, crate::server::options::DEFAULT_SPIN);
         assert_eq!(run(&["--spin", "200us"]).unwrap().0.spin, std::time::Duration::from_micros(200));
         assert_eq!(run(&["--spin=0"]).unwrap().0.spin, std::time::Duration::ZERO);
+        assert!(o.colocate && run(&["--colocate"]).unwrap().0.colocate);
+        assert!(!run(&["--colocate=false"]).unwrap().0.colocate);
+        assert!(run(&["--colocate=maybe"]).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! No setting is ignored: an unknown key is an error in nats-server 2.9's words
 //! (`file:line:col: unknown field "x"`), and a key nats-server 2.9 knows that natsu does not
 //! serve yet is refused by name (`file:line:col: "gateway" is not supported by natsu yet`).
-//! natsu's own `cores` and `spin` are the keys nats-server does not know.
+//! natsu's own `cores`, `spin` and `colocate` are the keys nats-server does not know.
 //!
 //! Loading only checks: TLS certificate files are read when the server starts.
 //!
@@ -649,6 +649,7 @@ mod tests {
         assert_eq!(ok("spin: \"200us\"").0.spin, Duration::from_micros(200));
         assert_eq!(ok("spin: 0").0.spin, Duration::ZERO);
         assert_eq!(ok("").0.spin, crate::server::options::DEFAULT_SPIN);
+        assert!(ok("").0.colocate && !ok("colocate: false").0.colocate);
     }
 
     #[test]

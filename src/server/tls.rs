@@ -181,7 +181,7 @@ pub async fn client_starts_tls(tcp: &TcpStream, timeout: Duration) -> bool {
 pub async fn accept(config: Arc<ServerConfig>, tcp: TcpStream, timeout: Duration) -> Result<Transport, String> {
     let handshake = async {
         TlsAcceptor::from(config)
-            .accept(tcp)
+            .accept(crate::net::TlsTcp::new(tcp))
             .await
             .map(|s| Transport::ServerTls(Box::new(s)))
             .map_err(|e| e.to_string())
