@@ -406,13 +406,6 @@ async fn run_shard(
             glommio::spawn_local(websocket::serve(shard.clone(), stream)).detach();
         }))
     });
-    if ncores > 1 {
-        glommio::spawn_local({
-            let shard = shard.clone();
-            async move { shard.colocate_task().await }
-        })
-        .detach();
-    }
     control_task(&shard).await;
     // The control thread shut the listeners when the mode changed, so the loops have ended
     // or end at once; awaiting them (not cancelling) keeps the sockets open until no
@@ -439,6 +432,7 @@ async fn control_task(shard: &Rc<Shard>) {
         if shard.refresh_live() {
             reauthorize(shard).await;
         }
+        shard.colocate_look();
         match control.mode() {
             Mode::Running => continue,
             m => break m,

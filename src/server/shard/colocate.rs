@@ -66,7 +66,7 @@ pub struct PeerTraffic {
 }
 
 /// How often a core looks at its clients' traffic while messages cross between cores, and
-/// while none do.
+/// while none do (the control task's tick).
 const LOOK_BUSY: Duration = Duration::from_millis(50);
 const LOOK_IDLE: Duration = Duration::from_millis(250);
 /// Messages each way, in one look, that make a pair worth moving: 400 a second. Below
@@ -217,6 +217,10 @@ pub struct CoreState {
     requested: RefCell<Option<(Rc<Client>, Instant)>>,
     /// The server's move count when this core last looked.
     moves_seen: Cell<u64>,
+    /// Messages crossed (both ways) at the last look, and whether looks every `LOOK_BUSY`
+    /// are under way.
+    crossed: Cell<u64>,
+    looking: Cell<bool>,
 }
 
 impl Shard {
@@ -248,21 +252,37 @@ impl Shard {
         (super::super::monitor::fmt::now_ns().saturating_sub(self.started_ns) / 1_000_000_000) as u32 + 1
     }
 
-    /// Look at the clients' traffic, often while messages cross between cores (a chatty
-    /// pair split across cores should not wait long) and seldom while none do (an idle
-    /// server stays idle), until the server stops.
-    pub async fn colocate_task(&self) {
-        let mut crossed = 0;
-        let mut every = LOOK_IDLE;
-        while self.shared.control.mode() != super::Mode::Stopping {
-            glommio::timer::sleep(every).await;
-            let now = self.stats.cross_sent.get() + self.stats.cross_received.get();
-            let busy = now != std::mem::replace(&mut crossed, now);
-            // Counts gathered over a longer look are scaled to the short one.
-            let scale = (every.as_millis() / LOOK_BUSY.as_millis()).max(1) as u32;
-            self.colocate_tick(scale);
-            every = if busy { LOOK_BUSY } else { LOOK_IDLE };
+    /// Look at the clients' traffic (from the control task, four times a second: an idle
+    /// server wakes for nothing more). While messages cross between cores a look every
+    /// [`LOOK_BUSY`] follows, so that a chatty pair split across cores does not wait long, until
+    /// a look finds none crossed.
+    pub fn colocate_look(self: &Rc<Self>) {
+        if self.outboxes.len() < 2 || self.colocate.looking.get() {
+            return;
         }
+        let busy = self.crossed_since_look();
+        self.colocate_tick((LOOK_IDLE.as_millis() / LOOK_BUSY.as_millis()) as u32);
+        if busy && self.opts().colocate {
+            self.colocate.looking.set(true);
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(LOOK_BUSY).await;
+                    if !me.crossed_since_look() || me.shared.control.mode() != super::Mode::Running {
+                        break;
+                    }
+                    me.colocate_tick(1);
+                }
+                me.colocate.looking.set(false);
+            })
+            .detach();
+        }
+    }
+
+    /// Whether messages crossed between this core and another since the last look.
+    fn crossed_since_look(&self) -> bool {
+        let now = self.stats.cross_sent.get() + self.stats.cross_received.get();
+        self.colocate.crossed.replace(now) != now
     }
 
     /// Look at this core's clients' traffic since the last look (`scale` looks long): ask
