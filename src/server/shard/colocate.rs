@@ -360,10 +360,10 @@ impl Shard {
             }
     }
 
-    /// Step 1, on the core the client leaves, from its reader stopped between commands:
-    /// send its state to the other core and wait until that core has indexed it; then take
-    /// its subscriptions out of this core's index and wait until every core has handled
-    /// all this core sent it before. True: the move goes on (the client's writer should now
+    /// Steps 1 and 3, on the core the client leaves, from its reader stopped between
+    /// commands: send its state to the other core and wait until that core has indexed it;
+    /// then wait until every core has answered a barrier (everything sent here before is
+    /// delivered) and take its subscriptions out of this core's index. True: the move goes on (the client's writer should now
     /// send what is queued, and [`Shard::move_out_done`] follows); false: it was called off,
     /// and the client is served here as before.
     pub async fn move_out(&self, client: &Rc<Client>) -> bool {
