@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
@@ -66,6 +67,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)).await
     }
 
+    /// Write all of `parts` in order (a vectored write where the stream has one) and flush,
+    /// under `deadline` as [`Shared::write_all_by`].
+    pub async fn write_vectored_all_by(&self, mut parts: &mut [io::IoSlice<'_>], deadline: Option<std::time::Instant>) -> io::Result<()> {
+        io::IoSlice::advance_slices(&mut parts, 0);
+        while !parts.is_empty() {
+            let n = poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_write_vectored(cx, parts)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            io::IoSlice::advance_slices(&mut parts, n);
+            if !parts.is_empty() && deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+        }
+        poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)).await
+    }
+
     /// Shut the stream down (a TLS stream sends close_notify first).
     pub async fn close(&self) -> io::Result<()> {
         poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)).await
@@ -80,11 +98,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
 /// A connection's read buffer: bytes read and not yet parsed sit in `pending()`.
 ///
 /// It starts small (an idle connection costs little), doubles while reads fill it, grows to
-/// whatever a big payload needs, and shrinks back once that payload is consumed.
+/// whatever a big payload needs, and shrinks back once that payload is consumed. A big
+/// payload can leave it without a copy ([`ReadBuf::freeze_front`]): the buffer's front
+/// becomes shared, immutable `Bytes`, and reading goes on in the rest of the allocation.
 pub struct ReadBuf {
-    buf: Vec<u8>,
+    /// Initialized to its length; `start..end` is pending.
+    buf: BytesMut,
     start: usize,
     end: usize,
+    /// The size the buffer has when nothing big passes through (doubles while reads fill
+    /// it, up to `max`).
+    size: usize,
     /// The usual largest size; a payload may take it further for a while.
     max: usize,
     /// The last read filled all the space it had.
@@ -94,9 +118,9 @@ pub struct ReadBuf {
 impl ReadBuf {
     /// A buffer of `initial` bytes holding `leftover` (bytes read before this reader began).
     pub fn new(initial: usize, max: usize, leftover: &[u8]) -> ReadBuf {
-        let mut buf = vec![0u8; initial.max(leftover.len())];
+        let mut buf = BytesMut::zeroed(initial.max(leftover.len()));
         buf[..leftover.len()].copy_from_slice(leftover);
-        ReadBuf { buf, start: 0, end: leftover.len(), max, filled: false }
+        ReadBuf { buf, start: 0, end: leftover.len(), size: initial.min(max), max, filled: false }
     }
 
     /// Bytes read and not yet consumed.
@@ -110,13 +134,26 @@ impl ReadBuf {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.filled && self.buf.len() < self.max {
-                self.buf = vec![0u8; self.buf.len() * 2];
+            if self.filled && self.size < self.max {
+                self.size = (self.size * 2).min(self.max);
+                self.buf = BytesMut::zeroed(self.size);
             } else if self.buf.len() > self.max {
                 // Done with a big payload: give the memory back.
-                self.buf = vec![0u8; self.max];
+                self.buf = BytesMut::zeroed(self.size);
             }
         }
+    }
+
+    /// Take the first `n` pending bytes out as `Bytes` without copying them (a big payload
+    /// that goes on to many subscribers, on other cores too). The buffer goes on in what
+    /// is left of its memory; the memory is freed once the last `Bytes` of it is dropped.
+    pub fn freeze_front(&mut self, n: usize) -> Bytes {
+        assert!(n <= self.end - self.start, "freeze_front past the pending bytes");
+        let mut front = self.buf.split_to(self.start + n);
+        bytes::Buf::advance(&mut front, self.start);
+        self.end -= self.start + n;
+        self.start = 0;
+        front.freeze()
     }
 
     /// Read once from `stream` into the free space, first making room when less than a
@@ -128,12 +165,14 @@ impl ReadBuf {
     /// messages that almost never happens, and a buffer stuck at 4 KiB meant a read, and a
     /// write downstream, per four messages.
     pub async fn read_from<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &Shared<S>, needed: usize) -> io::Result<usize> {
-        if self.buf.len() - self.end < self.buf.len() / 4 || self.start + needed > self.buf.len() {
+        if self.buf.len() - self.end < self.size / 4 || self.start + needed > self.buf.len() {
             let pending = self.end - self.start;
-            let busy = self.filled && self.buf.len() < self.max;
-            let size = if busy { self.buf.len() * 2 } else { self.buf.len() }.max(needed).max(pending + 4096);
+            if self.filled && self.size < self.max {
+                self.size = (self.size * 2).min(self.max);
+            }
+            let size = self.size.max(needed).max(pending + 4096);
             if size > self.buf.len() {
-                let mut bigger = vec![0u8; size];
+                let mut bigger = BytesMut::zeroed(size);
                 bigger[..pending].copy_from_slice(&self.buf[self.start..self.end]);
                 self.buf = bigger;
             } else if self.start > 0 {
@@ -262,27 +301,7 @@ impl AsyncWrite for TlsTcp {
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        use std::os::unix::io::AsRawFd;
-        let this = self.get_mut();
-        let Some(first) = bufs.iter().find(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
-        if bufs.len() > 1 {
-            let iov: Vec<libc::iovec> = bufs.iter().take(64).map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }).collect();
-            // SAFETY: a zeroed msghdr is valid; it points at `iov`, which outlives the call.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = iov.as_ptr() as *mut _;
-            msg.msg_iovlen = iov.len() as _;
-            // SAFETY: the connection's open socket, and a msghdr over live buffers.
-            let n = unsafe { libc::sendmsg(this.tcp.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-            if n >= 0 {
-                return Poll::Ready(Ok(n as usize));
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
-                return Poll::Ready(Err(e));
-            }
-        }
-        // The socket is full (or one buffer): glommio's write waits for it, with its timeout.
-        Pin::new(&mut this.tcp).poll_write(cx, first)
+        tcp_write_vectored(&mut self.get_mut().tcp, cx, bufs)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -292,6 +311,32 @@ impl AsyncWrite for TlsTcp {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_close(cx)
     }
+}
+
+/// A vectored write on a glommio TCP stream (which writes one buffer at a time): all of
+/// `bufs` in one `sendmsg` when the socket takes them now, else glommio's write of the first
+/// non-empty one, which waits for room (with the stream's write timeout).
+fn tcp_write_vectored(tcp: &mut TcpStream, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    use std::os::unix::io::AsRawFd;
+    let Some(first) = bufs.iter().find(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
+    if bufs.len() > 1 {
+        // SAFETY: a zeroed msghdr is valid. `IoSlice` is ABI-compatible with `iovec` on Unix,
+        // and `bufs` outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len().min(1024) as _;
+        // SAFETY: the stream's open socket, and a msghdr over live buffers.
+        let n = unsafe { libc::sendmsg(tcp.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Poll::Ready(Ok(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
+            return Poll::Ready(Err(e));
+        }
+    }
+    // The socket is full (or one buffer): glommio's write waits for it, with its timeout.
+    Pin::new(tcp).poll_write(cx, first)
 }
 
 /// Forward one poll to whichever stream the transport holds.
@@ -328,6 +373,13 @@ impl AsyncRead for Transport {
 impl AsyncWrite for Transport {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         each_stream!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => tcp_write_vectored(s, cx, bufs),
+            other => each_stream!(Pin::new(other), s => s.poll_write_vectored(cx, bufs)),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -442,6 +494,71 @@ mod tests {
                 writer.await;
                 assert!(got == data, "bytes differ");
                 assert!(r.buf.is_empty(), "the buffer is given back at the end");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+    /// Records of assorted sizes, the big ones taken out of the buffer as `Bytes` without a
+    /// copy, sent with vectored writes over plain TCP (a `Transport`): every record arrives
+    /// whole and in order, and frozen records keep their bytes while reading goes on.
+    #[test]
+    fn big_records_leave_the_read_buffer_without_a_copy() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(256 << 10)
+            .spawn(|| async move {
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                // Record i: 4-byte length, then its bytes (a function of i and the offset).
+                let sizes: Vec<usize> = (0..400).map(|i| [10, 1_000, 40_000, 70_000, 300_000, 33][i % 6] + i).collect();
+                let record = |i: usize| -> Vec<u8> {
+                    let mut r = (sizes[i] as u32).to_le_bytes().to_vec();
+                    r.extend((0..sizes[i]).map(|j| (i * 13 + j / 7) as u8));
+                    r
+                };
+                let records: Vec<Vec<u8>> = (0..sizes.len()).map(record).collect();
+                let sent = records.clone();
+                let writer = glommio::spawn_local(async move {
+                    let s = Shared::new(Transport::Plain(TcpStream::connect(addr).await.unwrap()));
+                    for group in sent.chunks(7) {
+                        let mut parts: Vec<io::IoSlice<'_>> = group.iter().map(|r| io::IoSlice::new(r)).collect();
+                        s.write_vectored_all_by(&mut parts, None).await.unwrap();
+                    }
+                    s.close().await.unwrap();
+                });
+                let stream = Shared::new(listener.accept().await.unwrap());
+                let mut buf = ReadBuf::new(512, 64 * 1024, &[]);
+                let mut frozen = Vec::new();
+                let mut next = 0;
+                loop {
+                    let p = buf.pending();
+                    let len = (p.len() >= 4).then(|| 4 + u32::from_le_bytes(p[..4].try_into().unwrap()) as usize);
+                    match len {
+                        Some(len) if p.len() >= len => {
+                            assert!(p[..len] == records[next][..], "record {next} differs");
+                            if len > 32 * 1024 {
+                                let at = p.as_ptr();
+                                let b = buf.freeze_front(len);
+                                assert_eq!(b.as_ptr(), at, "frozen in place");
+                                frozen.push((next, b));
+                            } else {
+                                buf.consume(len);
+                            }
+                            next += 1;
+                        }
+                        _ => {
+                            if buf.read_from(&stream, len.unwrap_or(0)).await.unwrap() == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
+                writer.await;
+                assert_eq!(next, records.len());
+                assert!(frozen.len() > 100);
+                for (i, b) in &frozen {
+                    assert!(b[..] == records[*i][..], "frozen record {i} changed");
+                }
             })
             .unwrap()
             .join()

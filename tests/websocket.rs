@@ -461,6 +461,38 @@ fn websocket_and_tcp_clients_together() {
     assert_eq!(varz["websocket"]["no_tls"].as_bool(), Some(true));
 }
 
+/// Big payloads (handed on as shared bytes, written from there) reach WebSocket clients
+/// whole, with and without compression, as on the reference.
+#[test]
+fn big_payloads_reach_websocket_clients_whole() {
+    for s in both("compression: true", "") {
+        for compressed in [false, true] {
+            let offer = if compressed { "Sec-WebSocket-Extensions: permessage-deflate\r\n" } else { "" };
+            let (mut ws, _) = Ws::open(s.ws_port, offer);
+            ws.send(b"CONNECT {\"verbose\":false}\r\nSUB big 1\r\nPING\r\n");
+            ws.until("PONG\r\n");
+            let mut tcp = Raw::connect_with(s.server.port, "{\"verbose\":false}");
+            let mut want = Vec::new();
+            for (k, n) in [40_000usize, 65_536, 7, 1 << 20].into_iter().enumerate() {
+                let body: Vec<u8> = (0..n).map(|j| b'a' + ((j * 7 + j / 101 + k) % 26) as u8).collect();
+                let mut cmd = format!("PUB big {n}\r\n").into_bytes();
+                cmd.extend_from_slice(&body);
+                cmd.extend_from_slice(b"\r\n");
+                tcp.send_bytes(&cmd);
+                want.extend_from_slice(format!("MSG big 1 {n}\r\n").as_bytes());
+                want.extend_from_slice(&body);
+                want.extend_from_slice(b"\r\n");
+            }
+            tcp.send("PING\r\n");
+            tcp.expect("PONG\r\n");
+            ws.send(b"PING\r\n");
+            let got = ws.until("PONG\r\n");
+            want.extend_from_slice(b"PONG\r\n");
+            assert!(got == want, "{} (compressed: {compressed}): {} bytes, {} expected", s.name, got.len(), want.len());
+        }
+    }
+}
+
 fn find_all(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
 }

@@ -17,6 +17,22 @@ pub fn msg(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[u8]>, 
     frame(out, op, subject, Some(sid), reply, header_len, msg);
 }
 
+/// Append the line of a MSG (or HMSG) whose `len` bytes of message the caller sends after
+/// it, then `\r\n` (a big payload written from where it is, not copied).
+pub fn msg_head(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, len: usize) {
+    let op: &[u8] = if header_len.is_some() { b"HMSG " } else { b"MSG " };
+    out.extend_from_slice(op);
+    out.extend_from_slice(subject);
+    out.push(b' ');
+    out.extend_from_slice(sid);
+    out.push(b' ');
+    if let Some(r) = reply {
+        out.extend_from_slice(r);
+        out.push(b' ');
+    }
+    sizes(out, header_len, len);
+}
+
 /// Append `PUB subject [reply] size\r\npayload\r\n` (or HPUB with headers): the client side.
 ///
 /// ```
@@ -66,6 +82,19 @@ pub fn err(out: &mut Vec<u8>, text: &str) {
 mod tests {
     use super::*;
     use crate::protocol::parser::{Delivery, Op, Parser, Role};
+
+    #[test]
+    fn msg_head_then_payload_is_msg() {
+        for (reply, hl, m) in [(None, None, &b"payload"[..]), (Some(&b"r.1"[..]), Some(4), &b"a\r\n\r\nbody"[..]), (None, Some(0), &b""[..])] {
+            let mut whole = Vec::new();
+            msg(&mut whole, b"s.t", b"12", reply, hl, m);
+            let mut parts = Vec::new();
+            msg_head(&mut parts, b"s.t", b"12", reply, hl, m.len());
+            parts.extend_from_slice(m);
+            parts.extend_from_slice(b"\r\n");
+            assert_eq!(whole, parts);
+        }
+    }
 
     #[test]
     fn msg_round_trips_through_the_client_parser() {
@@ -187,13 +216,19 @@ fn server_msg(out: &mut Vec<u8>, account: Option<&[u8]>, subject: &[u8], reply: 
 /// `[header_len ]size\r\nmsg\r\n`: how every message frame ends.
 #[inline]
 fn sizes_and_payload(out: &mut Vec<u8>, header_len: Option<usize>, msg: &[u8]) {
+    sizes(out, header_len, msg.len());
+    out.extend_from_slice(msg);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `[header_len ]len\r\n`.
+#[inline]
+fn sizes(out: &mut Vec<u8>, header_len: Option<usize>, len: usize) {
     let mut num = itoa::Buffer::new();
     if let Some(h) = header_len {
         out.extend_from_slice(num.format(h).as_bytes());
         out.push(b' ');
     }
-    out.extend_from_slice(num.format(msg.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(msg);
+    out.extend_from_slice(num.format(len).as_bytes());
     out.extend_from_slice(b"\r\n");
 }

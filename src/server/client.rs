@@ -16,6 +16,7 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 
+use bytes::Bytes;
 use glommio::net::TcpStream;
 
 use super::auth::{self, CertNames, ClientPerms, Identity, Presented, Verdict};
@@ -131,6 +132,10 @@ pub struct Client {
     pub addr: Option<SocketAddr>,
     /// Frames waiting for the writer.
     pub out: RefCell<Vec<u8>>,
+    /// Big payloads queued without a copy (see `Shard::deliver`), each with the offset in
+    /// `out` where it goes, and their bytes (counted against max_pending with `out`).
+    pub big: RefCell<Vec<(usize, Bytes)>>,
+    pub big_bytes: Cell<usize>,
     /// Bytes the writer has taken from `out` and not yet finished sending; counted with `out`
     /// against max_pending.
     pub in_flight: Cell<usize>,
@@ -225,6 +230,8 @@ impl Client {
             addr,
             // Empty until something is queued: an idle connection costs no outbound buffer.
             out: RefCell::new(Vec::new()),
+            big: RefCell::new(Vec::new()),
+            big_bytes: Cell::new(0),
             in_flight: Cell::new(0),
             writer: Cell::new(None),
             stalled: RefCell::new(Vec::new()),
@@ -346,7 +353,7 @@ impl Client {
     /// Returns how the pending bytes stand.
     #[inline]
     pub fn queued(&self, was_empty: bool, queued: usize) -> Pending {
-        let pending = queued + self.in_flight.get();
+        let pending = queued + self.big_bytes.get() + self.in_flight.get();
         if pending > self.max_pending {
             tracing::info!(cid = self.cid, "Slow Consumer Detected: MaxPending of {} exceeded", self.max_pending);
             self.abort(CloseReason::SlowConsumerPendingBytes);
@@ -387,7 +394,7 @@ impl Client {
 
     /// Bytes queued and in flight.
     pub fn pending(&self) -> usize {
-        self.out.borrow().len() + self.in_flight.get()
+        self.out.borrow().len() + self.big_bytes.get() + self.in_flight.get()
     }
 
     /// Resolves once pending bytes are at most `bytes`, or the connection is closed.
@@ -451,6 +458,8 @@ impl Client {
         }
         self.state.set(State::Closed);
         self.out.borrow_mut().clear();
+        self.big.borrow_mut().clear();
+        self.big_bytes.set(0);
         self.wake_stalled();
         // SAFETY: `fd` is this connection's socket, open until the TcpStream that owns it
         // drops, which happens only after both tasks using it have finished.
@@ -697,6 +706,7 @@ const SMALL_WRITE_BUF: usize = 1024;
 /// Send what is queued, a whole buffer per pass, until the connection closes.
 pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
     let mut spare: Vec<u8> = Vec::new();
+    let mut spare_big: Vec<(usize, Bytes)> = Vec::new();
     let deadline = shard.opts().write_deadline;
     // When a pass last filled at least a quarter of its buffer (now_ns).
     let mut last_big_pass = 0u64;
@@ -744,11 +754,29 @@ pub(crate) async fn writer(shard: &Shard, client: &Client, stream: &Stream) {
             break;
         }
         std::mem::swap(&mut *client.out.borrow_mut(), &mut spare);
-        client.in_flight.set(spare.len());
+        std::mem::swap(&mut *client.big.borrow_mut(), &mut spare_big);
+        client.in_flight.set(spare.len() + client.big_bytes.replace(0));
         // write_deadline bounds the whole flush, as nats-server's deadline on its writev
         // does: a consumer that takes a few bytes at a time must not stretch it forever.
         // (Each single write is bounded by the socket's write timeout, set in `serve`.)
-        let res = stream.write_all_by(&spare, Some(std::time::Instant::now() + deadline)).await;
+        let by = Some(std::time::Instant::now() + deadline);
+        let res = if spare_big.is_empty() {
+            stream.write_all_by(&spare, by).await
+        } else {
+            // Big payloads go out from where they are, between the frames around them.
+            let mut parts = Vec::with_capacity(spare_big.len() * 2 + 1);
+            let mut at = 0;
+            for (pos, b) in &spare_big {
+                parts.push(std::io::IoSlice::new(&spare[at..*pos]));
+                parts.push(std::io::IoSlice::new(b));
+                at = *pos;
+            }
+            parts.push(std::io::IoSlice::new(&spare[at..]));
+            let res = stream.write_vectored_all_by(&mut parts, by).await;
+            drop(parts);
+            spare_big.clear();
+            res
+        };
         client.in_flight.set(0);
         client.last_activity.set(now_ns());
         client.wake_stalled();
@@ -844,7 +872,17 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream, leftove
                     // The hot path: a publish needs no future (handle_op's is built per op).
                     if let Op::Pub(p) = &op {
                         if client.authorized.get() {
-                            shard.publish(client, p);
+                            if p.msg.len() < BIG_PAYLOAD {
+                                shard.publish(client, p, None);
+                            } else {
+                                // A big payload leaves the read buffer as shared bytes: every
+                                // core and subscriber it goes to takes a reference, not a copy.
+                                let at = Offsets::of(buf.pending(), p);
+                                drop(op);
+                                let bytes = buf.freeze_front(used_all);
+                                used_all = 0;
+                                shard.publish(client, &at.publish(&bytes), Some(&bytes));
+                            }
                             if client.state.get() != State::Open {
                                 return None;
                             }
@@ -892,6 +930,31 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream, leftove
         if client.move_wanted().is_some() && client.state.get() == State::Open {
             return Some(buf.pending().to_vec());
         }
+    }
+}
+
+/// A payload this big (or bigger) is handed on as `Bytes` (see `ReadBuf::freeze_front`): below
+/// it a copy per core and subscriber costs less than the reference counts and the vectored
+/// writes.
+pub const BIG_PAYLOAD: usize = 32 * 1024;
+
+/// Where a PUB's parts sit in the read buffer, to find them again in the frozen bytes.
+struct Offsets {
+    subject: (usize, usize),
+    reply: Option<(usize, usize)>,
+    header_len: Option<usize>,
+    msg: (usize, usize),
+}
+
+impl Offsets {
+    fn of(base: &[u8], p: &crate::protocol::Publish<'_>) -> Offsets {
+        let at = |part: &[u8]| (part.as_ptr() as usize - base.as_ptr() as usize, part.len());
+        Offsets { subject: at(p.subject), reply: p.reply.map(at), header_len: p.header_len, msg: at(p.msg) }
+    }
+
+    fn publish<'a>(&self, b: &'a [u8]) -> crate::protocol::Publish<'a> {
+        let part = |(o, l): (usize, usize)| &b[o..o + l];
+        crate::protocol::Publish { subject: part(self.subject), reply: self.reply.map(part), header_len: self.header_len, msg: part(self.msg) }
     }
 }
 
@@ -953,7 +1016,7 @@ fn authorize(shard: &Shard, client: &Client, id: Identity) -> bool {
 /// Act on one operation. `Err` closes the connection (after sending what is queued).
 async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result<(), CloseReason> {
     match op {
-        Op::Pub(p) => shard.publish(client, &p),
+        Op::Pub(p) => shard.publish(client, &p, None),
         Op::Sub { subject, queue, sid } => shard.subscribe(client, subject, queue, sid),
         Op::Unsub { sid, max } => {
             shard.unsubscribe(client, sid, max);

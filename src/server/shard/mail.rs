@@ -86,12 +86,12 @@ impl Shard {
                 let mut delivered = false;
                 for t in &r.psubs {
                     if let Target::Sub(s) = t {
-                        delivered |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                        delivered |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg, m.big);
                     }
                 }
                 for (_, members) in &r.qsubs {
                     if let Pick::Local(s) = self.pick(m.subject, None, members, false, None) {
-                        delivered |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                        delivered |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg, m.big);
                     }
                 }
                 if let Some(o) = self.outbox(from) {
@@ -100,7 +100,7 @@ impl Shard {
                 self.stall_origin(from, meta.origin);
                 continue;
             }
-            let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg };
+            let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg, big: m.big };
             // Routes and leafs (on core zero) get what a client on another core published, as
             // `leaf::forwards` says.
             // A forwarded message (hops > 0) is only for its queue groups.
@@ -108,7 +108,7 @@ impl Shard {
                 for t in &r.psubs {
                     match t {
                         Target::Sub(s) => {
-                            self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                            self.deliver(s, m.subject, m.reply, m.header_len, m.msg, m.big);
                         }
                         Target::System(req) => self.system_request(*req, meta.account, msg),
                         Target::Route(rt) if Origin::from_core(&meta).forwards_to(rt) => self.add_route_target(rt, None),
@@ -123,7 +123,7 @@ impl Shard {
                 };
                 match self.pick(m.subject, None, members, false, Some(Origin::from_core(&meta))) {
                     Pick::Local(s) => {
-                        self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                        self.deliver(s, m.subject, m.reply, m.header_len, m.msg, m.big);
                         continue;
                     }
                     Pick::Route(rt) => {
@@ -144,7 +144,7 @@ impl Shard {
                 }
                 let c = cores[self.random(cores.len())] as usize;
                 if let Some(ob) = self.outbox(c) {
-                    ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::once(q), super::outbox::Meta { hops: meta.hops + 1, ..meta });
+                    ob.push_msg(m.subject, m.reply, m.header_len, m.msg, m.big, std::iter::once(q), super::outbox::Meta { hops: meta.hops + 1, ..meta });
                 }
             }
             self.send_to_routes(meta.account, msg);
@@ -155,7 +155,7 @@ impl Shard {
     /// An answer to a generated reply subject whose mapping is on this core.
     fn answer_from(&self, from: usize, m: &BatchMsg<'_>) {
         let origin = Origin::from_core(&m.meta);
-        let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg };
+        let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg, big: m.big };
         self.answer(origin, m.meta.account, msg, 1);
         self.stall_origin(from, m.meta.origin);
     }

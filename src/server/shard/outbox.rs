@@ -13,6 +13,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
+use bytes::Bytes;
+
 use crate::server::client::Kind;
 
 /// What crosses from one core to another through the mesh.
@@ -101,6 +103,8 @@ struct Entry {
     /// `u32::MAX` marks PUB (no headers).
     header_len: u32,
     msg: Span,
+    /// `msg` is the batch's `big[msg.start]`, not a range of its data.
+    big: bool,
     /// Queue groups the receiving core must deliver this message to: a range of `queues`.
     queues: (u32, u32),
     meta: Meta,
@@ -112,6 +116,9 @@ pub struct Batch {
     data: Vec<u8>,
     entries: Vec<Entry>,
     queues: Vec<Span>,
+    /// Big payloads, by reference (see `client::BIG_PAYLOAD`), and their bytes.
+    big: Vec<Bytes>,
+    big_bytes: usize,
 }
 
 /// One message read back out of a [`Batch`].
@@ -121,6 +128,8 @@ pub struct BatchMsg<'a> {
     pub reply: Option<&'a [u8]>,
     pub header_len: Option<usize>,
     pub msg: &'a [u8],
+    /// `msg` as shared bytes, when it crossed as such.
+    pub big: Option<&'a Bytes>,
     queues: &'a [Span],
     data: &'a [u8],
     pub meta: Meta,
@@ -140,14 +149,24 @@ impl Batch {
         Span { start, len: bytes.len() as u32 }
     }
 
-    /// Append a message with the queue groups the receiver should deliver it to.
-    pub fn push<'q>(&mut self, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8], queues: impl Iterator<Item = &'q [u8]>, meta: Meta) {
+    /// Append a message with the queue groups the receiver should deliver it to (`big`:
+    /// `msg` as shared bytes, taken by reference instead of copied).
+    pub fn push<'q>(&mut self, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8], big: Option<&Bytes>, queues: impl Iterator<Item = &'q [u8]>, meta: Meta) {
         let subject = self.put(subject);
         let reply = match reply {
             Some(r) => self.put(r),
             None => Span { start: 0, len: u32::MAX },
         };
-        let msg = self.put(msg);
+        let shared = big.and_then(|b| super::routing::share(b, msg));
+        let is_big = shared.is_some();
+        let msg = match shared {
+            Some(b) => {
+                self.big_bytes += b.len();
+                self.big.push(b);
+                Span { start: self.big.len() as u32 - 1, len: msg.len() as u32 }
+            }
+            None => self.put(msg),
+        };
         let q0 = self.queues.len() as u32;
         for q in queues {
             let s = self.put(q);
@@ -159,6 +178,7 @@ impl Batch {
             reply,
             header_len: header_len.map_or(u32::MAX, |h| h as u32),
             msg,
+            big: is_big,
             queues: (q0, q1),
             meta,
         });
@@ -174,9 +194,9 @@ impl Batch {
         self.entries.is_empty()
     }
 
-    /// Bytes the batch holds.
+    /// Bytes the batch holds (or holds references to).
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.data.len() + self.big_bytes
     }
 
     /// The messages in order.
@@ -187,7 +207,8 @@ impl Batch {
             subject: at(e.subject),
             reply: (e.reply.len != u32::MAX).then(|| at(e.reply)),
             header_len: (e.header_len != u32::MAX).then_some(e.header_len as usize),
-            msg: at(e.msg),
+            msg: if e.big { &self.big[e.msg.start as usize][..] } else { at(e.msg) },
+            big: e.big.then(|| &self.big[e.msg.start as usize]),
             queues: &self.queues[e.queues.0 as usize..e.queues.1 as usize],
             data: d,
             meta: e.meta,
@@ -220,6 +241,8 @@ impl BatchPool {
         b.data.clear();
         b.entries.clear();
         b.queues.clear();
+        b.big.clear();
+        b.big_bytes = 0;
         if let Ok(mut v) = self.0.lock() {
             if v.len() < POOL_MAX {
                 v.push(b);
@@ -271,10 +294,10 @@ impl Outbox {
     }
 
     /// Queue a message for the peer.
-    pub fn push_msg<'q>(&self, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8], queues: impl Iterator<Item = &'q [u8]>, meta: Meta) {
+    pub fn push_msg<'q>(&self, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8], big: Option<&Bytes>, queues: impl Iterator<Item = &'q [u8]>, meta: Meta) {
         let mut open = self.open.borrow_mut();
         let before = open.bytes();
-        open.push(subject, reply, header_len, msg, queues, meta);
+        open.push(subject, reply, header_len, msg, big, queues, meta);
         self.pending.set(self.pending.get() + open.bytes() - before);
         drop(open);
         self.wake_sender();
@@ -367,11 +390,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn big_payloads_cross_by_reference() {
+        let whole = Bytes::from(b"PUB big 7\r\npayload\r\n".to_vec());
+        let payload = &whole[11..18];
+        let mut b = Batch::default();
+        b.push(b"small", None, None, b"copied", None, std::iter::empty(), Meta::default());
+        b.push(b"big", None, None, payload, Some(&whole), std::iter::empty(), Meta::default());
+        // A payload that is not inside the bytes given is copied, not trusted.
+        b.push(b"other", None, None, b"elsewhere", Some(&whole), std::iter::empty(), Meta::default());
+        let v: Vec<_> = b.iter().collect();
+        assert_eq!((v[0].msg, v[0].big.is_none()), (&b"copied"[..], true));
+        assert_eq!(v[1].msg, b"payload");
+        let big = v[1].big.expect("by reference");
+        assert_eq!(big.as_ptr(), payload.as_ptr(), "the same memory, not a copy");
+        assert_eq!((v[2].msg, v[2].big.is_none()), (&b"elsewhere"[..], true));
+        assert_eq!(b.bytes(), "smallcopiedbigotherelsewhere".len() + 7);
+        let pool = BatchPool::default();
+        pool.give(b);
+        let b = pool.take();
+        assert_eq!((b.len(), b.bytes()), (0, 0));
+    }
+
+    #[test]
     fn batch_round_trip_keeps_order_and_fields() {
         let mut b = Batch::default();
-        b.push(b"a.b", None, None, b"one", std::iter::empty(), Meta::default());
-        b.push(b"c", Some(b"_INBOX.1"), Some(4), b"hdrsbody", [&b"q1"[..], b"q2"].into_iter(), Meta { hops: 1, account: 3, ..Meta::default() });
-        b.push(b"d", Some(b""), None, b"", std::iter::empty(), Meta::default());
+        b.push(b"a.b", None, None, b"one", None, std::iter::empty(), Meta::default());
+        b.push(b"c", Some(b"_INBOX.1"), Some(4), b"hdrsbody", None, [&b"q1"[..], b"q2"].into_iter(), Meta { hops: 1, account: 3, ..Meta::default() });
+        b.push(b"d", Some(b""), None, b"", None, std::iter::empty(), Meta::default());
         let v: Vec<_> = b.iter().collect();
         assert_eq!(v.len(), 3);
         assert_eq!((v[0].subject, v[0].reply, v[0].header_len, v[0].msg), (&b"a.b"[..], None, None, &b"one"[..]));
@@ -386,18 +431,18 @@ mod tests {
     fn sealed_batches_come_from_the_pool_and_big_ones_are_not_kept() {
         let pool = Arc::new(BatchPool::default());
         let mut b = Batch::default();
-        b.push(b"x", None, None, &[7; 1000], std::iter::empty(), Meta::default());
+        b.push(b"x", None, None, &[7; 1000], None, std::iter::empty(), Meta::default());
         let cap = b.data.capacity();
         pool.give(b);
         let o = Outbox::new(pool.clone());
-        o.push_msg(b"y", None, None, b"1", std::iter::empty(), Meta::default());
+        o.push_msg(b"y", None, None, b"1", None, std::iter::empty(), Meta::default());
         // Sealing replaces the open batch with the pooled one: empty, capacity kept.
         o.seal();
         assert!(o.open.borrow().is_empty());
         assert_eq!(o.open.borrow().data.capacity(), cap);
         assert!(pool.0.lock().unwrap().is_empty());
         let mut big = Batch::default();
-        big.push(b"z", None, None, &vec![0; POOL_BATCH_MAX + 1], std::iter::empty(), Meta::default());
+        big.push(b"z", None, None, &vec![0; POOL_BATCH_MAX + 1], None, std::iter::empty(), Meta::default());
         pool.give(big);
         assert!(pool.0.lock().unwrap().is_empty(), "an oversized batch is freed");
         for _ in 0..POOL_MAX + 3 {
@@ -413,7 +458,7 @@ mod tests {
         let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
         ex.run(async {
             for _ in 0..4 {
-                o.push_msg(b"x", None, None, &msg, std::iter::empty(), Meta::default());
+                o.push_msg(b"x", None, None, &msg, None, std::iter::empty(), Meta::default());
                 // Handed to the mesh: still counted, however few mails that is.
                 assert!(matches!(o.next().await, Mail::Batch(_)));
             }
@@ -422,10 +467,10 @@ mod tests {
             assert!(!o.is_full(), "a credited batch frees its bytes");
             // Credit owed to the peer goes out in lumps, before anything else.
             o.give_credit(123);
-            o.push_msg(b"y", None, None, b"1", std::iter::empty(), Meta::default());
+            o.push_msg(b"y", None, None, b"1", None, std::iter::empty(), Meta::default());
             assert!(matches!(o.next().await, Mail::Batch(_)), "under a lump, credit waits");
             o.give_credit(CREDIT_BATCH);
-            o.push_msg(b"z", None, None, b"1", std::iter::empty(), Meta::default());
+            o.push_msg(b"z", None, None, b"1", None, std::iter::empty(), Meta::default());
             assert!(matches!(o.next().await, Mail::Credit { bytes } if bytes == CREDIT_BATCH + 123));
             assert!(matches!(o.next().await, Mail::Batch(_)));
         });
@@ -434,9 +479,9 @@ mod tests {
     #[test]
     fn control_mails_follow_the_messages_queued_before_them() {
         let o = Outbox::default();
-        o.push_msg(b"x", None, None, b"1", std::iter::empty(), Meta::default());
+        o.push_msg(b"x", None, None, b"1", None, std::iter::empty(), Meta::default());
         o.push_control(Mail::Ack { epoch: 7 });
-        o.push_msg(b"y", None, None, b"2", std::iter::empty(), Meta::default());
+        o.push_msg(b"y", None, None, b"2", None, std::iter::empty(), Meta::default());
         let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
         ex.run(async {
             assert!(matches!(o.next().await, Mail::Batch(b) if b.len() == 1));

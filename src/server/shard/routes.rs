@@ -241,7 +241,7 @@ impl Shard {
             return;
         };
         let origin = Origin { client: None, cid: c.cid, kind, queues: Some(m.queues), to_routes };
-        let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg };
+        let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg, big: None };
         self.route(origin, acc, msg, 0);
     }
 

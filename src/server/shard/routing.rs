@@ -5,6 +5,8 @@
 
 use std::rc::Rc;
 
+use bytes::Bytes;
+
 use super::imports::{parse_reply, reply_subject, MAX_IMPORT_DEPTH};
 use super::index::{bump, Subscription, Target};
 use super::outbox::Meta;
@@ -80,11 +82,14 @@ pub(super) struct Message<'a> {
     pub reply: Option<&'a [u8]>,
     pub header_len: Option<usize>,
     pub msg: &'a [u8],
+    /// `msg` as shared bytes when it is big (see `client::BIG_PAYLOAD`): handed to other
+    /// cores and queued for subscribers without a copy.
+    pub big: Option<&'a Bytes>,
 }
 
 impl Shard {
-    /// A client published a message.
-    pub fn publish(&self, client: &Rc<Client>, p: &Publish<'_>) {
+    /// A client published a message (`big`: its payload as shared bytes, when big).
+    pub fn publish(&self, client: &Rc<Client>, p: &Publish<'_>, big: Option<&Bytes>) {
         bump(&client.stats.in_msgs, 1);
         bump(&client.stats.in_bytes, p.msg.len() as u64);
         bump(&self.stats.in_msgs, 1);
@@ -111,7 +116,7 @@ impl Shard {
         }
         // Unlike nats-server, subjects with spaces or control bytes are never delivered: the
         // index matches nothing for them, and nobody is told there are no responders.
-        let m = Message { subject: p.subject, reply: p.reply, header_len: p.header_len, msg: p.msg };
+        let m = Message { subject: p.subject, reply: p.reply, header_len: p.header_len, msg: p.msg, big };
         let acc = client.account.get();
         let routed = self.route(Origin::of(client), acc, m, 0);
         if let Some(reply) = p.reply.filter(|_| !routed && client.no_responders.get()) {
@@ -140,7 +145,7 @@ impl Shard {
         client.published_across.set(true);
         let meta = Meta { probe: token, seq: self.next_seq(), ..Origin::of(client).meta(acc) };
         for ob in self.outboxes.iter().flatten() {
-            ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::empty(), meta);
+            ob.push_msg(m.subject, m.reply, m.header_len, m.msg, m.big, std::iter::empty(), meta);
         }
     }
 
@@ -168,7 +173,7 @@ impl Shard {
         for t in &r.psubs {
             if let Target::Sub(s) = t {
                 if Rc::ptr_eq(&s.client, client) {
-                    self.deliver(s, reply, None, Some(encode::NO_RESPONDERS_HDR.len()), encode::NO_RESPONDERS_HDR);
+                    self.deliver(s, reply, None, Some(encode::NO_RESPONDERS_HDR.len()), encode::NO_RESPONDERS_HDR, None);
                 }
             }
         }
@@ -194,7 +199,7 @@ impl Shard {
             match t {
                 Target::Sub(s) => {
                     if !skip.is_some_and(|o| Rc::ptr_eq(&s.client, o)) {
-                        local |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg);
+                        local |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg, m.big);
                     }
                 }
                 Target::Core(c) => mask |= 1 << c,
@@ -215,7 +220,7 @@ impl Shard {
             picks.clear();
             for (name, members) in r.qsubs.iter().filter(|(n, _)| origin.wants_queue(n)) {
                 match self.pick(m.subject, skip, members, true, Some(origin)) {
-                    Pick::Local(s) => local |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg),
+                    Pick::Local(s) => local |= self.deliver(s, m.subject, m.reply, m.header_len, m.msg, m.big),
                     Pick::Core(c) => {
                         picks.push((c, name.clone()));
                         mask |= 1 << c;
@@ -238,7 +243,7 @@ impl Shard {
             for (core, ob) in self.outboxes.iter().enumerate() {
                 if let Some(ob) = ob.as_ref().filter(|_| mask & (1 << core) != 0) {
                     let qs = picks.iter().filter(|(c, _)| *c as usize == core).map(|(_, n)| &n[..]);
-                    ob.push_msg(m.subject, m.reply, m.header_len, m.msg, qs, meta);
+                    ob.push_msg(m.subject, m.reply, m.header_len, m.msg, m.big, qs, meta);
                     bump(&self.stats.cross_sent, 1);
                 }
             }
@@ -265,7 +270,7 @@ impl Shard {
                 let reply = token.map(|t| reply_subject(&self.shared.accounts.reply_prefix, self.id, t));
                 let rtt = origin.client.map_or(0, |c| c.rtt.get());
                 let (header_len, msg) = with_request_info(m.header_len, m.msg, &self.account(acc).name, rtt);
-                let reached = self.route(origin, i.to, Message { subject: &subject, reply: reply.as_deref(), header_len: Some(header_len), msg: &msg }, depth + 1);
+                let reached = self.route(origin, i.to, Message { subject: &subject, reply: reply.as_deref(), header_len: Some(header_len), msg: &msg, big: None }, depth + 1);
                 if let Some(t) = token.filter(|_| !reached) {
                     // Nobody will answer: the mapping would only wait out the threshold.
                     self.responses.close(t);
@@ -286,7 +291,7 @@ impl Shard {
         if core != self.id {
             let Some(ob) = self.outbox(core) else { return false };
             let meta = Meta { response: true, ..origin.meta(acc) };
-            ob.push_msg(m.subject, m.reply, m.header_len, m.msg, std::iter::empty(), meta);
+            ob.push_msg(m.subject, m.reply, m.header_len, m.msg, m.big, std::iter::empty(), meta);
             origin.crossed();
             return true;
         }
@@ -329,7 +334,10 @@ impl Shard {
     /// Append a message for one subscription to its connection's outbound buffer, framed as
     /// the connection's kind wants it.
     #[inline]
-    pub(super) fn deliver(&self, sub: &Rc<Subscription>, subj: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8]) -> bool {
+    ///
+    /// `big`: `msg` as shared bytes (a big payload): queued by reference, not copied, unless
+    /// a move of the connection is under way (whose bookkeeping counts bytes in `out`).
+    pub(super) fn deliver(&self, sub: &Rc<Subscription>, subj: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, msg: &[u8], big: Option<&Bytes>) -> bool {
         let c = &sub.client;
         if sub.closed.get() || c.state.get() != State::Open || c.denies_delivery(subj) {
             return false;
@@ -343,9 +351,16 @@ impl Shard {
             let mut out = c.out.borrow_mut();
             let was_empty = out.is_empty();
             let start = out.len();
-            match c.kind {
-                // Routes hold no subscriptions: their interest is `Target::Route`.
-            Kind::Client | Kind::Route | Kind::Leaf => encode::msg(&mut out, subj, sub.sid(), reply, h, body),
+            match big.filter(|_| !c.tracking.get()).and_then(|b| share(b, body)) {
+                Some(b) => {
+                    encode::msg_head(&mut out, subj, sub.sid(), reply, h, b.len());
+                    c.big_bytes.set(c.big_bytes.get() + b.len());
+                    c.big.borrow_mut().push((out.len(), b));
+                    out.extend_from_slice(b"\r\n");
+                }
+                // (Routes hold no subscriptions, their interest is `Target::Route`; leaf
+                // connections get MSG as clients do.)
+                None => encode::msg(&mut out, subj, sub.sid(), reply, h, body),
             }
             if crate::logging::trace_enabled() {
                 let line = &out[start..];
@@ -375,6 +390,13 @@ impl Shard {
         }
         true
     }
+}
+
+/// `part` of `whole` as bytes sharing its memory; None if it is not inside (never, when
+/// the caller keeps `Message::big` and `Message::msg` together: checked, not assumed).
+pub(super) fn share(whole: &Bytes, part: &[u8]) -> Option<Bytes> {
+    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    (p >= w && p + part.len() <= w + whole.len()).then(|| whole.slice(p - w..p - w + part.len()))
 }
 
 /// The request as the exporter's responder gets it: with a `Nats-Request-Info` header naming

@@ -106,7 +106,7 @@ impl Shard {
     fn publish_system(&self, subject: &str, body: &Value) {
         let payload = body.to_string();
         let origin = Origin { client: None, cid: 0, kind: Kind::Client, queues: None, to_routes: true };
-        let m = Message { subject: subject.as_bytes(), reply: None, header_len: None, msg: payload.as_bytes() };
+        let m = Message { subject: subject.as_bytes(), reply: None, header_len: None, msg: payload.as_bytes(), big: None };
         self.route(origin, self.shared.accounts.system, m, 0);
     }
 
@@ -222,7 +222,7 @@ impl Shard {
         };
         let payload = Value::Object(out).to_string();
         let origin = Origin { client: None, cid: 0, kind: Kind::Client, queues: None, to_routes: true };
-        let m = Message { subject: &reply, reply: None, header_len: None, msg: payload.as_bytes() };
+        let m = Message { subject: &reply, reply: None, header_len: None, msg: payload.as_bytes(), big: None };
         self.route(origin, acc, m, 0);
     }
 }
