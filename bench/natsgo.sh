@@ -26,7 +26,8 @@
 # (default "pubsub16 pubsub1k"), OUT (default bench/runs/natsgo-<transport>-<time>),
 # MSGS_16 (default 4000000), MSGS_1K (default 1000000), MSGS_64K (default 40000), MSGS_1M
 # (default 3000), MSGS_REQ (default 20000), NATSU (default target/release/natsu; not built here),
-# NATSU_ARGS (extra natsu flags, e.g. "--cores 1"), NATS_SERVER (default nats-server),
+# NATSU_ARGS (extra natsu flags, e.g. "--cores 1"), NATSU_BASELINE (another natsu binary, e.g.
+# an older commit's, measured in the same rounds as "natsu-base": an A/B of a change), NATS_SERVER (default nats-server),
 # NATSGO_BENCH (a natsgo-bench binary; default target/natsgo/natsgo-bench, built when
 # missing or older than its source), SERVERS (default "natsu nats-server"), RUN_TIMEOUT
 # (seconds one run may take, default 180). Only loopback is used; every process started here is stopped by its PID on
@@ -49,7 +50,8 @@ NATSU="${NATSU:-target/release/natsu}"
 NATSU_ARGS="${NATSU_ARGS:-}"
 NATS_SERVER="${NATS_SERVER:-nats-server}"
 NATSGO_BENCH="${NATSGO_BENCH:-target/natsgo/natsgo-bench}"
-SERVERS="${SERVERS:-natsu nats-server}"
+NATSU_BASELINE="${NATSU_BASELINE:-}"
+SERVERS="${SERVERS:-natsu ${NATSU_BASELINE:+natsu-base }nats-server}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-180}"
 
 # name -> natsgo-bench arguments
@@ -78,8 +80,9 @@ esac
 for s in $SERVERS; do
     case "$s" in
     natsu) [ -x "$NATSU" ] || { echo "$NATSU is missing: cargo build --release --bin natsu" >&2; exit 1; } ;;
+    natsu-base) [ -x "$NATSU_BASELINE" ] || { echo "NATSU_BASELINE=$NATSU_BASELINE is not an executable" >&2; exit 1; } ;;
     nats-server) command -v "$NATS_SERVER" >/dev/null || { echo "$NATS_SERVER is missing (Debian: apt-get install nats-server)" >&2; exit 1; } ;;
-    *) echo "unknown server $s (natsu, nats-server)" >&2; exit 2 ;;
+    *) echo "unknown server $s (natsu, natsu-base, nats-server)" >&2; exit 2 ;;
     esac
 done
 if [ ! -x "$NATSGO_BENCH" ] || [ bench/natsgo/src/natsgo-bench/main.go -nt "$NATSGO_BENCH" ]; then
@@ -151,6 +154,8 @@ start_server() {
     case "$kind" in
     # shellcheck disable=SC2086
     natsu) "$NATSU" -c "$dir/server.conf" $NATSU_ARGS 2>"$dir/server.log" & ;;
+    # shellcheck disable=SC2086
+    natsu-base) "$NATSU_BASELINE" -c "$dir/server.conf" $NATSU_ARGS 2>"$dir/server.log" & ;;
     nats-server) "$NATS_SERVER" -c "$dir/server.conf" 2>"$dir/server.log" & ;;
     esac
     SERVER_PID=$!
@@ -260,7 +265,7 @@ def fmt(v, digits=0):
         return "–"
     return f"{v:,.{digits}f}"
 
-rows, ratio_rows, per_round = [], [], []
+rows, ratio_rows, base_rows, per_round = [], [], [], []
 med_of = {}
 for w in workloads:
     for s in servers:
@@ -280,9 +285,14 @@ for w in workloads:
                 rate(r['msgs_per_s']) if r and r.get("complete") else "failed" for r in rs))
     if "natsu" in servers and "nats-server" in servers:
         (a_rate, a_cpu), (b_rate, b_cpu) = med_of[(w, "natsu")], med_of[(w, "nats-server")]
-        rate = f"{a_rate / b_rate:.2f}×" if a_rate and b_rate else "–"
-        cpu = f"{a_cpu / b_cpu:.2f}×" if a_cpu and b_cpu else "–"
-        ratio_rows.append(f"| {titles[w]} | {rate} | {cpu} |")
+        r_rate = f"{a_rate / b_rate:.2f}×" if a_rate and b_rate else "–"
+        r_cpu = f"{a_cpu / b_cpu:.2f}×" if a_cpu and b_cpu else "–"
+        ratio_rows.append(f"| {titles[w]} | {r_rate} | {r_cpu} |")
+    if "natsu" in servers and "natsu-base" in servers:
+        (a_rate, a_cpu), (b_rate, b_cpu) = med_of[(w, "natsu")], med_of[(w, "natsu-base")]
+        r_rate = f"{a_rate / b_rate:.2f}×" if a_rate and b_rate else "–"
+        r_cpu = f"{a_cpu / b_cpu:.2f}×" if a_cpu and b_cpu else "–"
+        base_rows.append(f"| {titles[w]} | {r_rate} | {r_cpu} |")
 
 n = max((len(runs(w, s)) for w in workloads for s in servers), default=0)
 counts = os.environ.get("COUNTS", "")
@@ -297,6 +307,10 @@ if ratio_rows:
     print("\n| workload | natsu ÷ nats-server: rate | natsu ÷ nats-server: CPU per message |")
     print("| --- | ---: | ---: |")
     print("\n".join(ratio_rows))
+if base_rows:
+    print("\n| workload | natsu ÷ natsu-base (NATSU_BASELINE): rate | CPU per message |")
+    print("| --- | ---: | ---: |")
+    print("\n".join(base_rows))
 print("\nEach round (rate): " + "; ".join(per_round) + ".")
 # Exit 1 when any run failed or lost something, so that a smoke test can be scripted.
 if any(not (r and r.get("complete")) for w in workloads for s in servers for r in runs(w, s)):

@@ -15,6 +15,10 @@ Two measurements, each on a freshly started server, servers alternating per roun
 - wildcard SUBs with a warm match cache: a publisher sends to 1,024 distinct subjects that a
   `warm.>` subscriber matches (the match cache is full), then another connection sends W
   wildcard SUBs (`wild.<i>.*`) and a PING; the time to the PONG gives SUBs per second.
+- publishers while such a burst lands (a fresh server again): a probe publishes one message
+  at a time to a subject another connection subscribes to and times each to its delivery,
+  for 0.5 s before the burst (the quiet figures) and while the W wildcard SUBs land (from
+  their write to the PONG after them); a spike is a delivery far slower than the quiet ones.
 
 Prints one line per run and the medians; loopback only, ports picked by the servers.
 """
@@ -27,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 
 
@@ -138,6 +143,44 @@ def wildcard(port, w):
     return w / (time.perf_counter() - t0)
 
 
+def burst_latency(port, w):
+    """Deliveries timed one at a time before and while W wildcard SUBs land: (quiet p99,
+    quiet max, burst p99, burst max, probes during the burst), in microseconds."""
+    sub, pub, subber, psub, ppub = Conn(port), Conn(port), Conn(port), Conn(port), Conn(port)
+    sub.s.sendall(b"SUB warm.> 1\r\n")
+    sub.ping()
+    pub.s.sendall(b"".join(b"PUB warm.%d 1\r\nx\r\n" % i for i in range(1024)))
+    pub.ping()
+    psub.s.sendall(b"SUB probe 1\r\n")
+    psub.ping()
+    samples = []  # (sent at, microseconds to delivery)
+    stop_at = [time.perf_counter() + 30.0]
+
+    def probe():
+        n = 0
+        while time.perf_counter() < stop_at[0] and n < 200_000:
+            n += 1
+            t0 = time.perf_counter()
+            ppub.s.sendall(b"PUB probe 1\r\nx\r\n")
+            psub.read_until(b"x\r\n")
+            samples.append((t0, (time.perf_counter() - t0) * 1e6))
+
+    t = threading.Thread(target=probe)
+    t.start()
+    time.sleep(0.5)
+    cmds = b"".join(b"SUB wild.%d.* %d\r\n" % (i, i + 1) for i in range(w))
+    b0 = time.perf_counter()
+    subber.s.sendall(cmds)
+    subber.ping()
+    b1 = time.perf_counter()
+    stop_at[0] = b1 + 0.1
+    t.join()
+    quiet = sorted(d for s, d in samples if s < b0 and s > b0 - 0.4)
+    burst = sorted(d for s, d in samples if b0 <= s <= b1)
+    pct = lambda xs, q: xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
+    return pct(quiet, 0.99), max(quiet, default=float("nan")), pct(burst, 0.99), max(burst, default=float("nan")), len(burst)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -155,6 +198,7 @@ def main():
     unsubr = {n: [] for n, _ in servers}
     shufr = {n: [] for n, _ in servers}
     wild = {n: [] for n, _ in servers}
+    lat = {n: [] for n, _ in servers}
     for r in range(a.rounds):
         order = servers if r % 2 == 0 else list(reversed(servers))
         for name, cmd in order:
@@ -164,18 +208,29 @@ def main():
             proc, port, log = start(cmd)
             s = wildcard(port, a.wild)
             stop(proc, log)
+            proc, port, log = start(cmd)
+            bl = burst_latency(port, a.wild)
+            stop(proc, log)
+            lat[name].append(bl)
             mem[name].append(m)
             subr[name].append(sr)
             unsubr[name].append(ur)
             shufr[name].append(xr)
             wild[name].append(s)
             print(f"round {r + 1} {name:12} {m:8.0f} B/subscription  {sr:10.0f} SUBs/s  {ur:10.0f} UNSUBs/s  {xr:10.0f} shuffled  {s:10.0f} wildcard SUBs/s", flush=True)
+            print(f"        {name:12} delivery while the wildcard SUBs land: quiet p99 {bl[0]:.0f} max {bl[1]:.0f} us, burst p99 {bl[2]:.0f} max {bl[3]:.0f} us ({bl[4]} probes)", flush=True)
     med = statistics.median
     print()
     print(f"| server | added RSS per subscription | SUBs/s ({a.subs:,} in one write) | UNSUBs/s (the same, in sid order) | UNSUBs/s (shuffled) | wildcard SUBs/s, warm cache |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, _ in servers:
         print(f"| {name} | {med(mem[name]):,.0f} B | {med(subr[name]):,.0f} | {med(unsubr[name]):,.0f} | {med(shufr[name]):,.0f} | {med(wild[name]):,.0f} |")
+    print()
+    print("| server | delivery p99 / max, quiet (µs) | the same while the wildcard SUBs land (µs) | probes in the burst |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, _ in servers:
+        ls = lat[name]
+        print(f"| {name} | {med([x[0] for x in ls]):.0f} / {med([x[1] for x in ls]):.0f} | {med([x[2] for x in ls]):.0f} / {med([x[3] for x in ls]):.0f} | {med([x[4] for x in ls]):.0f} |")
     ref = "nats-server"
     for name, _ in servers:
         if name != ref:

@@ -369,7 +369,16 @@ impl Shard {
     pub async fn move_out(&self, client: &Rc<Client>) -> bool {
         let Some(to) = client.move_wanted() else { return false };
         client.clear_move_wanted();
-        let requested = self.colocate.requested.borrow_mut().take().is_some_and(|(c, _)| Rc::ptr_eq(&c, client));
+        // (A request naming another client stays, to be started or called off as usual:
+        // taking it here would leave the server-wide "a move is under way" set for good.)
+        let requested = {
+            let mut req = self.colocate.requested.borrow_mut();
+            let mine = req.as_ref().is_some_and(|(c, _)| Rc::ptr_eq(c, client));
+            if mine {
+                req.take();
+            }
+            mine
+        };
         if !requested {
             return false;
         }
