@@ -70,6 +70,9 @@ def rss_kib(pid):
 class Conn:
     def __init__(self, port):
         self.s = socket.create_connection(("127.0.0.1", port))
+        # As every NATS client library: without it, a lone small PUB waits for the
+        # server's delayed ACK of the one before (Nagle).
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.s.settimeout(60)
         self.buf = b""
         self.read_until(b"\r\n")

@@ -43,19 +43,6 @@ const AUTH_VIOLATION: &str = "-ERR 'Authorization Violation'\r\n";
 /// Upper bound on one wait of a real client.
 const WAIT: Duration = Duration::from_secs(5);
 
-fn info_json(r: &Raw) -> serde_json::Map<String, Value> {
-    let json = r.info.strip_prefix("INFO ").map(str::trim_end).expect("an INFO line");
-    match serde_json::from_str(json) {
-        Ok(Value::Object(m)) => m,
-        _ => panic!("INFO is not a JSON object: {json}"),
-    }
-}
-
-/// The nonce of a connection's INFO.
-fn nonce(r: &Raw) -> String {
-    info_json(r).get("nonce").and_then(Value::as_str).unwrap_or_else(|| panic!("no nonce in {}", r.info)).to_string()
-}
-
 /// `CONNECT` JSON for an NKey login with this key and signature.
 fn nkey_connect(key: &str, sig: &str) -> String {
     serde_json::json!({ "verbose": false, "nkey": key, "sig": sig }).to_string()
@@ -79,26 +66,6 @@ fn logs_in(port: u16, make: impl FnOnce(&Raw) -> String) -> bool {
     }
 }
 
-trait ExpectLogin {
-    fn expect_closed_or_pong(&mut self) -> String;
-}
-
-impl ExpectLogin for Raw {
-    /// What comes back for a CONNECT and PING: the PONG, or everything up to the close.
-    fn expect_closed_or_pong(&mut self) -> String {
-        let mut chunk = [0u8; 4096];
-        loop {
-            if self.buf.ends_with(b"PONG\r\n") {
-                return String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
-            }
-            match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned(),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // NKey users
 
@@ -111,21 +78,21 @@ fn nkey_info_carries_a_fresh_nonce() {
     let user = nkeys::KeyPair::new_user();
     let server = Server::with_config(&nkey_conf(&user), &[]);
     let (a, b) = (Raw::connect(server.port), Raw::connect(server.port));
-    let (na, nb) = (nonce(&a), nonce(&b));
+    let (na, nb) = (a.nonce(), b.nonce());
     for n in [&na, &nb] {
         assert_eq!(n.len(), 15, "{n}");
         assert!(n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "URL-safe base64: {n}");
         assert_eq!(URL_SAFE_NO_PAD.decode(n).expect("base64").len(), 11);
     }
     assert_ne!(na, nb, "one nonce per connection");
-    let info = info_json(&a);
+    let info = a.info_map();
     assert_eq!(info.get("auth_required"), Some(&Value::Bool(true)));
     // Where the reference writes it: after client_ip.
     assert!(a.info.find("\"client_ip\"").unwrap() < a.info.find("\"nonce\"").unwrap(), "{}", a.info);
     // Without NKey users there is no nonce.
     let plain = Server::with_config("authorization { users = [ { user: bob, password: bob-pw } ] }\n", &[]);
     let r = Raw::connect(plain.port);
-    assert!(!info_json(&r).contains_key("nonce"), "{}", r.info);
+    assert!(!r.info_map().contains_key("nonce"), "{}", r.info);
 }
 
 #[test]
@@ -136,11 +103,11 @@ fn nkey_login_good_and_bad_signatures() {
     let port = server.port;
     let pk = user.public_key();
     // Good: URL-safe base64 without padding (what clients send), standard with padding.
-    assert!(logs_in(port, |r| nkey_connect(&pk, &URL_SAFE_NO_PAD.encode(sign(&user, &nonce(r))))));
-    assert!(logs_in(port, |r| nkey_connect(&pk, &STANDARD.encode(sign(&user, &nonce(r))))));
+    assert!(logs_in(port, |r| nkey_connect(&pk, &URL_SAFE_NO_PAD.encode(sign(&user, &r.nonce())))));
+    assert!(logs_in(port, |r| nkey_connect(&pk, &STANDARD.encode(sign(&user, &r.nonce())))));
     // An NKey wins over a user and password beside it.
     assert!(logs_in(port, |r| {
-        let sig = URL_SAFE_NO_PAD.encode(sign(&user, &nonce(r)));
+        let sig = URL_SAFE_NO_PAD.encode(sign(&user, &r.nonce()));
         serde_json::json!({ "verbose": false, "nkey": pk, "sig": sig, "user": "bob", "pass": "wrong" }).to_string()
     }));
     // The password user beside the NKey user.
@@ -148,12 +115,12 @@ fn nkey_login_good_and_bad_signatures() {
     // Refused: another key's signature, an unknown key, no signature, a signature of
     // another nonce, a garbage signature, a seed given as the key, nothing at all.
     let refused: Vec<(&str, Box<dyn Fn(&Raw) -> String>)> = vec![
-        ("wrong signature", Box::new(|r| nkey_connect(&pk, &URL_SAFE_NO_PAD.encode(sign(&stranger, &nonce(r)))))),
-        ("unknown key", Box::new(|r| nkey_connect(&stranger.public_key(), &URL_SAFE_NO_PAD.encode(sign(&stranger, &nonce(r)))))),
+        ("wrong signature", Box::new(|r| nkey_connect(&pk, &URL_SAFE_NO_PAD.encode(sign(&stranger, &r.nonce()))))),
+        ("unknown key", Box::new(|r| nkey_connect(&stranger.public_key(), &URL_SAFE_NO_PAD.encode(sign(&stranger, &r.nonce()))))),
         ("missing signature", Box::new(|_| serde_json::json!({ "verbose": false, "nkey": pk }).to_string())),
         ("another nonce", Box::new(|_| nkey_connect(&pk, &URL_SAFE_NO_PAD.encode(sign(&user, "AAAAAAAAAAAAAAA"))))),
         ("garbage signature", Box::new(|_| nkey_connect(&pk, "!!!"))),
-        ("seed as key", Box::new(|r| nkey_connect(&user.seed().unwrap(), &URL_SAFE_NO_PAD.encode(sign(&user, &nonce(r)))))),
+        ("seed as key", Box::new(|r| nkey_connect(&user.seed().unwrap(), &URL_SAFE_NO_PAD.encode(sign(&user, &r.nonce()))))),
         ("no credentials", Box::new(|_| r#"{"verbose":false}"#.into())),
     ];
     for (what, make) in refused {
@@ -220,7 +187,7 @@ const DENIED_SECRET: &str = "-ERR 'Permissions Violation for Publish to \"secret
 fn no_auth_user_info_says_no_auth_required() {
     let server = Server::with_config(NO_AUTH_CONF, &[]);
     let r = Raw::connect(server.port);
-    assert!(!info_json(&r).contains_key("auth_required"), "{}", r.info);
+    assert!(!r.info_map().contains_key("auth_required"), "{}", r.info);
 }
 
 #[test]

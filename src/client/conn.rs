@@ -382,7 +382,9 @@ impl Connection {
                 let kp = nkeys::KeyPair::from_seed(seed).map_err(|e| Error::InvalidArgument(format!("nkey seed: {e}")))?;
                 let sig = kp.sign(info.nonce.as_deref().unwrap_or("").as_bytes()).map_err(|e| Error::InvalidArgument(format!("nkey seed: {e}")))?;
                 use base64::Engine;
-                (Some(kp.public_key()), Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)))
+                // A JWT user is named by its JWT, not its key.
+                let key = opts.user_jwt.is_none().then(|| kp.public_key());
+                (key, Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)))
             }
             None => (None, None),
         };
@@ -403,7 +405,7 @@ impl Connection {
             auth_token: addr.token.clone().or_else(|| opts.token.clone()),
             nkey,
             sig,
-            jwt: None,
+            jwt: opts.user_jwt.as_deref().map(str::to_string),
         };
         let mut hello = b"CONNECT ".to_vec();
         serde_json::to_writer(&mut hello, &connect).map_err(|e| Error::Protocol(e.to_string()))?;

@@ -44,7 +44,7 @@ pub use encoded::{DefaultEncoder, EncodedConnection, Encoder, JsonEncoder};
 pub use error::{Error, Result};
 pub use headers::Headers;
 pub use msg::Msg;
-pub use options::Options;
+pub use options::{parse_credentials, Options};
 pub use subscription::{MsgRef, Subscription};
 pub use tls::TlsOptions;
 

@@ -58,6 +58,8 @@ pub struct Options {
     pub(crate) token: Option<String>,
     /// An NKey user's seed: the handshake signs the server's nonce with it.
     pub(crate) nkey_seed: Option<Arc<str>>,
+    /// A user JWT (operator mode), sent with the seed's signature of the nonce.
+    pub(crate) user_jwt: Option<Arc<str>>,
     pub(crate) tls: TlsOptions,
     pub(crate) no_echo: bool,
     pub(crate) sub_pending_msgs: usize,
@@ -91,6 +93,7 @@ impl Default for Options {
             password: None,
             token: None,
             nkey_seed: None,
+            user_jwt: None,
             tls: TlsOptions::default(),
             no_echo: false,
             sub_pending_msgs: DEFAULT_SUB_PENDING_MSGS,
@@ -223,6 +226,30 @@ impl Options {
         Ok(self)
     }
 
+    /// Log in with a user JWT and its seed (operator mode), as a `.creds` file holds them:
+    /// the CONNECT carries the JWT and the seed's signature of the server's nonce.
+    ///
+    /// ```
+    /// use natsu::client::Options;
+    /// assert!(Options::new().user_jwt("eyJ0eXAiOiJKV1QifQ.e30.sig", "not a seed").is_err());
+    /// ```
+    pub fn user_jwt(self, jwt: impl Into<String>, seed: impl Into<String>) -> Result<Options> {
+        let mut o = self.nkey_seed(seed)?;
+        o.user_jwt = Some(jwt.into().trim().into());
+        Ok(o)
+    }
+
+    /// Log in with a `.creds` file (`nsc` writes them: the user JWT and its seed, each
+    /// framed by dashed lines).
+    pub fn credentials_file(self, path: impl AsRef<std::path::Path>) -> Result<Options> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("credentials file {}: {e}", path.display())))?;
+        match parse_credentials(&text) {
+            (Some(jwt), Some(seed)) => self.user_jwt(jwt, seed),
+            _ => Err(Error::InvalidArgument(format!("credentials file {}: no user JWT and seed in it", path.display()))),
+        }
+    }
+
     /// Insist on TLS even when the server does not require it.
     pub fn require_tls(mut self, on: bool) -> Options {
         self.tls.required = on;
@@ -314,4 +341,28 @@ impl Options {
         self.async_error = Some(Rc::new(f));
         self
     }
+}
+
+/// The JWT (first) and the seed (second) of a `.creds` file's text (or of a decorated JWT
+/// alone: the seed is then None). Lines of dashes frame each; anything else is ignored.
+///
+/// ```
+/// let (jwt, seed) = natsu::client::parse_credentials("-----BEGIN NATS USER JWT-----\neyJhbGc.e30.c2ln\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\nSUAXYZ\n------END USER NKEY SEED------\n");
+/// assert_eq!((jwt.as_deref(), seed.as_deref()), (Some("eyJhbGc.e30.c2ln"), Some("SUAXYZ")));
+/// ```
+pub fn parse_credentials(text: &str) -> (Option<String>, Option<String>) {
+    let mut framed = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line.starts_with("---") && line.contains("BEGIN") {
+            if let Some(v) = lines.by_ref().find(|l| !l.is_empty()) {
+                if !v.starts_with("---") {
+                    framed.push(v.to_string());
+                }
+            }
+        }
+    }
+    let jwt = framed.iter().find(|v| v.starts_with("eyJ")).cloned();
+    let seed = framed.iter().find(|v| v.starts_with('S')).cloned();
+    (jwt, seed)
 }

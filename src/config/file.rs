@@ -21,6 +21,7 @@ mod accounts;
 mod cluster;
 mod leaf;
 mod mapping;
+mod operator;
 mod users;
 mod websocket;
 
@@ -55,6 +56,7 @@ pub fn load_with_env(path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
     let mut log = LogOptions { logtime: true, ..LogOptions::default() };
     l.top(&root, &mut o, &mut log);
     l.finish(&mut o);
+    l.finish_operator(&mut o);
     l.finish_websocket(&o);
     errors.append(&mut l.errors);
     if errors.is_empty() {
@@ -82,6 +84,8 @@ struct Loader {
     system_account: Option<(Pos, String)>,
     /// Where the `websocket` block is, for the checks made once the users are known.
     websocket_at: Option<Pos>,
+    /// `operator`, `resolver` and `resolver_preload` as read.
+    operator: operator::Read,
 }
 
 impl Loader {
@@ -298,6 +302,9 @@ impl Loader {
                     }
                 }
                 "accounts" => self.accounts(v),
+                "operator" | "operators" | "roots" | "root" | "root_operators" | "root_operator" => self.operator(k, v),
+                "resolver" | "account_resolver" | "accounts_resolver" => self.resolver(k, v),
+                "resolver_preload" => self.resolver_preload(v),
                 "no_auth_user" => {
                     if let Some(s) = self.string(k, v) {
                         // Empty is none, as in nats-server.
@@ -902,7 +909,7 @@ mod tests {
         let table: &[(&str, &str)] = &[
             ("port: 4222\ngateway { port: 7222 }", "t.conf:2:1: \"gateway\" is not supported by natsu yet"),
             ("jetstream: enabled", "t.conf:1:1: \"jetstream\" is not supported by natsu yet"),
-            ("operator: x\nresolver: MEMORY\nno_system_account: true", "t.conf:1:1: \"operator\" is not supported by natsu yet\nt.conf:2:1: \"resolver\" is not supported by natsu yet\nt.conf:3:1: \"no_system_account\" is not supported by natsu yet"),
+            ("trusted_keys: x\nresolver_pinned_accounts: [x]\nno_system_account: true", "t.conf:1:1: \"trusted_keys\" is not supported by natsu yet\nt.conf:2:1: \"resolver_pinned_accounts\" is not supported by natsu yet\nt.conf:3:1: \"no_system_account\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, verify_cert_and_check_known_urls: true }", "t.conf:1:34: \"verify_cert_and_check_known_urls\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, cipher_suites: [\"TLS_AES_128_GCM_SHA256\"] }", "t.conf:1:34: \"cipher_suites\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, curve_preferences: [\"X25519\"] }", "t.conf:1:34: \"curve_preferences\" is not supported by natsu yet"),

@@ -62,6 +62,10 @@ pub enum CloseReason {
     /// A leaf connected again (same server, same account) while its old connection was
     /// still up: the old one goes.
     DuplicateLeaf,
+    /// The user's account has as many connections as its JWT allows.
+    MaxAccountConnectionsExceeded,
+    /// The user's JWT expired.
+    AuthenticationExpired,
 }
 
 impl CloseReason {
@@ -88,6 +92,8 @@ impl CloseReason {
             CloseReason::DuplicateServerName => "Duplicate Server Name",
             CloseReason::WrongPort => "Incorrect Port",
             CloseReason::DuplicateLeaf => "Duplicate Remote LeafNode Connection",
+            CloseReason::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
+            CloseReason::AuthenticationExpired => "Authentication Expired",
         }
     }
 }
@@ -186,6 +192,10 @@ pub struct Client {
     pub stats: ClientStats,
     /// CONNECT passed authentication (always true when no auth is configured).
     pub authorized: Cell<bool>,
+    /// What the user's JWT limits (operator mode; none otherwise).
+    pub limits: Cell<auth::ClientLimits>,
+    /// Counted in its account's connections (operator mode's `conn` limit).
+    pub account_counted: Cell<bool>,
     /// The authenticated user name (for /connz `authorized_user` and the logs).
     pub user: RefCell<Option<String>>,
     /// Permissions of that user; `restricted` mirrors `perms.is_some()` for the hot path.
@@ -256,6 +266,8 @@ impl Client {
             published_across: Cell::new(false),
             stats: ClientStats::default(),
             authorized: Cell::new(false),
+            limits: Cell::new(auth::ClientLimits::default()),
+            account_counted: Cell::new(false),
             user: RefCell::new(None),
             perms: RefCell::new(None),
             restricted: Cell::new(false),
@@ -292,8 +304,19 @@ impl Client {
     /// logged in, under the new options. None: they no longer pass.
     pub async fn recheck(&self, opts: &super::options::Options) -> Option<Identity> {
         let connect = self.opts.borrow().clone();
-        let p = Presented { connect: &connect, nonce: self.nonce.as_deref(), cert: self.cert.get().map(|c| &**c) };
-        auth::authenticate(opts, &p).await
+        auth::authenticate(opts, &self.presented(&connect)).await
+    }
+
+    /// The largest payload this client may publish: the server's, or less if its user JWT
+    /// says so.
+    pub fn max_payload(&self, opts: &super::options::Options) -> usize {
+        self.limits.get().payload.map_or(opts.max_payload, |p| p.min(opts.max_payload))
+    }
+
+    /// What this connection presents to the credential check with `connect`.
+    fn presented<'a>(&'a self, connect: &'a Connect) -> Presented<'a> {
+        let kind = if self.websocket { auth::ConnType::WebSocket } else { auth::ConnType::Standard };
+        Presented { connect, nonce: self.nonce.as_deref(), cert: self.cert.get().map(|c| &**c), kind, ip: self.addr.map(|a| a.ip()) }
     }
 
     /// A copy of this connection's permissions (for a move to another core).
@@ -679,7 +702,8 @@ fn ws_close_status(reason: CloseReason) -> u16 {
     use CloseReason::*;
     match reason {
         ClientClosed => CLOSE_NORMAL,
-        AuthenticationTimeout | AuthenticationViolation | SlowConsumerPendingBytes | SlowConsumerWriteDeadline | MaxConnectionsExceeded => CLOSE_POLICY_VIOLATION,
+        AuthenticationTimeout | AuthenticationViolation | AuthenticationExpired | SlowConsumerPendingBytes | SlowConsumerWriteDeadline | MaxConnectionsExceeded
+        | MaxAccountConnectionsExceeded => CLOSE_POLICY_VIOLATION,
         TlsHandshakeError => CLOSE_TLS_HANDSHAKE,
         ParseError | ProtocolViolation => CLOSE_PROTOCOL_ERROR,
         WriteError | ReadError | StaleConnection | ServerShutdown | LameDuck => CLOSE_GOING_AWAY,
@@ -829,7 +853,7 @@ const READ_BUF_MAX: usize = 64 * 1024;
 /// Returns them again (what is not parsed yet) when it stops for a move to another core.
 async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream, leftover: &[u8]) -> Option<Vec<u8>> {
     let opts = shard.opts();
-    let mut parser = Parser::new(Role::Server, opts.max_control_line, opts.max_payload);
+    let mut parser = Parser::new(Role::Server, opts.max_control_line, client.max_payload(&opts));
     parser.set_headers(client.headers.get());
     // Start small (nats-server starts at 512 B: 64K idle connections must not cost GBs)
     // and double while reads fill it.
@@ -898,7 +922,10 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream, leftove
                             auth_violation(client);
                             return None;
                         };
-                        authorize(shard, client, id);
+                        if authorize(shard, client, id).is_err() {
+                            auth_violation(client);
+                            return None;
+                        }
                     }
                     if let Err(stop) = handle_op(shard, client, op).await {
                         client.drain_and_close(stop);
@@ -906,6 +933,7 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream, leftove
                     }
                     if connect {
                         parser.set_headers(client.headers.get());
+                        parser.set_max_payload(client.max_payload(&opts));
                     }
                     if client.state.get() != State::Open {
                         return None;
@@ -995,22 +1023,50 @@ fn auth_violation(client: &Client) {
     client.drain_and_close(CloseReason::AuthenticationViolation);
 }
 
-/// Take what a passing credential check found: user name, permissions, account.
+/// Take what a passing credential check found: user name, permissions, account, and a
+/// user JWT's limits. Err says why the connection goes: an authorization violation (for
+/// the caller to report), or a limit (reported here).
 ///
-/// A connection stays in one account for its life: false, and nothing changed, when a later
-/// CONNECT's credentials belong to another account. (nats-server 2.9 moves the connection
-/// then, and leaves its subscriptions behind in the old account.)
-fn authorize(shard: &Shard, client: &Client, id: Identity) -> bool {
+/// A connection stays in one account for its life: refused, and nothing changed, when a
+/// later CONNECT's credentials belong to another account. (nats-server 2.9 moves the
+/// connection then, and leaves its subscriptions behind in the old account.)
+fn authorize(shard: &Shard, client: &Rc<Client>, id: Identity) -> Result<(), CloseReason> {
     let bound = client.account.get();
     shard.bind_account(client, id.account.as_deref());
     if client.authorized.get() && client.account.get() != bound {
         client.account.set(bound);
-        return false;
+        return Err(CloseReason::AuthenticationViolation);
+    }
+    if !client.account_counted.get() && id.limits.account_conns.is_some() {
+        if !shard.count_account_connection(client.account.get(), id.limits.account_conns) {
+            // nats-server's words.
+            tracing::error!(cid = client.cid, "maximum account active connections exceeded");
+            client.send_err("maximum account active connections exceeded");
+            client.drain_and_close(CloseReason::MaxAccountConnectionsExceeded);
+            return Err(CloseReason::MaxAccountConnectionsExceeded);
+        }
+        client.account_counted.set(true);
     }
     *client.user.borrow_mut() = id.user;
     client.set_perms(id.perms);
+    let had = client.limits.replace(id.limits).expires;
+    if let Some(at) = id.limits.expires.filter(|at| had != Some(*at)) {
+        glommio::spawn_local(expire(client.clone(), at)).detach();
+    }
     client.authorized.set(true);
-    true
+    Ok(())
+}
+
+/// Close the connection when its user JWT expires (as nats-server, with its words), unless
+/// it has logged in again with another JWT by then.
+async fn expire(client: Rc<Client>, at: i64) {
+    let left = (at - crate::server::auth::jwt::now()).max(0) as u64;
+    glommio::timer::sleep(Duration::from_secs(left)).await;
+    if client.state.get() == State::Open && client.limits.get().expires == Some(at) {
+        tracing::debug!(cid = client.cid, "User Authentication Expired");
+        client.send_err("User Authentication Expired");
+        client.drain_and_close(CloseReason::AuthenticationExpired);
+    }
 }
 
 /// Act on one operation. `Err` closes the connection (after sending what is queued).
@@ -1063,12 +1119,13 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
                 // A bcrypt check may wait behind others: give it up once the client has hung
                 // up or been closed (auth timeout), so dead connections cost no check.
                 let gone = || client.state.get() != State::Open || auth::peer_hung_up(client.fd);
-                let p = Presented { connect: &c, nonce: client.nonce.as_deref(), cert: client.cert.get().map(|c| &**c) };
-                match auth::authenticate_client(&opts, &p, gone).await {
+                match auth::authenticate_client(&opts, &client.presented(&c), gone).await {
                     Verdict::Pass(id) => {
-                        if !authorize(shard, client, id) {
-                            auth_violation(client);
-                            return Err(CloseReason::AuthenticationViolation);
+                        if let Err(why) = authorize(shard, client, id) {
+                            if why == CloseReason::AuthenticationViolation {
+                                auth_violation(client);
+                            }
+                            return Err(why);
                         }
                     }
                     Verdict::Refuse => {
@@ -1091,6 +1148,18 @@ async fn handle_op(shard: &Rc<Shard>, client: &Rc<Client>, op: Op<'_>) -> Result
             *client.opts.borrow_mut() = c;
             if client.verbose.get() {
                 client.send(b"+OK\r\n");
+            }
+            // A user JWT that allows less than the server's max_payload: a client that takes
+            // INFO updates (protocol 1) hears of it in a new INFO (nats-server sends it
+            // before its first PONG).
+            let max = client.max_payload(&opts);
+            if max != opts.max_payload && client.opts.borrow().protocol >= 1 {
+                let info = match shard.ws().filter(|_| client.websocket) {
+                    Some(ws) => shard.ws_info_line(&ws, client.cid, client.addr, client.nonce.as_deref()),
+                    None => shard.info_line(client.cid, client.addr, client.nonce.as_deref()),
+                };
+                let info = info.replacen(&format!("\"max_payload\":{}", opts.max_payload), &format!("\"max_payload\":{max}"), 1);
+                client.send(info.as_bytes());
             }
             if !client.announced.get() {
                 shard.client_connected(client);

@@ -1,5 +1,6 @@
 //! Server options with nats-server's defaults.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything the broker needs to know to serve; flags and the config file fill it.
@@ -131,19 +132,49 @@ pub struct Auth {
     pub no_auth_user: Option<String>,
     /// How long a client has to send CONNECT with its credentials (nats-server: 2s).
     pub timeout: Duration,
+    /// Operator mode: the trusted operators and the accounts they signed; clients log in
+    /// with user JWTs (and no users are configured).
+    pub trust: Option<Arc<Trust>>,
 }
 
 impl Default for Auth {
     fn default() -> Self {
-        Auth { user: None, password: None, token: None, users: Vec::new(), no_auth_user: None, timeout: Duration::from_secs(2) }
+        Auth { user: None, password: None, token: None, users: Vec::new(), no_auth_user: None, timeout: Duration::from_secs(2), trust: None }
     }
 }
 
 impl Auth {
     /// Whether clients must present credentials.
     pub fn required(&self) -> bool {
-        self.user.is_some() || self.token.is_some() || !self.users.is_empty()
+        self.user.is_some() || self.token.is_some() || !self.users.is_empty() || self.trust.is_some()
     }
+}
+
+/// Operator mode (`operator`, `resolver: MEMORY`, `resolver_preload`): which keys may sign
+/// accounts, and the accounts (each also in [`Options::accounts`], named by its public key,
+/// with the exports and imports its JWT grants).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trust {
+    /// The operators' public keys (for the logs and /varz).
+    pub operators: Vec<String>,
+    /// Keys that may sign accounts: each operator's own (unless it asks for strict signing
+    /// key usage) and its signing keys.
+    pub keys: Vec<String>,
+    /// The accounts' own keys may not sign users (an operator's `strict_signing_key_usage`).
+    pub strict: bool,
+    /// The preloaded accounts by public key.
+    pub accounts: std::collections::BTreeMap<String, TrustedAccount>,
+}
+
+/// One account of `resolver_preload`, as its JWT says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrustedAccount {
+    pub claims: crate::server::auth::jwt::Claims<crate::server::auth::jwt::AccountNats>,
+    /// The JWT as written.
+    pub jwt: String,
+    /// Why the JWT does not pass the reference's validation (None: it does): its users are
+    /// refused and it takes part in no import, as nats-server never loads such an account.
+    pub invalid: Option<String>,
 }
 
 /// One entry of `authorization { users = [...] }` or of an account's `users`.

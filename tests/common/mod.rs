@@ -273,6 +273,20 @@ impl Raw {
         r
     }
 
+    /// The INFO line's JSON object.
+    pub fn info_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let json = self.info.strip_prefix("INFO ").map(str::trim_end).expect("an INFO line");
+        match serde_json::from_str(json) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => panic!("INFO is not a JSON object: {json}"),
+        }
+    }
+
+    /// The nonce of the INFO (NKey users, operator mode).
+    pub fn nonce(&self) -> String {
+        self.info_map().get("nonce").and_then(serde_json::Value::as_str).unwrap_or_else(|| panic!("no nonce in {}", self.info)).to_string()
+    }
+
     /// Connect, read INFO, send CONNECT with the given JSON and a PING, and wait for PONG.
     pub fn connect_with(port: u16, connect_json: &str) -> Raw {
         let mut r = Raw::connect(port);
@@ -351,6 +365,21 @@ impl Raw {
             }
             if !self.fill() {
                 panic!("closed before PONG; have {:?}", String::from_utf8_lossy(&self.buf));
+            }
+        }
+    }
+
+    /// What comes back for a CONNECT and PING: everything through the PONG, or everything
+    /// up to the close.
+    pub fn expect_closed_or_pong(&mut self) -> String {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if self.buf.ends_with(b"PONG\r\n") {
+                return String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned(),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
     }

@@ -416,7 +416,9 @@ impl Loader {
             }
             o.auth.no_auth_user = Some(name);
         }
-        if let Some((at, name)) = self.system_account.take() {
+        // In operator mode the accounts come from JWTs: see `finish_operator`.
+        let sys = if self.operator.operators_at.is_none() { self.system_account.take() } else { None };
+        if let Some((at, name)) = sys {
             // As nats-server when it starts (its words), which also takes `$G`; natsu takes the
             // default `$SYS` too, which nats-server refuses unless an account block names it.
             if find(&name).is_none() && name != GLOBAL_ACCOUNT && name != SYSTEM_ACCOUNT {
@@ -459,7 +461,7 @@ fn mapped_to(i: &Import, to: &str) -> Result<String, String> {
 }
 
 /// Whether `exporter` exports `subject` (all of it) as `kind` to the account `importer`.
-fn exports_to(exporter: &Account, importer: &str, kind: ExportKind, subject: &str) -> bool {
+pub(super) fn exports_to(exporter: &Account, importer: &str, kind: ExportKind, subject: &str) -> bool {
     exporter.exports.iter().any(|x| x.kind == kind && pattern_covers(x.subject.as_bytes(), subject.as_bytes()) && x.accounts.as_ref().map_or(true, |a| a.iter().any(|n| n == importer)))
 }
 

@@ -3,7 +3,8 @@
 //! One credential check, [`check`], decides who a client is from what it presented
 //! ([`Presented`]), in nats-server 2.9's order:
 //!
-//! 1. (a JWT, in operator mode: where the JWT verifier slots in);
+//! 1. in operator mode, a user JWT and the nonce's signature, and nothing else
+//!    ([`user_jwt`]);
 //! 2. an NKey: the client's `nkey` is a configured NKey user and `sig` is its signature of
 //!    this connection's INFO `nonce` ([`nkey`]);
 //! 3. a user of the users list: with `tls { verify_and_map }` the one the client
@@ -16,8 +17,10 @@
 
 mod bcrypt;
 pub mod cert;
+pub mod jwt;
 mod nkey;
 mod perms;
+mod user_jwt;
 
 use std::os::unix::io::RawFd;
 use std::sync::Arc;
@@ -39,17 +42,40 @@ pub struct Identity {
     pub perms: Option<ClientPerms>,
     /// The user's account; None: `$G`.
     pub account: Option<String>,
+    /// What a user JWT and its account limit (none for configured users).
+    pub limits: ClientLimits,
 }
 
 impl Identity {
     fn anonymous() -> Identity {
-        Identity { user: None, perms: None, account: None }
+        Identity { user: None, perms: None, account: None, limits: ClientLimits::default() }
     }
 
     /// A configured user; `name` is what it is known by (its name, or its NKey).
     fn of(u: &User, name: &str) -> Identity {
-        Identity { user: Some(name.to_string()), perms: u.permissions.as_ref().map(ClientPerms::new), account: u.account.clone() }
+        Identity { user: Some(name.to_string()), perms: u.permissions.as_ref().map(ClientPerms::new), account: u.account.clone(), limits: ClientLimits::default() }
     }
+}
+
+/// Limits a user JWT and its account's JWT put on one connection (on top of the server's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Subscriptions; None: only the server's `max_subscriptions`.
+    pub subs: Option<usize>,
+    /// Payload bytes; None: only the server's `max_payload`.
+    pub payload: Option<usize>,
+    /// When the user's JWT expires (Unix seconds): the connection is closed then.
+    pub expires: Option<i64>,
+    /// Connections the account may have server-wide.
+    pub account_conns: Option<usize>,
+}
+
+/// What kind of connection logs in (a user JWT may allow only some).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnType {
+    Standard,
+    WebSocket,
+    Leaf,
 }
 
 /// What checking a CONNECT came to.
@@ -70,6 +96,9 @@ pub struct Presented<'a> {
     pub nonce: Option<&'a str>,
     /// The names of its certificate, read when `verify_and_map` is on.
     pub cert: Option<&'a CertNames>,
+    /// What kind of connection it is, and where it comes from (user JWTs may restrict both).
+    pub kind: ConnType,
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// Check a new client's CONNECT under `opts` (the current options; a different `Arc` than
@@ -101,8 +130,16 @@ async fn check(opts: &Options, p: &Presented<'_>, scope: Option<&Arc<Options>>, 
         Match::No => Verdict::Refuse,
         Match::Gone => Verdict::Gone,
     };
-    // A JWT verifier (operator mode) goes here: a user JWT in `c.jwt` signed by a trusted
-    // account, its `sig` checked like an NKey's.
+    // Operator mode: a user JWT or nothing.
+    if let Some(trust) = &auth.trust {
+        return match user_jwt::check(trust, p) {
+            Ok(id) => Verdict::Pass(id),
+            Err(why) => {
+                tracing::debug!("{why}");
+                Verdict::Refuse
+            }
+        };
+    }
 
     // An NKey, when NKey users are configured and the client sent one; a user name or
     // password beside it is not looked at (as nats-server).
@@ -148,7 +185,7 @@ async fn check(opts: &Options, p: &Presented<'_>, scope: Option<&Arc<Options>>, 
             return Verdict::Refuse;
         }
         let m = secret_matches(auth.password.as_deref().unwrap_or(""), user, c.pass.as_deref().unwrap_or(""), scope, gone).await;
-        return verdict(m, Identity { user: Some(user.clone()), perms: None, account: None });
+        return verdict(m, Identity { user: Some(user.clone()), perms: None, account: None, limits: ClientLimits::default() });
     }
     Verdict::Refuse
 }
@@ -185,10 +222,10 @@ pub fn skipped_connect(opts: &Options) -> Option<Identity> {
     no_auth_user(&opts.auth).map(|u| Identity::of(u, &u.user))
 }
 
-/// Whether every client's INFO carries a nonce: NKey users are configured (nats-server
-/// 2.9 sends one then, to every client).
+/// Whether every client's INFO carries a nonce: NKey users are configured, or operator mode
+/// (nats-server 2.9 sends one then, to every client).
 pub fn nonce_required(auth: &Auth) -> bool {
-    auth.users.iter().any(|u| u.nkey.is_some())
+    auth.trust.is_some() || auth.users.iter().any(|u| u.nkey.is_some())
 }
 
 /// INFO's `auth_required` for clients: credentials are required and there is no

@@ -14,7 +14,7 @@ const NONCE_RAW_LEN: usize = 11;
 
 /// Go's `base64.RawURLEncoding`: URL alphabet, no padding; like Go's decoder it does not
 /// insist that the unused low bits of the last character are zero.
-const RAW_URL: GeneralPurpose = GeneralPurpose::new(
+pub(super) const RAW_URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)

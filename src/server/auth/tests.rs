@@ -18,7 +18,7 @@ fn run(opts: &Options, c: Connect, nonce: Option<&str>, cert: Option<CertNames>)
     glommio::LocalExecutorBuilder::default()
         .io_memory(128 << 10)
         .spawn(move || async move {
-            let p = Presented { connect: &c, nonce: nonce.as_deref(), cert: cert.as_ref() };
+            let p = Presented { connect: &c, nonce: nonce.as_deref(), cert: cert.as_ref(), kind: super::ConnType::Standard, ip: None };
             authenticate(&opts, &p).await.map(|i| (i.user, i.account))
         })
         .unwrap()

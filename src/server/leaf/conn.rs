@@ -464,7 +464,8 @@ async fn authenticate(shard: &Shard, leafs: &Leafs, route: &Route, c: &LeafConne
     top.tls = None;
     let connect = Connect { user: c.user.clone(), pass: c.pass.clone(), jwt: c.jwt.clone(), sig: c.sig.clone(), ..Default::default() };
     let nonce = route.leaf.as_ref().map(|l| l.nonce.borrow().clone()).unwrap_or_default();
-    let p = crate::server::auth::Presented { connect: &connect, nonce: Some(&nonce), cert: None };
+    let ip = route.client.addr.map(|a| a.ip());
+    let p = crate::server::auth::Presented { connect: &connect, nonce: Some(&nonce), cert: None, kind: crate::server::auth::ConnType::Leaf, ip };
     crate::server::auth::authenticate(&top, &p).await.map(|id| bound(&id.account))
 }
 

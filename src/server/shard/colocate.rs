@@ -179,6 +179,8 @@ pub struct MoveIn {
     announced: bool,
     user: Option<String>,
     perms: Option<ClientPerms>,
+    limits: crate::server::auth::ClientLimits,
+    account_counted: bool,
     nonce: Option<Box<str>>,
     label: String,
     start_ns: u64,
@@ -354,6 +356,8 @@ impl Shard {
             && c.remote_stalls.get() == 0
             && c.remote_producers.borrow().is_empty()
             && c.moving.borrow().is_none()
+            // (A user JWT's expiry is timed on the core the client logged in on.)
+            && c.limits.get().expires.is_none()
             && {
                 let subs = c.subs.borrow();
                 subs.len() <= MOVE_MAX_SUBS && subs.iter().all(|s| s.queue().is_none() && s.max.get() == 0)
@@ -446,6 +450,8 @@ impl Shard {
             announced: c.announced.get(),
             user: c.user.borrow().clone(),
             perms: c.perms_clone(),
+            limits: c.limits.get(),
+            account_counted: c.account_counted.get(),
             nonce: c.nonce.clone(),
             label: c.label.borrow().clone(),
             start_ns: c.start_ns,
@@ -544,6 +550,8 @@ impl Shard {
         c.authorized.set(true);
         *c.user.borrow_mut() = m.user;
         c.set_perms(m.perms);
+        c.limits.set(m.limits);
+        c.account_counted.set(m.account_counted);
         *c.label.borrow_mut() = m.label;
         *c.opts.borrow_mut() = m.connect;
         c.rtt.set(m.rtt);

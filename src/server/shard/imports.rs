@@ -49,6 +49,8 @@ pub struct AccountTable {
     /// `_R_.<6 random letters>.`, the start of every generated reply subject of this
     /// process.
     pub reply_prefix: Box<[u8]>,
+    /// Connections per account server-wide, counted for accounts whose JWT limits them.
+    pub conns: Box<[std::sync::atomic::AtomicUsize]>,
 }
 
 /// A stream import: messages published in `from` on a subject matching `subject` are
@@ -182,7 +184,8 @@ impl AccountTable {
         }
         // Six random letters and digits (a NUID's start), as nats-server's reply prefixes look.
         let reply_prefix = format!("_R_.{}.", &crate::client::nuid::next()[..6]).into_bytes();
-        AccountTable { names, by_name, system, streams, services, exporters, reply_prefix: reply_prefix.into() }
+        let conns = names.iter().map(|_| std::sync::atomic::AtomicUsize::new(0)).collect();
+        AccountTable { names, by_name, system, streams, services, exporters, reply_prefix: reply_prefix.into(), conns }
     }
 
     /// An account's id.

@@ -240,7 +240,11 @@ impl Shard {
             return;
         }
         let max = self.opts().max_subscriptions;
-        if max > 0 && client.subs.borrow().len() >= max {
+        let max = match client.limits.get().subs {
+            Some(jwt) if max == 0 || jwt < max => jwt,
+            _ => max,
+        };
+        if (max > 0 || client.limits.get().subs == Some(0)) && client.subs.borrow().len() >= max {
             client.send_err("maximum subscriptions exceeded");
             return;
         }

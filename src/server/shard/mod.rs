@@ -350,6 +350,14 @@ impl Shard {
         &self.account(client.account.get()).name
     }
 
+    /// Count a connection in its account's; false (not counted) when the account already
+    /// has `limit` connections.
+    pub fn count_account_connection(&self, account: u32, limit: Option<usize>) -> bool {
+        let Some(n) = self.shared.accounts.conns.get(account as usize) else { return true };
+        let limit = limit.unwrap_or(usize::MAX);
+        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| (c < limit).then_some(c + 1)).is_ok()
+    }
+
     /// Count a new connection; false when max_connections is reached.
     pub fn register(&self, client: &Rc<Client>) -> bool {
         let max = self.opts().max_connections;
@@ -388,6 +396,11 @@ impl Shard {
         }
         if self.clients.borrow_mut().remove(&client.cid).is_some() {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        }
+        if client.account_counted.replace(false) {
+            if let Some(n) = self.shared.accounts.conns.get(client.account.get() as usize) {
+                n.fetch_sub(1, Ordering::AcqRel);
+            }
         }
         self.client_disconnected(client);
     }
