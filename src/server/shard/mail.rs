@@ -201,15 +201,13 @@ impl Shard {
         }
         self.wait_for_slow_consumer().await;
         if client.remote_stalls.get() > 0 {
-            let unstalled = futures_lite::future::or(async { Some(client.wait_unstalled().await) }, async {
-                glommio::timer::sleep(STALL_MAX).await;
-                None
-            })
-            .await;
-            if unstalled.is_none() {
-                // Bounded: go on; the consumer is cut off if it goes over max_pending.
-                client.remote_stalls.set(0);
-            }
+            // Bounded per pass: after STALL_MAX the reader goes on for one pass and waits
+            // again at its end, for as long as the consumer stays over half its max_pending
+            // (nats-server stalls a producer again at every flush). Forgetting the stall
+            // after one wait let the publisher run free while the consumer worked through
+            // what was in flight, and cut a steadily reading consumer off (nats.go fan-out).
+            // A consumer that never reads is cut off by write_deadline, which releases it.
+            futures_lite::future::or(client.wait_unstalled(), glommio::timer::sleep(STALL_MAX)).await;
         }
     }
 
