@@ -8,7 +8,9 @@
 //! then replaces the user's permissions and limits); the nonce signature is the user's
 //! (unless the JWT is a bearer token the account allows); the user is not revoked, and may
 //! connect from its address and over this kind of connection. What the user may do comes
-//! from its claims (or the account's default permissions), with its limits.
+//! from its claims (or the account's default permissions), with its limits. A user with
+//! what natsu does not serve yet (connect-time ranges, response permissions) is refused,
+//! never let in with less or more than its JWT says.
 
 use std::net::IpAddr;
 
@@ -78,6 +80,11 @@ pub(super) fn check(trust: &Trust, p: &Presented<'_>) -> Result<Identity, String
     }
     if !source_allowed(&limits.src, p.ip) {
         return Err(format!("Bad src Ip {:?}", p.ip));
+    }
+    if limits.resp.is_some() {
+        // Response permissions widen what the user may publish; not served yet, and taking
+        // the user without them would quietly change what it may do: refused instead.
+        return Err("response permissions (resp) in user JWTs are not supported by natsu yet".into());
     }
     if !limits.times.is_empty() {
         // Connect times (and their time zones) are not served yet: refusing is the safe side.
