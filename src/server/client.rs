@@ -1051,17 +1051,19 @@ fn authorize(shard: &Shard, client: &Rc<Client>, id: Identity) -> Result<(), Clo
     client.set_perms(id.perms);
     let had = client.limits.replace(id.limits).expires;
     if let Some(at) = id.limits.expires.filter(|at| had != Some(*at)) {
-        glommio::spawn_local(expire(client.clone(), at)).detach();
+        glommio::spawn_local(expire(Rc::downgrade(client), at)).detach();
     }
     client.authorized.set(true);
     Ok(())
 }
 
 /// Close the connection when its user JWT expires (as nats-server, with its words), unless
-/// it has logged in again with another JWT by then.
-async fn expire(client: Rc<Client>, at: i64) {
+/// it has logged in again with another JWT by then. (A weak reference: a connection that
+/// closes first is not kept until its JWT would have expired.)
+async fn expire(client: std::rc::Weak<Client>, at: i64) {
     let left = (at - crate::server::auth::jwt::now()).max(0) as u64;
     glommio::timer::sleep(Duration::from_secs(left)).await;
+    let Some(client) = client.upgrade() else { return };
     if client.state.get() == State::Open && client.limits.get().expires == Some(at) {
         tracing::debug!(cid = client.cid, "User Authentication Expired");
         client.send_err("User Authentication Expired");
