@@ -525,8 +525,9 @@ async fn a_loop_is_detected_and_broken() {
     let count = |port: u16| get_json(port, "/leafz")["leafnodes"].as_u64().unwrap_or(0);
     // Both links come up, then the loop is found and one goes: one link on each side. When
     // both servers find it at the same moment each drops one and none is left (nats-server
-    // pairs race the same way) until a dialler tries again after its 30s delay: the bound
-    // covers two such rounds.
+    // pairs race the same way) until a dialler tries again after its 30s delay; natsu's
+    // adds 1-5 s at random so that the two do not dial at the same moment again (two
+    // nats-servers would, every 30s): the link up first is kept. The bound covers that.
     let deadline = std::time::Instant::now() + WAIT + 2 * Duration::from_secs(32);
     let mut seen_loop = false;
     while std::time::Instant::now() < deadline {

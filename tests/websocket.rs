@@ -411,26 +411,17 @@ fn websocket_and_tcp_clients_together() {
         tcp.send(&format!("PUB to.ws {}\r\n{i}\r\n", i.to_string().len()));
         ws.send(format!("PUB to.tcp {}\r\n{i}\r\n", i.to_string().len()).as_bytes());
     }
-    tcp.send("PING\r\n");
+    // Two connections are not ordered with each other: the TCP publisher's PONG is what
+    // says its messages reached the WebSocket subscriber's connection (the WebSocket
+    // client's own PING may be read first, on its core).
+    let mut to_tcp = payloads_until_pong(&mut tcp, "to.tcp");
     ws.send(b"PING\r\n");
     let got = String::from_utf8(ws.until("PONG\r\n")).unwrap();
     let want: String = (0..200).map(|i| format!("MSG to.ws 1 {}\r\n{i}\r\n", i.to_string().len())).collect();
     assert_eq!(got, format!("{want}PONG\r\n"));
-    // (The TCP client's own PONG may come anywhere among them.)
-    let (mut i, mut pong) = (0, false);
-    while i < 200 {
-        let line = tcp.read_line().trim_end().to_string();
-        if line == "PONG" {
-            pong = true;
-            continue;
-        }
-        assert_eq!(line, format!("MSG to.tcp 1 {}", i.to_string().len()));
-        assert_eq!(tcp.read_line().trim_end(), i.to_string());
-        i += 1;
-    }
-    while !pong {
-        pong = tcp.read_line().trim_end() == "PONG";
-    }
+    // And the WebSocket client's PONG says the same of its messages to the TCP client.
+    to_tcp.extend(payloads_until_pong(&mut tcp, "to.tcp"));
+    assert_eq!(to_tcp, (0..200).map(|i| i.to_string()).collect::<Vec<_>>());
     // A queue group with one member of each kind: each message once.
     let mut pubber = Raw::connect_with(port, "{\"verbose\":false}");
     for _ in 0..100 {
@@ -616,4 +607,22 @@ fn a_cluster_tells_websocket_clients_its_websocket_urls() {
         }
     }
     drop(servers);
+}
+
+/// A PING, then the payloads of the `subject` messages that come before its PONG.
+fn payloads_until_pong(c: &mut Raw, subject: &str) -> Vec<String> {
+    c.send("PING\r\n");
+    let mut got = Vec::new();
+    loop {
+        let line = c.read_line();
+        let line = line.trim_end();
+        if line == "PONG" {
+            return got;
+        }
+        let len = line.rsplit(' ').next().unwrap_or("");
+        assert_eq!(line, format!("MSG {subject} 1 {len}"), "a message or the PONG");
+        let payload = c.read_line().trim_end().to_string();
+        assert_eq!(payload.len().to_string(), len, "the payload's length");
+        got.push(payload);
+    }
 }

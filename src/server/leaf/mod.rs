@@ -156,6 +156,18 @@ pub struct LeafListener {
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 const LOOP_DELAY: Duration = Duration::from_secs(30);
 
+/// How long a dialler that found a loop waits: [`LOOP_DELAY`] and 1-5 s more, at random.
+/// Two servers that found the same loop at the same moment each drop a different link;
+/// waiting exactly 30s, both dial again at the same moment and meet the same race every
+/// time (nats-server pairs do). A link that is up first is the one kept: the later one
+/// is where both sides see the loop.
+fn loop_delay() -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = ahash::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    LOOP_DELAY + Duration::from_millis(1000 + h.finish() % 4000)
+}
+
 /// Bind the leaf-node port of `opts`, if it has one. Certificates are read first (the
 /// remotes' too): a bad TLS setup stops the start.
 pub fn bind(opts: &super::Options) -> Result<Option<LeafListener>, super::StartError> {
@@ -258,7 +270,7 @@ async fn solicit(shard: Rc<Shard>, i: usize) {
                 attempts = 0;
                 tracing::debug!("Connected as leafnode to remote server on {hp:?}");
                 if conn::serve(shard.clone(), tcp, Some((i, url))).await {
-                    delay = LOOP_DELAY;
+                    delay = loop_delay();
                 }
             }
             Err(e) => {

@@ -211,6 +211,19 @@ impl Shard {
         }
     }
 
+    /// `c` went over half its max_pending while this core delivered to it: the producer is
+    /// to wait for it. One consumer is remembered per delivery; one whose stall budget is
+    /// spent (it does not read, and is being cut off) does not take the place of one that
+    /// still has budget: a stuck subscriber delivered to after a reading one left the
+    /// publisher free to push the reading one over its max_pending.
+    pub(super) fn falling_behind(&self, c: &Rc<Client>) {
+        let spent = |c: &Client| c.stalled_for.get() >= STALL_MAX;
+        let mut stall = self.stall.borrow_mut();
+        if !(spent(c) && stall.as_deref().is_some_and(|o| !spent(o))) {
+            *stall = Some(c.clone());
+        }
+    }
+
     /// If a local consumer went over half its max_pending while this producer (a client's
     /// reader) delivered to it, wait until it is back under. Producers wait on one consumer
     /// for STALL_MAX in all while it stays over half (the budget comes back once it gets under):

@@ -154,7 +154,7 @@ impl Shard {
             id,
             accounts: shared.accounts.names.iter().map(|n| AccountIndex::new(n.clone())).collect(),
             outboxes: (0..ncores)
-                .map(|c| (c != id).then(|| Outbox::new(shared.batch_pools[id * ncores + c].clone())))
+                .map(|c| (c != id).then(|| Outbox::new(shared.batch_pools[id * ncores + c].clone(), outbox::high_water(shared.opts.max_pending))))
                 .collect(),
             epoch: Cell::new(0),
             acked: RefCell::new(vec![0; ncores]),

@@ -251,10 +251,19 @@ impl BatchPool {
     }
 }
 
-/// Above this many bytes waiting for one peer, publishers on this core pause reading.
+/// Above this many bytes waiting for one peer, publishers on this core pause reading (or
+/// less: see [`high_water`]).
 pub const OUTBOX_HIGH_WATER: usize = 8 * 1024 * 1024;
-/// Credit is returned to a peer in lumps of at least this many bytes (see `give_credit`).
-const CREDIT_BATCH: usize = OUTBOX_HIGH_WATER / 4;
+
+/// The bound on bytes waiting for one peer under `max_pending`: at most an eighth of it.
+/// A consumer that falls behind stalls its publisher only once it is over half its
+/// max_pending, and what is already on its way between the cores then still lands on it:
+/// with an 8 MiB max_pending and an 8 MiB bound, a consumer reading steadily a little slower
+/// than its publisher was pushed over and cut off (1 MiB messages). The smallest bound is
+/// one 64 KiB read's worth.
+pub fn high_water(max_pending: usize) -> usize {
+    (max_pending / 8).clamp(64 * 1024, OUTBOX_HIGH_WATER)
+}
 
 /// Queued mails an outbox keeps room for once drained; a bigger queue is given back.
 const MAILS_KEEP: usize = 1024;
@@ -279,12 +288,22 @@ pub struct Outbox {
     sender: Cell<Option<Waker>>,
     /// Publishers parked until `pending` drops below the high-water mark.
     drained: RefCell<Vec<Waker>>,
+    /// The bound on `pending` (the high-water mark).
+    high_water: usize,
 }
 
 impl Outbox {
-    /// An outbox whose batches come from (and go back to) `pool`.
-    pub fn new(pool: Arc<BatchPool>) -> Outbox {
-        Outbox { pool, ..Default::default() }
+    /// An outbox whose batches come from (and go back to) `pool`, holding up to
+    /// `high_water` bytes for the peer (the peer's outbox to this core has the same bound).
+    pub fn new(pool: Arc<BatchPool>, high_water: usize) -> Outbox {
+        Outbox { pool, high_water, ..Default::default() }
+    }
+
+    /// Credit is returned to the peer in lumps of at least this many bytes (see
+    /// `give_credit`): a quarter of the bound, so that the peer is never left waiting for
+    /// credit this core holds back.
+    fn credit_batch(&self) -> usize {
+        self.high_water / 4
     }
 
     fn wake_sender(&self) {
@@ -326,7 +345,7 @@ impl Outbox {
     pub fn give_credit(&self, bytes: usize) {
         let credit = self.credit.get() + bytes;
         self.credit.set(credit);
-        if credit >= CREDIT_BATCH {
+        if credit >= self.credit_batch() {
             self.wake_sender();
         }
     }
@@ -334,7 +353,7 @@ impl Outbox {
     /// The next mail to hand to the mesh, parking the sender task while there is none.
     pub async fn next(&self) -> Mail {
         futures_lite::future::poll_fn(|cx| {
-            if self.credit.get() >= CREDIT_BATCH {
+            if self.credit.get() >= self.credit_batch() {
                 return Poll::Ready(Mail::Credit { bytes: self.credit.replace(0) });
             }
             self.seal();
@@ -359,7 +378,7 @@ impl Outbox {
     pub fn credited(&self, bytes: usize) {
         let left = self.pending.get().saturating_sub(bytes);
         self.pending.set(left);
-        if left < OUTBOX_HIGH_WATER {
+        if left < self.high_water {
             for w in self.drained.borrow_mut().drain(..) {
                 w.wake();
             }
@@ -369,7 +388,7 @@ impl Outbox {
     /// Wait until the peer has taken enough that this core may publish more to it.
     pub async fn wait_drained(&self) {
         futures_lite::future::poll_fn(|cx| {
-            if self.pending.get() < OUTBOX_HIGH_WATER {
+            if self.pending.get() < self.high_water {
                 Poll::Ready(())
             } else {
                 self.drained.borrow_mut().push(cx.waker().clone());
@@ -381,7 +400,7 @@ impl Outbox {
 
     /// Over the high-water mark.
     pub fn is_full(&self) -> bool {
-        self.pending.get() >= OUTBOX_HIGH_WATER
+        self.pending.get() >= self.high_water
     }
 }
 
@@ -434,7 +453,7 @@ mod tests {
         b.push(b"x", None, None, &[7; 1000], None, std::iter::empty(), Meta::default());
         let cap = b.data.capacity();
         pool.give(b);
-        let o = Outbox::new(pool.clone());
+        let o = Outbox::new(pool.clone(), OUTBOX_HIGH_WATER);
         o.push_msg(b"y", None, None, b"1", None, std::iter::empty(), Meta::default());
         // Sealing replaces the open batch with the pooled one: empty, capacity kept.
         o.seal();
@@ -453,7 +472,7 @@ mod tests {
 
     #[test]
     fn the_bound_counts_bytes_until_the_peer_credits_them() {
-        let o = Outbox::default();
+        let o = Outbox::new(Arc::default(), OUTBOX_HIGH_WATER);
         let msg = vec![0u8; OUTBOX_HIGH_WATER / 4];
         let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
         ex.run(async {
@@ -469,16 +488,33 @@ mod tests {
             o.give_credit(123);
             o.push_msg(b"y", None, None, b"1", None, std::iter::empty(), Meta::default());
             assert!(matches!(o.next().await, Mail::Batch(_)), "under a lump, credit waits");
-            o.give_credit(CREDIT_BATCH);
+            o.give_credit(OUTBOX_HIGH_WATER / 4);
             o.push_msg(b"z", None, None, b"1", None, std::iter::empty(), Meta::default());
-            assert!(matches!(o.next().await, Mail::Credit { bytes } if bytes == CREDIT_BATCH + 123));
+            assert!(matches!(o.next().await, Mail::Credit { bytes } if bytes == OUTBOX_HIGH_WATER / 4 + 123));
             assert!(matches!(o.next().await, Mail::Batch(_)));
         });
     }
 
     #[test]
+    fn the_bound_is_an_eighth_of_max_pending_within_limits() {
+        assert_eq!(high_water(64 << 20), OUTBOX_HIGH_WATER, "the default max_pending");
+        assert_eq!(high_water(8 << 20), 1 << 20);
+        assert_eq!(high_water(1 << 30), OUTBOX_HIGH_WATER);
+        assert_eq!(high_water(4096), 64 * 1024);
+        // A small bound still lets credit come back in lumps the peer waits for.
+        let o = Outbox::new(Arc::default(), high_water(8 << 20));
+        let ex = glommio::LocalExecutorBuilder::default().io_memory(64 << 10).make().unwrap();
+        ex.run(async {
+            o.push_msg(b"x", None, None, &vec![0u8; 1 << 20], None, std::iter::empty(), Meta::default());
+            assert!(o.is_full());
+            o.give_credit(1 << 18);
+            assert!(matches!(o.next().await, Mail::Credit { bytes } if bytes == 1 << 18), "a quarter of the bound is a lump");
+        });
+    }
+
+    #[test]
     fn control_mails_follow_the_messages_queued_before_them() {
-        let o = Outbox::default();
+        let o = Outbox::new(Arc::default(), OUTBOX_HIGH_WATER);
         o.push_msg(b"x", None, None, b"1", None, std::iter::empty(), Meta::default());
         o.push_control(Mail::Ack { epoch: 7 });
         o.push_msg(b"y", None, None, b"2", None, std::iter::empty(), Meta::default());

@@ -293,7 +293,7 @@ impl Shard {
             super::index::bump(&self.stats.out_msgs, 1);
             super::index::bump(&self.stats.out_bytes, body.len() as u64);
             if c.queued(was_empty, queued) == Pending::High {
-                *self.stall.borrow_mut() = Some(c.clone());
+                self.falling_behind(c);
             }
         }
         true

@@ -381,7 +381,7 @@ impl Shard {
         if c.queued(was_empty, queued) == Pending::High {
             // As nats-server: the producer waits for a consumer falling behind, instead of
             // filling its buffer until it has to be cut off.
-            *self.stall.borrow_mut() = Some(c.clone());
+            self.falling_behind(c);
         }
         let d = sub.delivered.get() + 1;
         sub.delivered.set(d);
