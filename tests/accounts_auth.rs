@@ -406,3 +406,63 @@ fn verify_and_map_refuses_an_unmapped_certificate() {
     // Refused, no_auth_user or not: with verify_and_map the certificate alone decides.
     assert_eq!(tls_session(server.port, nobody, r#"{"verbose":false}"#, ""), Err(AUTH_VIOLATION.into()));
 }
+
+/// `allow_responses`: a responder without publish rules may publish only to the reply
+/// subjects of the requests it received, each `max` times (default once) within
+/// `expires`; publish rules it has still allow what they allow, uncounted.
+#[test]
+fn allow_responses_lets_a_responder_answer_each_request() {
+    let server = Server::with_config(
+        r#"
+authorization {
+  users = [
+    { user: svc, password: s, permissions: { subscribe: "svc", allow_responses: true } }
+    { user: svc2, password: s, permissions: { subscribe: "svc2", publish: "status", allow_responses: { max: 2, expires: "300ms" } } }
+    { user: client, password: c }
+  ]
+}
+"#,
+        &[],
+    );
+    let port = server.port;
+    let denied = |s: &str| format!("-ERR 'Permissions Violation for Publish to \"{s}\"'\r\n");
+    let mut c = Raw::connect_with(port, r#"{"verbose":false,"user":"client","pass":"c"}"#);
+    c.send("SUB _INBOX.> 1\r\n");
+    assert_eq!(c.flush(), "");
+    // Once each, by default; nothing else.
+    let mut s = Raw::connect_with(port, r#"{"verbose":false,"user":"svc","pass":"s"}"#);
+    s.send("SUB svc 1\r\n");
+    assert_eq!(s.flush(), "");
+    s.send("PUB _INBOX.early 1\r\nx\r\n");
+    assert_eq!(s.flush(), denied("_INBOX.early"), "before any request");
+    c.send("PUB svc _INBOX.a 1\r\nq\r\nPUB svc _INBOX.b 1\r\nq\r\n");
+    assert_eq!(c.flush(), "");
+    s.send("PUB _INBOX.b 2\r\nb1\r\nPUB _INBOX.a 2\r\na1\r\nPUB _INBOX.a 2\r\na2\r\nPUB other 1\r\nx\r\n");
+    let want = format!("MSG svc 1 _INBOX.a 1\r\nq\r\nMSG svc 1 _INBOX.b 1\r\nq\r\n{}{}", denied("_INBOX.a"), denied("other"));
+    assert_eq!(s.flush(), want);
+    assert_eq!(c.flush(), "MSG _INBOX.b 1 2\r\nb1\r\nMSG _INBOX.a 1 2\r\na1\r\n");
+    // Twice within 300ms, and its own publish rule besides.
+    let mut s2 = Raw::connect_with(port, r#"{"verbose":false,"user":"svc2","pass":"s"}"#);
+    s2.send("SUB svc2 1\r\n");
+    assert_eq!(s2.flush(), "");
+    c.send("PUB svc2 _INBOX.c 1\r\nq\r\nPUB svc2 _INBOX.late 1\r\nq\r\n");
+    assert_eq!(c.flush(), "");
+    s2.send("PUB _INBOX.c 2\r\nc1\r\nPUB _INBOX.c 2\r\nc2\r\nPUB _INBOX.c 2\r\nc3\r\nPUB status 2\r\nup\r\nPUB status 2\r\nup\r\n");
+    let want = format!("MSG svc2 1 _INBOX.c 1\r\nq\r\nMSG svc2 1 _INBOX.late 1\r\nq\r\n{}", denied("_INBOX.c"));
+    assert_eq!(s2.flush(), want);
+    assert_eq!(c.flush(), "MSG _INBOX.c 1 2\r\nc1\r\nMSG _INBOX.c 1 2\r\nc2\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    s2.send("PUB _INBOX.late 2\r\nl1\r\n");
+    assert_eq!(s2.flush(), denied("_INBOX.late"), "after it expired");
+    // A bad allow_responses is an error at start, in nats-server's words.
+    let bad = common::TempDir::new("conf");
+    let f = bad.0.join("bad.conf");
+    std::fs::write(&f, "authorization { users: [{user: a, password: b, permissions: {allow_responses: 5}}] }\n").unwrap();
+    let out = std::process::Command::new(if common::reference() { std::path::PathBuf::from("nats-server") } else { common::natsu_bin() })
+        .args(["-c", f.to_str().unwrap(), "-t"])
+        .output()
+        .expect("run the server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("error parsing response permissions, expected a boolean or a map"), "{err}");
+}

@@ -523,23 +523,30 @@ async fn a_loop_is_detected_and_broken() {
     let a = Node::start(Who::Natsu, &conf(ma, lpa, lpb));
     let b = Node::start(Who::NatsServer, &conf(mb, lpb, lpa));
     let count = |port: u16| get_json(port, "/leafz")["leafnodes"].as_u64().unwrap_or(0);
-    // Both links come up, then the loop is found and one goes: one link on each side. When
-    // both servers find it at the same moment each drops one and none is left (nats-server
-    // pairs race the same way) until a dialler tries again after its 30s delay; natsu's
-    // adds 1-5 s at random so that the two do not dial at the same moment again (two
-    // nats-servers would, every 30s): the link up first is kept. The bound covers that.
-    let deadline = std::time::Instant::now() + WAIT + 2 * Duration::from_secs(32);
-    let mut seen_loop = false;
+    // Both links come up, a server finds the loop (and says so in its log) and a link
+    // goes: one link on each side. Which link each server drops depends on the order its
+    // subscriptions arrive in: now and then the two drop different links and none is left
+    // (nats-server pairs do the same), until a dialler tries again after its 30s delay
+    // (natsu adds 1-5 s at random, so that the two do not dial at the same moment), which
+    // forms the loop again. One link on each side for longer than that spread means the
+    // loop is broken: a new link of the delayed dialler would have come and gone in it
+    // (too fast to be seen here, but not to duplicate a message). The bound allows three
+    // rounds.
+    const STABLE: Duration = Duration::from_secs(6);
+    let deadline = std::time::Instant::now() + WAIT + 3 * Duration::from_secs(36) + STABLE;
+    let mut since: Option<std::time::Instant> = None;
     while std::time::Instant::now() < deadline {
-        let (na, nb) = (count(ma), count(mb));
-        if na == 2 || nb == 2 {
-            seen_loop = true;
-        }
-        if seen_loop && na == 1 && nb == 1 {
+        let found = a.server.logged("Loop detected") || b.server.logged("Loop detected");
+        since = match (found, count(ma), count(mb)) {
+            (true, 1, 1) => Some(since.unwrap_or_else(std::time::Instant::now)),
+            _ => None,
+        };
+        if since.is_some_and(|t| t.elapsed() >= STABLE) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(a.server.logged("Loop detected") || b.server.logged("Loop detected"), "neither server found the loop");
     assert_eq!((count(ma), count(mb)), (1, 1), "one link left on each side");
     let (ca, cb) = (a.client().await, b.client().await);
     let mut at_b = cb.subscribe("once").await.unwrap();

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use natsu::server::auth::jwt::{self, AccountNats, ActivationNats, Claims, ExportType, JwtExport, JwtImport, OperatorNats, Scope, SigningKey, UserNats, UserPermissionLimits};
+use natsu::server::auth::jwt::{self, AccountNats, ActivationNats, Claims, ExportType, JwtExport, JwtImport, OperatorNats, Scope, ResponsePermission, SigningKey, UserNats, UserPermissionLimits};
 use nkeys::KeyPair;
 use serde_json::Value;
 
@@ -300,6 +300,34 @@ fn permissions_and_limits_come_from_the_jwts() {
             assert!(Instant::now() < deadline, "{name}: B's count never went down: {g:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A user JWT with response permissions (`resp`): no publish rules then means nothing but
+/// the reply subjects of the requests it received, each answered `max` times.
+#[test]
+fn response_permissions_from_the_jwt() {
+    let org = Org::new(|_, _| {});
+    let dir = TempDir::new("operator");
+    let (_d, servers) = natsu_and_reference(&org.conf(&dir), &[]);
+    for (name, server) in &servers {
+        let port = port_of(server);
+        let (svc_key, client_key) = (KeyPair::new_user(), KeyPair::new_user());
+        let svc = user_jwt(&svc_key, &org.a, |c| c.nats.limits.resp = Some(ResponsePermission { max: 2, ttl: 0 }));
+        let (mut s, got) = login(port, &svc, Some(&svc_key));
+        assert_eq!(got, "PONG\r\n", "{name}");
+        s.send("SUB svc 1\r\nPING\r\n");
+        s.expect("PONG\r\n");
+        let (mut c, _) = login(port, &user_jwt(&client_key, &org.a, |_| {}), Some(&client_key));
+        c.send("SUB _INBOX.r1 1\r\nPUB svc _INBOX.r1 1\r\nq\r\n");
+        assert_eq!(c.flush(), "", "{name}");
+        s.send("PUB _INBOX.r1 2\r\na1\r\nPUB _INBOX.r1 2\r\na2\r\nPUB _INBOX.r1 2\r\na3\r\nPUB other 1\r\nx\r\n");
+        assert_eq!(
+            s.flush(),
+            "MSG svc 1 _INBOX.r1 1\r\nq\r\n-ERR 'Permissions Violation for Publish to \"_INBOX.r1\"'\r\n-ERR 'Permissions Violation for Publish to \"other\"'\r\n",
+            "{name}"
+        );
+        assert_eq!(c.flush(), "MSG _INBOX.r1 1 2\r\na1\r\nMSG _INBOX.r1 1 2\r\na2\r\n", "{name}");
     }
 }
 

@@ -507,7 +507,7 @@ fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::options::{Account, Cluster, Export, ExportKind, Import, Permissions, ResponseType, SubjectPermission};
+    use crate::server::options::{Account, Cluster, Export, ExportKind, Import, Permissions, ResponsePermission, ResponseType, SubjectPermission};
 
     /// A scratch directory removed on drop.
     struct Tmp(std::path::PathBuf);
@@ -678,12 +678,32 @@ mod tests {
         assert_eq!(u.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(), ["admin", "pubber", "limited", "worker", "free"]);
         assert!(u[0].password.starts_with("$2a$11$"));
         let sp = |allow: &[&str], deny: &[&str]| Some(SubjectPermission { allow: allow.iter().map(|s| s.to_string()).collect(), deny: deny.iter().map(|s| s.to_string()).collect() });
-        assert_eq!(u[0].permissions, Some(Permissions { publish: sp(&[">"], &[]), subscribe: sp(&[">"], &[]) }));
-        assert_eq!(u[1].permissions, Some(Permissions { publish: sp(&["a.*", "b.>"], &[]), subscribe: sp(&["_INBOX.>"], &[]) }));
-        assert_eq!(u[2].permissions, Some(Permissions { publish: sp(&["x.>"], &["x.secret"]), subscribe: sp(&[], &["x.secret"]) }));
+        assert_eq!(u[0].permissions, Some(Permissions { publish: sp(&[">"], &[]), subscribe: sp(&[">"], &[]), responses: None }));
+        assert_eq!(u[1].permissions, Some(Permissions { publish: sp(&["a.*", "b.>"], &[]), subscribe: sp(&["_INBOX.>"], &[]), responses: None }));
+        assert_eq!(u[2].permissions, Some(Permissions { publish: sp(&["x.>"], &["x.secret"]), subscribe: sp(&[], &["x.secret"]), responses: None }));
         assert_eq!(u[3].permissions.as_ref().unwrap().subscribe, sp(&["jobs workers"], &[]));
         assert_eq!(u[4].permissions, None);
         assert!(o.auth.required());
+        let (o, _, w) = ok(r#"
+            authorization { users: [
+              { user: a, password: x, permissions: { subscribe: "svc", allow_responses: true } }
+              { user: b, password: x, permissions: { allow_responses: { max: 3, expires: "500ms" } } }
+              { user: c, password: x, permissions: { publish_allow_responses: { max_msgs: -1, ttl: "-1s" } } }
+              { user: d, password: x, permissions: { allow_responses: { max: 0 }, publish: "x" } }
+              { user: e, password: x, permissions: { allow_responses: false } }
+            ] }
+        "#);
+        assert!(w.is_empty(), "{w:?}");
+        let r: Vec<_> = o.auth.users.iter().map(|u| u.permissions.as_ref().unwrap().responses).collect();
+        let rp = |max, expires: Option<Duration>| Some(ResponsePermission { max, expires });
+        assert_eq!(r, [rp(Some(1), Some(Duration::from_secs(120))), rp(Some(3), Some(Duration::from_millis(500))), rp(None, None), rp(Some(1), Some(Duration::from_secs(120))), None]);
+        let table: &[(&str, &str)] = &[
+            ("authorization { users: [{user: a, permissions: {allow_responses: 5}}] }", "t.conf:1:66: error parsing response permissions, expected a boolean or a map"),
+            ("authorization { users: [{user: a, permissions: {allow_responses: {max: 1, foo: 2}}}] }", "t.conf:1:75: Unknown field \"foo\" parsing permissions"),
+            ("authorization { users: [{user: a, permissions: {allow_responses: {expires: 5}}}] }", "t.conf:1:76: error parsing expires, not a duration string"),
+            ("authorization { users: [{user: a, permissions: {allow_responses: {expires: \"soon\"}}}] }", "t.conf:1:76: error parsing expires: invalid duration \"soon\""),
+        ];
+        check_errors(table);
         let (o, _, _) = ok("authorization { token: \"s3cr3t\" }");
         assert_eq!(o.auth.token.as_deref(), Some("s3cr3t"));
     }
@@ -926,7 +946,6 @@ mod tests {
             ),
             ("accounts { A { exports: [{service: x}] }, B { imports: [{service: {account: A, subject: x}, share: true}] } }", "t.conf:1:93: \"share\" is not supported by natsu yet"),
             ("authorization { users: [{user: a, password: b, allowed_connection_types: [\"STANDARD\"]}] }", "t.conf:1:48: \"allowed_connection_types\" is not supported by natsu yet"),
-            ("authorization { users: [{user: a, permissions: {publish: x, allow_responses: true}}] }", "t.conf:1:61: \"allow_responses\" is not supported by natsu yet"),
         ];
         check_errors(table);
     }

@@ -69,7 +69,7 @@ pub(super) const AUTHORIZATION: Block = Block { not_served: &["default_permissio
 pub(super) const USER: Block = Block { not_served: &["allowed_connection_types", "clients", "connection_types"], unknown: Unknown::Field };
 
 /// A user's `permissions`.
-pub(super) const PERMISSIONS: Block = Block { not_served: &["allow_responses", "publish_allow_responses"], unknown: Unknown::Permissions };
+pub(super) const PERMISSIONS: Block = Block { not_served: &[], unknown: Unknown::Permissions };
 
 pub(super) const TLS: Block = Block {
     not_served: &["cipher_suites", "connection_rate_limit", "curve_preferences", "insecure", "pinned_certs", "verify_cert_and_check_known_urls"],

@@ -334,6 +334,17 @@ impl Client {
         !self.restricted.get() || self.perms.borrow().as_ref().map_or(true, |p| p.can_publish(subj))
     }
 
+    /// A message with a reply subject is delivered to this connection (response
+    /// permissions open the reply subject for it).
+    #[inline]
+    pub fn note_reply(&self, reply: &[u8]) {
+        if self.restricted.get() {
+            if let Some(p) = self.perms.borrow().as_ref() {
+                p.note_reply(reply);
+            }
+        }
+    }
+
     pub fn can_subscribe(&self, subj: &[u8]) -> bool {
         !self.restricted.get() || self.perms.borrow().as_ref().map_or(true, |p| p.can_subscribe(subj))
     }

@@ -196,9 +196,48 @@ pub struct User {
 /// What a user may publish to and subscribe to.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Permissions {
-    /// None: no rule, everything allowed.
+    /// None: no rule, everything allowed (but see `responses`).
     pub publish: Option<SubjectPermission>,
     pub subscribe: Option<SubjectPermission>,
+    /// `allow_responses` (a user JWT's `resp`): the user may also publish to the reply
+    /// subject of each message it received. With it, a user without publish rules may
+    /// publish nothing else (nats-server's rule).
+    pub responses: Option<ResponsePermission>,
+}
+
+/// How often and how long a connection may answer a message it received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponsePermission {
+    /// Replies to one request subject; None: any number.
+    pub max: Option<u64>,
+    /// How long after the request arrived; None: any time.
+    pub expires: Option<Duration>,
+}
+
+impl Default for ResponsePermission {
+    /// nats-server's defaults: one reply, within two minutes.
+    fn default() -> ResponsePermission {
+        ResponsePermission { max: Some(1), expires: Some(Duration::from_secs(120)) }
+    }
+}
+
+impl ResponsePermission {
+    /// From nats-server's numbers: 0 is the default, a negative one unlimited.
+    pub fn from_limits(max: i64, expires_ns: i64) -> ResponsePermission {
+        let d = ResponsePermission::default();
+        ResponsePermission {
+            max: match max {
+                0 => d.max,
+                n if n < 0 => None,
+                n => Some(n as u64),
+            },
+            expires: match expires_ns {
+                0 => d.expires,
+                n if n < 0 => None,
+                n => Some(Duration::from_nanos(n as u64)),
+            },
+        }
+    }
 }
 
 /// Allow and deny lists of subjects (wildcards allowed). An empty allow list with a

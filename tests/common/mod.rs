@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Limits a test may set; natsu takes them as flags, the reference through a config file.
@@ -40,7 +41,12 @@ pub struct Server {
     pub child: Child,
     pub port: u16,
     _dir: Option<TempDir>,
+    /// What the server logged (the first `LOG_KEPT` lines).
+    log: Arc<Mutex<Vec<String>>>,
 }
+
+/// Lines of a server's log a test can look through.
+const LOG_KEPT: usize = 20_000;
 
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -168,12 +174,19 @@ impl Server {
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = std::sync::mpsc::channel();
         let echo = std::env::var("NATSU_TEST_LOG").is_ok();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut tx = Some(tx);
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if echo {
                     eprintln!("{line}");
+                }
+                if let Ok(mut k) = kept.lock() {
+                    if k.len() < LOG_KEPT {
+                        k.push(line.clone());
+                    }
                 }
                 if let Some((_, addr)) = line.split_once("Listening for client connections on ") {
                     let port = addr.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
@@ -191,7 +204,12 @@ impl Server {
                 panic!("broker did not report its port within 10s (exit: {status:?})");
             }
         };
-        Server { child, port, _dir: dir }
+        Server { child, port, _dir: dir, log }
+    }
+
+    /// Whether the server has logged a line containing `text` so far.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().map(|l| l.iter().any(|line| line.contains(text))).unwrap_or(false)
     }
 
     pub fn url(&self) -> String {

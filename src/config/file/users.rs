@@ -9,7 +9,7 @@ use super::Loader;
 use crate::config::conf::{Kind, Map, Pos, Value};
 use crate::config::keys::{PERMISSIONS, USER};
 use crate::protocol::subject::{valid_queue, valid_subject};
-use crate::server::options::{Permissions, SubjectPermission, User};
+use crate::server::options::{Permissions, ResponsePermission, SubjectPermission, User};
 use crate::server::Options;
 
 impl Loader {
@@ -84,10 +84,53 @@ impl Loader {
             match k.as_str() {
                 "publish" | "pub" | "import" => p.publish = self.subject_permission(&k, v, false).or(p.publish.take()),
                 "subscribe" | "sub" | "export" => p.subscribe = self.subject_permission(&k, v, true).or(p.subscribe.take()),
+                "allow_responses" | "publish_allow_responses" => p.responses = self.responses(v),
                 _ => self.unserved(e, &PERMISSIONS),
             }
         }
         p
+    }
+
+    /// `allow_responses`: `true` (one reply within two minutes), `false`, or `{max: N,
+    /// expires: "1m"}` (0 is the default, a negative value unlimited), in nats-server's words.
+    fn responses(&mut self, v: &Value) -> Option<ResponsePermission> {
+        let m = match &v.kind {
+            Kind::Bool(b) => return b.then(ResponsePermission::default),
+            Kind::Map(m) => m,
+            _ => {
+                self.err(&v.pos, "error parsing response permissions, expected a boolean or a map");
+                return None;
+            }
+        };
+        let (mut max, mut expires) = (0i64, 0i64);
+        for e in &m.entries {
+            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
+            match k.as_str() {
+                "max" | "max_msgs" | "max_messages" | "max_responses" => max = self.int(&k, v)?,
+                "expires" | "expiration" | "ttl" => {
+                    let Kind::Str(s) = &v.kind else {
+                        self.err(&v.pos, "error parsing expires, not a duration string");
+                        return None;
+                    };
+                    // A negative duration (nats-server takes Go's "-1s") is no expiry.
+                    let (negative, text) = match s.trim().strip_prefix('-') {
+                        Some(rest) => (true, rest),
+                        None => (false, s.trim()),
+                    };
+                    match super::parse_duration(text) {
+                        Ok(d) if negative && !d.is_zero() => expires = -1,
+                        Ok(d) => expires = d.as_nanos().min(i64::MAX as u128) as i64,
+                        Err(err) => {
+                            self.err(&v.pos, format_args!("error parsing expires: {err}"));
+                            return None;
+                        }
+                    }
+                }
+                _ if e.used_as_variable => {}
+                _ => self.err(&e.pos, format_args!("Unknown field {:?} parsing permissions", e.key)),
+            }
+        }
+        Some(ResponsePermission::from_limits(max, expires))
     }
 
     /// A subject, a list of subjects (both: allowed), or `{allow: ..., deny: ...}`.

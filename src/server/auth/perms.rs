@@ -5,11 +5,12 @@
 //! subjects are then filtered out on delivery (so a queue member on `foo.>` with
 //! `foo.secret` denied never gets `foo.secret`; another member does).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::protocol::subject;
-use crate::server::options::{Permissions, SubjectPermission};
+use crate::server::options::{Permissions, ResponsePermission, SubjectPermission};
 
 /// A subject pattern split into tokens.
 #[derive(Clone, Debug)]
@@ -85,6 +86,51 @@ impl Rules {
 /// more distinct subjects than this.
 const PUB_CACHE_MAX: usize = 256;
 
+/// Reply subjects added since the last prune that make the next one come early, and the
+/// longest time between prunes (nats-server's figures).
+const REPLIES_PRUNE_EVERY: u32 = 4096;
+const REPLIES_PRUNE_AFTER: Duration = Duration::from_secs(1);
+
+/// Response permissions at work: the reply subjects of messages delivered to the
+/// connection that its publish rules do not allow, each with when it came and how many
+/// times it was answered.
+#[derive(Clone)]
+struct Replies {
+    perm: ResponsePermission,
+    open: RefCell<HashMap<Box<[u8]>, (Instant, u64), ahash::RandomState>>,
+    added: Cell<u32>,
+    pruned: Cell<Instant>,
+}
+
+impl Replies {
+    fn spent(&self, (at, n): (Instant, u64), now: Instant) -> bool {
+        self.perm.max.is_some_and(|m| n >= m) || self.perm.expires.is_some_and(|t| now.duration_since(at) > t)
+    }
+
+    /// One more answer to `subj`, if it is an open reply subject with answers left.
+    fn answer(&self, subj: &[u8]) -> bool {
+        let mut open = self.open.borrow_mut();
+        let Some(e) = open.get_mut(subj) else { return false };
+        let ok = !self.spent(*e, Instant::now());
+        e.1 += 1;
+        if !ok || self.spent(*e, Instant::now()) {
+            open.remove(subj);
+        }
+        ok
+    }
+
+    fn add(&self, reply: &[u8]) {
+        let now = Instant::now();
+        self.open.borrow_mut().insert(reply.into(), (now, 0));
+        self.added.set(self.added.get() + 1);
+        if self.added.get() > REPLIES_PRUNE_EVERY || now.duration_since(self.pruned.get()) > REPLIES_PRUNE_AFTER {
+            self.open.borrow_mut().retain(|_, e| !self.spent(*e, now));
+            self.added.set(0);
+            self.pruned.set(now);
+        }
+    }
+}
+
 /// One connection's permissions.
 pub struct ClientPerms {
     publish: Option<Rules>,
@@ -93,43 +139,68 @@ pub struct ClientPerms {
     /// subjects are then not delivered to this connection.
     filter_denied: std::cell::Cell<bool>,
     pub_cache: RefCell<HashMap<Box<[u8]>, bool, ahash::RandomState>>,
+    responses: Option<Replies>,
 }
 
 impl Clone for ClientPerms {
-    /// The same rules, and a fresh cache.
+    /// The same rules and open replies, and a fresh cache.
     fn clone(&self) -> ClientPerms {
         ClientPerms {
             publish: self.publish.clone(),
             subscribe: self.subscribe.clone(),
             filter_denied: self.filter_denied.clone(),
             pub_cache: RefCell::new(HashMap::default()),
+            responses: self.responses.clone(),
         }
     }
 }
 
 impl ClientPerms {
     pub fn new(p: &Permissions) -> ClientPerms {
+        let mut publish = p.publish.as_ref().map(Rules::new);
+        if p.responses.is_some() {
+            // nats-server's rule: with response permissions, no allow list allows nothing.
+            let rules = publish.get_or_insert(Rules { allow: None, deny: Vec::new() });
+            rules.allow.get_or_insert_with(Vec::new);
+        }
         ClientPerms {
-            publish: p.publish.as_ref().map(Rules::new),
+            publish,
             subscribe: p.subscribe.as_ref().map(Rules::new),
             filter_denied: std::cell::Cell::new(false),
             pub_cache: RefCell::new(HashMap::default()),
+            responses: p.responses.map(|perm| Replies { perm, open: RefCell::default(), added: Cell::new(0), pruned: Cell::new(Instant::now()) }),
         }
     }
 
-    /// May this connection publish to `subj`?
+    /// May this connection publish to `subj`? With response permissions, a reply subject
+    /// of a message it received counts once more as answered.
     pub fn can_publish(&self, subj: &[u8]) -> bool {
         let Some(rules) = &self.publish else { return true };
-        if let Some(&ok) = self.pub_cache.borrow().get(subj) {
-            return ok;
+        let cached = self.pub_cache.borrow().get(subj).copied();
+        let ok = cached.unwrap_or_else(|| {
+            let ok = rules.allows(subj);
+            let mut cache = self.pub_cache.borrow_mut();
+            if cache.len() >= PUB_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(subj.into(), ok);
+            ok
+        });
+        ok || self.responses.as_ref().is_some_and(|r| r.answer(subj))
+    }
+
+    /// A message with reply subject `reply` is delivered to this connection: with response
+    /// permissions, it may publish there (unless its rules allow that anyway).
+    pub fn note_reply(&self, reply: &[u8]) {
+        let (Some(r), Some(rules)) = (&self.responses, &self.publish) else { return };
+        if !rules.allows(reply) {
+            r.add(reply);
         }
-        let ok = rules.allows(subj);
-        let mut cache = self.pub_cache.borrow_mut();
-        if cache.len() >= PUB_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(subj.into(), ok);
-        ok
+    }
+
+    /// Whether this connection has response permissions.
+    pub fn tracks_replies(&self) -> bool {
+        self.responses.is_some()
     }
 
     /// May this connection subscribe to `subj`? Also arms the delivery filter when a
@@ -164,7 +235,40 @@ mod tests {
                 deny: d.iter().map(|s| s.to_string()).collect(),
             })
         };
-        ClientPerms::new(&Permissions { publish: sp(pub_allow, pub_deny), subscribe: sp(sub_allow, sub_deny) })
+        ClientPerms::new(&Permissions { publish: sp(pub_allow, pub_deny), subscribe: sp(sub_allow, sub_deny), responses: None })
+    }
+
+    #[test]
+    fn response_permissions_open_each_reply_subject_for_max_answers_within_expiry() {
+        let with = |publish: Option<SubjectPermission>, max, expires| {
+            ClientPerms::new(&Permissions { publish, subscribe: None, responses: Some(ResponsePermission { max, expires }) })
+        };
+        // No publish rules: nothing but replies.
+        let p = with(None, Some(2), None);
+        assert!(!p.can_publish(b"anything"));
+        p.note_reply(b"_INBOX.a");
+        assert!(!p.can_publish(b"_INBOX.b"), "only the reply subject delivered");
+        assert!(p.can_publish(b"_INBOX.a") && p.can_publish(b"_INBOX.a"), "two answers");
+        assert!(!p.can_publish(b"_INBOX.a"), "not a third");
+        p.note_reply(b"_INBOX.a");
+        assert!(p.can_publish(b"_INBOX.a"), "a new request opens it again");
+        // A deny list alone still allows nothing else; an allow list keeps what it allows,
+        // and a reply it allows is not counted.
+        let p = with(Some(SubjectPermission { allow: vec![], deny: vec!["x".into()] }), Some(1), None);
+        assert!(!p.can_publish(b"y"));
+        let p = with(Some(SubjectPermission { allow: vec!["ok.>".into()], deny: vec![] }), Some(1), None);
+        p.note_reply(b"ok.reply");
+        assert!(p.can_publish(b"ok.reply") && p.can_publish(b"ok.reply") && p.can_publish(b"ok.other"));
+        // Expired.
+        let p = with(None, None, Some(Duration::from_millis(20)));
+        p.note_reply(b"r");
+        assert!(p.can_publish(b"r") && p.can_publish(b"r"), "unlimited answers");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!p.can_publish(b"r"), "after its expiry");
+        // A moved connection keeps its open replies.
+        let p = with(None, Some(1), None);
+        p.note_reply(b"r");
+        assert!(p.clone().can_publish(b"r"));
     }
 
     #[test]

@@ -100,7 +100,7 @@ fn nkey_users() {
 
 #[test]
 fn no_auth_user() {
-    let perms = Permissions { publish: Some(SubjectPermission { allow: vec![], deny: vec!["secret".into()] }), subscribe: None };
+    let perms = Permissions { publish: Some(SubjectPermission { allow: vec![], deny: vec!["secret".into()] }), subscribe: None, responses: None };
     let hash = ::bcrypt::hash("pw", 4).unwrap();
     let o = opts(Auth {
         users: vec![User { permissions: Some(perms), account: Some("A".into()), ..user("anon", "x") }, user("bob", &hash)],

@@ -8,15 +8,15 @@
 //! then replaces the user's permissions and limits); the nonce signature is the user's
 //! (unless the JWT is a bearer token the account allows); the user is not revoked, and may
 //! connect from its address and over this kind of connection. What the user may do comes
-//! from its claims (or the account's default permissions), with its limits. A user with
-//! what natsu does not serve yet (connect-time ranges, response permissions) is refused,
-//! never let in with less or more than its JWT says.
+//! from its claims (or the account's default permissions), response permissions included,
+//! with its limits. A user with what natsu does not serve yet (connect-time ranges) is
+//! refused, never let in with less or more than its JWT says.
 
 use std::net::IpAddr;
 
 use super::jwt::{self, Claims, UserNats, UserPermissionLimits, NO_LIMIT};
 use super::{nkey, ClientLimits, ClientPerms, ConnType, Identity, Presented};
-use crate::server::options::{Permissions, SubjectPermission, Trust};
+use crate::server::options::{Permissions, ResponsePermission, SubjectPermission, Trust};
 
 /// Who the user JWT says the client is, or why it may not log in (for the debug log).
 pub(super) fn check(trust: &Trust, p: &Presented<'_>) -> Result<Identity, String> {
@@ -81,11 +81,6 @@ pub(super) fn check(trust: &Trust, p: &Presented<'_>) -> Result<Identity, String
     if !source_allowed(&limits.src, p.ip) {
         return Err(format!("Bad src Ip {:?}", p.ip));
     }
-    if limits.resp.is_some() {
-        // Response permissions widen what the user may publish; not served yet, and taking
-        // the user without them would quietly change what it may do: refused instead.
-        return Err("response permissions (resp) in user JWTs are not supported by natsu yet".into());
-    }
     if !limits.times.is_empty() {
         // Connect times (and their time zones) are not served yet: refusing is the safe side.
         return Err("Outside connect times (connect time ranges are not supported by natsu yet)".into());
@@ -93,7 +88,7 @@ pub(super) fn check(trust: &Trust, p: &Presented<'_>) -> Result<Identity, String
     let mut perms = permissions(limits);
     if perms.is_none() && !acc.nats.default_permissions.is_empty() {
         let d = &acc.nats.default_permissions;
-        perms = permissions(&UserPermissionLimits { publish: d.publish.clone(), subscribe: d.subscribe.clone(), ..UserPermissionLimits::default() });
+        perms = permissions(&UserPermissionLimits { publish: d.publish.clone(), subscribe: d.subscribe.clone(), resp: d.resp.clone(), ..UserPermissionLimits::default() });
     }
     let cap = |user: i64, account: i64| -> Option<usize> {
         [user, account].into_iter().filter(|v| *v != NO_LIMIT).map(|v| v.max(0) as usize).min()
@@ -123,7 +118,8 @@ fn revoked(revocations: &std::collections::BTreeMap<String, i64>, user: &str, is
 fn permissions(l: &UserPermissionLimits) -> Option<Permissions> {
     let side = |p: &jwt::Permission| (!(p.allow.is_empty() && p.deny.is_empty())).then(|| SubjectPermission { allow: p.allow.clone(), deny: p.deny.clone() });
     let (publish, subscribe) = (side(&l.publish), side(&l.subscribe));
-    (publish.is_some() || subscribe.is_some()).then_some(Permissions { publish, subscribe })
+    let responses = l.resp.as_ref().map(|r| ResponsePermission::from_limits(r.max, r.ttl));
+    (publish.is_some() || subscribe.is_some() || responses.is_some()).then_some(Permissions { publish, subscribe, responses })
 }
 
 /// The connection kinds a JWT allows; None: any. An unknown kind alone refuses the login;

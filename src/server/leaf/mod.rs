@@ -157,10 +157,9 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 const LOOP_DELAY: Duration = Duration::from_secs(30);
 
 /// How long a dialler that found a loop waits: [`LOOP_DELAY`] and 1-5 s more, at random.
-/// Two servers that found the same loop at the same moment each drop a different link;
-/// waiting exactly 30s, both dial again at the same moment and meet the same race every
-/// time (nats-server pairs do). A link that is up first is the one kept: the later one
-/// is where both sides see the loop.
+/// Two servers that each dropped a different link of the same loop would otherwise dial
+/// again at the same moment, every 30s, and form both links at once again; one after the
+/// other, the later link is the one where the loop shows.
 fn loop_delay() -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let mut h = ahash::RandomState::new().build_hasher();

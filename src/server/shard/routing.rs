@@ -369,6 +369,9 @@ impl Shard {
             }
             (was_empty, out.len())
         };
+        if let Some(r) = reply.filter(|r| !r.is_empty()) {
+            c.note_reply(r);
+        }
         let (core, seq) = self.cur.get();
         c.note_received(core, self.id as u16);
         if c.tracking.get() {
