@@ -12,6 +12,7 @@ const CONF: &str = r#"
 accounts {
   SYS { users: [{user: sys, password: sys}] }
   A { users: [{user: a, password: a}] }
+  B { users: [{user: b, password: b}] }
 }
 system_account: SYS
 "#;
@@ -202,6 +203,77 @@ fn advisories_and_requests_match_the_reference() {
             ("error.error", &ours.bad["error"], &theirs.bad["error"]),
         ] {
             assert_eq!(keys(a), keys(b), "{what}: keys and their order");
+        }
+    }
+}
+
+/// `$SYS.REQ.ACCOUNT.<name>.<E>` from the system account, against both servers: the same
+/// keys, and figures about the account named only.
+#[test]
+fn account_requests_match_the_reference() {
+    let mut seen: Vec<(&str, Vec<(String, Value)>)> = Vec::new();
+    let (_dir, servers) = natsu_and_reference(CONF, &["--cores", "2"]);
+    for (name, srv) in &servers {
+        let mut sys = login(srv.port, "sys");
+        sys.send("SUB _INBOX.s 2\r\n");
+        sys.flush();
+        let mut a = login(srv.port, "a");
+        a.send("SUB a.one 1\r\nSUB a.two 2\r\n");
+        a.flush();
+        // Answers may come after the PONG (figures come from every core); `none` waits a
+        // while for an answer that must not come.
+        let mut ask = |subject: &str, body: &str, none: bool| -> Option<Value> {
+            sys.send(&format!("PUB {subject} _INBOX.s {}\r\n{body}\r\n", body.len()));
+            let mut got = msgs(&mut sys);
+            for _ in 0..if none { 15 } else { 100 } {
+                if !got.is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                got = msgs(&mut sys);
+            }
+            assert!(got.len() <= 1, "{name} {subject}: {got:?}");
+            got.pop().map(|(_, body)| serde_json::from_str(&body).unwrap())
+        };
+        let mut answers = Vec::new();
+        let connz = ask("$SYS.REQ.ACCOUNT.A.CONNZ", "", false).expect("CONNZ");
+        assert_eq!(connz["data"]["num_connections"], 1, "{name}: A's connection only: {connz}");
+        let subsz = ask("$SYS.REQ.ACCOUNT.A.SUBSZ", "", false).expect("SUBSZ");
+        let subjects: Vec<&str> = subsz["data"]["subscriptions_list"].as_array().map(|l| l.iter().filter_map(|s| s["subject"].as_str()).collect()).unwrap_or_default();
+        // (nats-server also lists the system imports it puts in every account.)
+        let mut subjects: Vec<&str> = subjects.into_iter().filter(|s| !s.starts_with("$SYS.")).collect();
+        subjects.sort();
+        assert_eq!(subjects, ["a.one", "a.two"], "{name}: {subsz}");
+        let leafz = ask("$SYS.REQ.ACCOUNT.A.LEAFZ", "", false).expect("LEAFZ");
+        assert_eq!(leafz["data"]["leafnodes"], 0, "{name}: {leafz}");
+        let mut info = ask("$SYS.REQ.ACCOUNT.A.INFO", "", false).expect("INFO");
+        assert_eq!(info["data"]["account_name"], "A", "{name}: {info}");
+        // nats-server lists the system services it imports into every account (natsu
+        // answers them without imports: see src/server/monitor/accountz.rs).
+        if info["data"]["imports"].as_array().is_some_and(|l| l.iter().all(|i| i["account"] == "SYS")) {
+            info["data"].as_object_mut().unwrap().remove("imports");
+        }
+        let statz = ask("$SYS.REQ.ACCOUNT.A.STATZ", "", false).expect("STATZ");
+        assert_eq!((statz["data"]["account_statz"][0]["acc"].as_str(), statz["data"]["account_statz"][0]["conns"].as_u64()), (Some("A"), Some(1)), "{name}: {statz}");
+        let all = ask("$SYS.REQ.ACCOUNT.PING.STATZ", "", false).expect("PING.STATZ");
+        let mut accs: Vec<&str> = all["data"]["account_statz"].as_array().map(|l| l.iter().filter_map(|e| e["acc"].as_str()).collect()).unwrap_or_default();
+        accs.sort();
+        assert_eq!(accs, ["A", "SYS"], "{name}: the accounts with connections: {all}");
+        // An account without connections: no STATZ answer unless asked to include it.
+        assert_eq!(ask("$SYS.REQ.ACCOUNT.B.STATZ", "", true), None, "{name}");
+        let unused = ask("$SYS.REQ.ACCOUNT.B.STATZ", r#"{"include_unused":true}"#, false).expect("STATZ include_unused");
+        assert_eq!(unused["data"]["account_statz"][0]["conns"], 0, "{name}: {unused}");
+        let missing = ask("$SYS.REQ.ACCOUNT.NOPE.INFO", "", false).expect("INFO of no account");
+        assert_eq!(missing["error"]["code"], 500, "{name}: {missing}");
+        for (what, v) in [("connz", connz), ("subsz", subsz), ("leafz", leafz), ("info", info), ("statz", statz), ("missing", missing)] {
+            answers.push((what.to_string(), v));
+        }
+        seen.push((name, answers));
+    }
+    if let [(_, ours), (_, theirs)] = &seen[..] {
+        for ((what, a), (_, b)) in ours.iter().zip(theirs) {
+            assert_eq!(keys(a), keys(b), "{what}: keys");
+            assert_eq!(keys(&a["data"]), keys(&b["data"]), "{what}: data's keys");
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! What natsu shows differently, and why:
 //! - nats-server imports a few `$SYS.REQ.…` services into every account and subscribes
-//!   internal clients to them; natsu serves no system services, so its imports, exports and
+//!   internal clients to them; natsu answers the same requests (`shard::system`) from its
+//!   subscription index without imports or internal clients, so its imports, exports and
 //!   subscription counts are the configured ones and the clients' only. An account's
 //!   `subscriptions` (and its `sublist_stats`) count client subscriptions, as `/subsz`.
 //! - `/accstatz` has no `sent`: nats-server counts a delivery on the publisher's account (a

@@ -7,7 +7,11 @@
 //! - `$SYS.REQ.SERVER.PING` (and `.STATSZ`) answer with the server's statsz;
 //!   `$SYS.REQ.SERVER.PING.<E>` and `$SYS.REQ.SERVER.<id>.<E>` for `E` in VARZ, CONNZ, SUBSZ,
 //!   HEALTHZ, ACCOUNTZ answer `{"server": ..., "data": <the HTTP endpoint's JSON>}`; the
-//!   request's payload may hold the endpoint's options as JSON. Core zero answers (where the
+//!   request's payload may hold the endpoint's options as JSON.
+//! - `$SYS.REQ.ACCOUNT.<name>.<E>` for `E` in CONNZ, SUBSZ, LEAFZ, INFO, STATZ: the same,
+//!   about the account named (INFO: its `/accountz` detail), and
+//!   `$SYS.REQ.ACCOUNT.PING.STATZ`: every account with connections. Other accounts get
+//!   their own CONNZ and STATZ (`$SYS.REQ.SERVER.PING.CONNZ`, `$SYS.REQ.ACCOUNT.PING.*`). Core zero answers (where the
 //!   monitoring code lives): the other cores hold `Target::Core(0)` on these subjects, so a
 //!   request published anywhere reaches it through the usual mail.
 
@@ -40,6 +44,17 @@ pub enum Request {
     AccountConnz,
     /// `$SYS.REQ.ACCOUNT.PING.STATZ` from another account: its own `/accstatz` entry.
     AccountStatz,
+    /// In the system account, `$SYS.REQ.ACCOUNT.<name>.<E>`: about the account the subject
+    /// names (CONNZ, SUBSZ with its subscriptions, LEAFZ, INFO: its `/accountz` detail,
+    /// STATZ: its `/accstatz` entry, no answer when it has no connections).
+    AccConnz,
+    AccSubsz,
+    AccLeafz,
+    AccInfo,
+    AccStatz,
+    /// `$SYS.REQ.ACCOUNT.PING.STATZ` in the system account: every account's entry (those
+    /// with connections unless `include_unused`), no answer when there is none.
+    AllStatz,
 }
 
 impl Request {
@@ -69,6 +84,10 @@ impl Shard {
             add(format!("$SYS.REQ.SERVER.PING.{name}"), req);
             add(format!("$SYS.REQ.SERVER.{id}.{name}"), req);
         }
+        for (req, name) in [(Request::AccConnz, "CONNZ"), (Request::AccSubsz, "SUBSZ"), (Request::AccLeafz, "LEAFZ"), (Request::AccInfo, "INFO"), (Request::AccStatz, "STATZ")] {
+            add(format!("$SYS.REQ.ACCOUNT.*.{name}"), req);
+        }
+        add("$SYS.REQ.ACCOUNT.PING.STATZ".into(), Request::AllStatz);
         drop(sublist);
         // What nats-server imports into every other account: its own connections and figures.
         for (acc, index) in self.accounts.iter().enumerate() {
@@ -185,40 +204,65 @@ impl Shard {
         let Some(reply) = m.reply else { return };
         let Some(me) = self.me.get().and_then(std::rc::Weak::upgrade) else { return };
         let reply = reply.to_vec();
+        // The account asked about: the one named in the subject, or the asker's own.
+        let about = match req {
+            Request::AccConnz | Request::AccSubsz | Request::AccLeafz | Request::AccInfo | Request::AccStatz => {
+                let Some(name) = std::str::from_utf8(m.subject).ok().and_then(|s| s.split('.').nth(3)) else { return };
+                name.to_string()
+            }
+            _ => self.account(acc).name.to_string(),
+        };
         let body = m.msg[m.header_len.unwrap_or(0).min(m.msg.len())..].to_vec();
-        glommio::spawn_local(async move { me.answer_system(req, acc, reply, body).await }).detach();
+        glommio::spawn_local(async move { me.answer_system(req, acc, about, reply, body).await }).detach();
     }
 
-    async fn answer_system(self: Rc<Self>, req: Request, acc: u32, reply: Vec<u8>, body: Vec<u8>) {
+    async fn answer_system(self: Rc<Self>, req: Request, acc: u32, about: String, reply: Vec<u8>, body: Vec<u8>) {
         let state = self.monitor_state.get_or_init(|| Rc::new(MonitorState::new(self.started_ns, 0, 0))).clone();
         let ask = |target: String| {
             let (shard, state) = (self.clone(), state.clone());
             async move { crate::server::monitor::http::route(&shard, &state, &target).await }
         };
         let mut out = Map::new();
-        let account = self.account(acc).name.clone();
-        let answer = match endpoint(req, &body, &account) {
+        let answer = match endpoint(req, &body, &about) {
             Err(e) => Err((400, e)),
             Ok(None) => statsz(&ask("/varz".into()).await, &ask("/accstatz".into()).await).map_err(|e| (500, e)),
             Ok(Some(target)) => {
                 let r = ask(target).await;
                 if r.status == 200 {
                     let v = serde_json::from_slice::<Value>(&r.body).map_err(|e| (500, e.to_string()));
-                    if req == Request::AccountStatz {
-                        v.map(|v| own_statz(v, &account))
-                    } else {
-                        v
+                    match req {
+                        Request::AccountStatz | Request::AccStatz => v.map(|v| own_statz(v, &about)),
+                        Request::AccInfo => v.map(|mut v| v["account_detail"].take()),
+                        _ => v,
                     }
+                } else if matches!(req, Request::AccConnz | Request::AccSubsz | Request::AccLeafz | Request::AccInfo | Request::AccStatz) {
+                    // nats-server answers these with its "internal" code, whatever the cause.
+                    Err((500, String::from_utf8_lossy(&r.body).trim().to_string()))
                 } else {
                     Err((r.status, String::from_utf8_lossy(&r.body).trim().to_string()))
                 }
             }
         };
+        // As nats-server: an account figure with nothing in it goes unanswered (other
+        // servers of a cluster may have the account's connections), unless asked for.
+        if matches!(req, Request::AccStatz | Request::AllStatz) {
+            let empty = answer.as_ref().is_ok_and(|v| v["account_statz"].as_array().is_none_or(Vec::is_empty));
+            if empty && !include_unused(&body) {
+                return;
+            }
+        }
         out.insert("server".into(), self.server_info());
         match answer {
             Ok(v) if req == Request::Statsz => out.insert("statsz".into(), v),
             Ok(v) => out.insert("data".into(), v),
-            Err((code, description)) => out.insert("error".into(), json!({"code": code, "description": description})),
+            Err((code, description)) => {
+                // nats-server: a request that failed after its options were read still
+                // carries its (empty) data.
+                if code == 500 && matches!(req, Request::AccConnz | Request::AccSubsz | Request::AccLeafz | Request::AccInfo | Request::AccStatz) {
+                    out.insert("data".into(), Value::Null);
+                }
+                out.insert("error".into(), json!({"code": code, "description": description}))
+            }
         };
         let payload = Value::Object(out).to_string();
         let origin = Origin { client: None, cid: 0, kind: Kind::Client, queues: None, to_routes: true };
@@ -235,8 +279,14 @@ fn own_statz(mut v: Value, account: &str) -> Value {
     v
 }
 
+/// Whether a STATZ request's options ask for accounts without connections too.
+fn include_unused(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v["include_unused"] == true)
+}
+
 /// The monitoring request a system request stands for (`None`: statsz), with the options a
-/// request's JSON payload may carry turned into the endpoint's query parameters.
+/// request's JSON payload may carry turned into the endpoint's query parameters. `account`
+/// is the account asked about (requests that are about one account).
 fn endpoint(req: Request, body: &[u8], account: &str) -> Result<Option<String>, String> {
     let opts: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
         Map::new()
@@ -251,12 +301,18 @@ fn endpoint(req: Request, body: &[u8], account: &str) -> Result<Option<String>, 
         Request::Healthz => "/healthz",
         Request::Accountz => "/accountz",
         // Another account sees only itself, whatever its options say.
-        Request::AccountConnz => "/connz",
+        Request::AccountConnz | Request::AccConnz => "/connz",
         Request::AccountStatz => return Ok(Some("/accstatz?unused=1".into())),
+        Request::AccStatz | Request::AllStatz => return Ok(Some(if include_unused(body) { "/accstatz?unused=1" } else { "/accstatz" }.into())),
+        Request::AccSubsz => "/subsz",
+        Request::AccLeafz => "/leafz",
+        Request::AccInfo => return Ok(Some(format!("/accountz?acc={}", url_escape(account)))),
     };
     let mut query = Vec::new();
-    if req == Request::AccountConnz {
-        query.push(format!("acc={}", url_escape(account)));
+    match req {
+        Request::AccountConnz | Request::AccConnz | Request::AccLeafz => query.push(format!("acc={}", url_escape(account))),
+        Request::AccSubsz => query.extend([format!("acc={}", url_escape(account)), "subs=1".to_string()]),
+        _ => {}
     }
     for (k, v) in &opts {
         let text = match v {
@@ -267,12 +323,12 @@ fn endpoint(req: Request, body: &[u8], account: &str) -> Result<Option<String>, 
         };
         // Field names of nats-server's event options, to the HTTP parameters they mirror.
         let param = match (req, k.as_str()) {
-            (Request::Connz | Request::AccountConnz, "subscriptions") | (Request::Subsz, "subscriptions") => "subs",
-            (Request::Connz | Request::AccountConnz, "subscriptions_detail") if text == "true" => {
+            (Request::Connz | Request::AccountConnz | Request::AccConnz, "subscriptions") | (Request::Subsz | Request::AccLeafz, "subscriptions") => "subs",
+            (Request::Connz | Request::AccountConnz | Request::AccConnz, "subscriptions_detail") if text == "true" => {
                 query.push("subs=detail".to_string());
                 continue;
             }
-            (Request::Connz | Request::AccountConnz, "state") => {
+            (Request::Connz | Request::AccountConnz | Request::AccConnz, "state") => {
                 let state = match text.as_str() {
                     "0" => "open",
                     "1" => "closed",
@@ -282,8 +338,8 @@ fn endpoint(req: Request, body: &[u8], account: &str) -> Result<Option<String>, 
                 continue;
             }
             (Request::Connz, "sort" | "auth" | "offset" | "limit" | "cid" | "user" | "acc") => k.as_str(),
-            (Request::AccountConnz, "sort" | "auth" | "offset" | "limit" | "cid" | "user") => k.as_str(),
-            (Request::Subsz, "offset" | "limit" | "test") => k.as_str(),
+            (Request::AccountConnz | Request::AccConnz, "sort" | "auth" | "offset" | "limit" | "cid" | "user") => k.as_str(),
+            (Request::Subsz | Request::AccSubsz, "offset" | "limit" | "test") => k.as_str(),
             (Request::Subsz | Request::Accountz, "account") => "acc",
             _ => continue,
         };
@@ -337,5 +393,11 @@ mod tests {
         // Another account cannot widen its view.
         assert_eq!(endpoint(Request::AccountConnz, br#"{"acc":"B","limit":5}"#, "A"), Ok(Some("/connz?acc=A&limit=5".into())));
         assert_eq!(own_statz(json!({"account_statz": [{"acc": "A"}, {"acc": "B"}]}), "B"), json!({"account_statz": [{"acc": "B"}]}));
+        // About the account a system request names.
+        assert_eq!(endpoint(Request::AccConnz, br#"{"acc":"C"}"#, "B"), Ok(Some("/connz?acc=B".into())));
+        assert_eq!(endpoint(Request::AccSubsz, br#"{"limit":3}"#, "B"), Ok(Some("/subsz?acc=B&subs=1&limit=3".into())));
+        assert_eq!(endpoint(Request::AccInfo, b"", "B"), Ok(Some("/accountz?acc=B".into())));
+        assert_eq!(endpoint(Request::AllStatz, br#"{"include_unused":true}"#, "$SYS"), Ok(Some("/accstatz?unused=1".into())));
+        assert!(include_unused(br#"{"include_unused":true}"#) && !include_unused(b""));
     }
 }
