@@ -407,11 +407,13 @@ fn route_authentication_timeout() {
 #[test]
 fn route_info_with_or_without_space() {
     let sides = sides("");
-    for tail in [" ", ""] {
+    // A server id per round: the first round's fake route may not be seen gone yet when
+    // the second joins, and a second route from one server is a duplicate to be closed.
+    for (tail, id) in [(" ", FAKE_ID), ("", "NFAKEROUTEFORNATSUROUTEPROTOCOLTEST2")] {
         let got: Vec<(&str, String)> = sides
             .iter()
             .map(|side| {
-                let mut route = FakeRoute::join(side.route_port, FAKE_ID, tail, "");
+                let mut route = FakeRoute::join(side.route_port, id, tail, "");
                 route.raw.send("RS+ $G foo\r\n");
                 let mut c = client(side.server.port);
                 (side.name, publish_until_routed(&mut c, &mut route, "PUB foo 2\r\nhi\r\n"))
