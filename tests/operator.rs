@@ -93,7 +93,12 @@ impl Org {
 
     /// The operator's JWT, naming the system account.
     fn operator_jwt(&self) -> String {
-        let mut c = Claims::new(&self.op.public_key(), OperatorNats { system_account: self.sys.public_key(), ..Default::default() });
+        self.operator_jwt_asserting("")
+    }
+
+    /// The same, asking for at least server `version` (`assert_server_version`).
+    fn operator_jwt_asserting(&self, version: &str) -> String {
+        let mut c = Claims::new(&self.op.public_key(), OperatorNats { system_account: self.sys.public_key(), assert_server_version: version.into(), ..Default::default() });
         c.name = "OP".into();
         jwt::encode(&c, &self.op).unwrap()
     }
@@ -435,6 +440,8 @@ fn bad_operator_configs_are_refused() {
     let org = Org::new(|_, _| {});
     let dir = TempDir::new("operator");
     let good = org.conf(&dir);
+    let op_file = dir.0.join("op.jwt").display().to_string();
+    assert!(good.contains(&op_file));
     let bad = [
         // No resolver.
         format!("operator: \"{}\"\n", org.operator_jwt()),
@@ -448,6 +455,10 @@ fn bad_operator_configs_are_refused() {
         "operator: \"/nonexistent/op.jwt\"\nresolver: MEMORY\n".to_string(),
         // A preload that is not an account JWT.
         format!("operator: \"{}\"\nresolver: MEMORY\nresolver_preload: {{ {}: \"eyJhbGciOiJub25lIn0.e30.\" }}\n", org.operator_jwt(), org.a.public_key()),
+        // An operator that asks for a newer server (2.9.10 is what both are).
+        good.replace(&op_file, &org.operator_jwt_asserting("2.9.11")),
+        good.replace(&op_file, &org.operator_jwt_asserting("3.0.0")),
+        good.replace(&op_file, &org.operator_jwt_asserting("2.x.0")),
     ];
     for conf in &bad {
         let path = dir.0.join("bad.conf");
@@ -489,10 +500,18 @@ fn bad_operator_configs_are_refused() {
         let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success() && text.contains(words), "{conf}: {text}");
     }
-    let path = dir.0.join("good.conf");
-    std::fs::write(&path, &good).unwrap();
-    let out = std::process::Command::new(&natsu).args(["-t", "-c", path.to_str().unwrap()]).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An operator asking for this version or an older one is fine; a newer one is refused
+    // in nats-server's words.
+    for (version, ok) in [("", true), ("2.9.10", true), ("2.8.4", true), ("1.99.99", true), ("2.10.0", false)] {
+        let path = dir.0.join("good.conf");
+        std::fs::write(&path, good.replace(&op_file, &org.operator_jwt_asserting(version))).unwrap();
+        let out = std::process::Command::new(&natsu).args(["-t", "-c", path.to_str().unwrap()]).output().expect("run");
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.success(), ok, "{version}: {text}");
+        if !ok {
+            assert!(text.contains("expected minor version 10 > server minor version 9"), "{text}");
+        }
+    }
 }
 
 #[test]

@@ -43,7 +43,7 @@ impl Loader {
         self.operator.operators.clear();
         for item in items {
             let Some(name) = self.string(key, item) else { continue };
-            match read_operator(&name) {
+            match read_operator(&name).and_then(|op| assert_version(&op).map(|_| op)) {
                 Ok(op) => self.operator.operators.push(op),
                 // nats-server's words.
                 Err(e) => self.err(&item.pos, format_args!("error parsing operator JWT: {e}")),
@@ -190,6 +190,37 @@ fn read_operator(name: &str) -> Result<jwt::Claims<OperatorNats>, String> {
         None => text.trim().to_string(),
     };
     jwt::decode::<OperatorNats>(&token)
+}
+
+/// An operator's `assert_server_version` against the nats-server version natsu stands for
+/// ([`COMPAT_VERSION`](crate::protocol::info::COMPAT_VERSION)), in nats-server's words.
+fn assert_version(op: &jwt::Claims<OperatorNats>) -> Result<(), String> {
+    let want = &op.nats.assert_server_version;
+    if want.is_empty() {
+        return Ok(());
+    }
+    let parse = |v: &str| -> Result<[u64; 3], String> {
+        let parts: Vec<&str> = v.split('.').collect();
+        if parts.len() != 3 {
+            return Err("asserted server version must be of form <major>.<minor>.<update>".into());
+        }
+        let mut out = [0; 3];
+        for (i, (p, what)) in parts.iter().zip(["major", "minor", "update"]).enumerate() {
+            out[i] = p.parse().map_err(|_| format!("asserted server version cannot parse {p} as {what} version"))?;
+        }
+        Ok(out)
+    };
+    let have = parse(crate::protocol::info::COMPAT_VERSION)?;
+    let asked = parse(want).map_err(|e| format!("operator {} expects version {want} got error instead: {e}", op.sub))?;
+    for (i, what) in ["major", "minor", "update"].iter().enumerate() {
+        if asked[i] > have[i] {
+            return Err(format!("operator {} expected {what} version {} > server {what} version {}", op.sub, asked[i], have[i]));
+        }
+        if asked[i] < have[i] {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The accounts' exports and imports as the account table takes them. An import that does
