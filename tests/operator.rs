@@ -555,3 +555,61 @@ fn real_clients_log_in_with_creds_files() {
         });
     }
 }
+
+/// `$SYS.REQ.ACCOUNT.<key>.INFO` about a JWT account, asked by a user of the system
+/// account: the account's JWT, its issuer, name, decoded claims and revoked users, as the
+/// reference shows them (same keys in the same order; the same values but for times).
+#[test]
+fn account_info_of_a_jwt_account() {
+    let revoked = KeyPair::new_user();
+    let org = Org::new(|name, c| {
+        if name == "A" {
+            c.nats.revocations.insert(revoked.public_key(), 1_700_000_000);
+        }
+    });
+    let dir = TempDir::new("operator");
+    let (_d, servers) = natsu_and_reference(&org.conf(&dir), &[]);
+    let mut seen: Vec<(&str, Value)> = Vec::new();
+    for (name, server) in &servers {
+        let port = port_of(server);
+        let (su, ua) = (KeyPair::new_user(), KeyPair::new_user());
+        let (mut sys, got) = login(port, &user_jwt(&su, &org.sys, |_| {}), Some(&su));
+        assert_eq!(got, "PONG\r\n", "{name}");
+        // (nats-server loads a preloaded account when it is first used.)
+        let (_a, got) = login(port, &user_jwt(&ua, &org.a, |_| {}), Some(&ua));
+        assert_eq!(got, "PONG\r\n", "{name}");
+        sys.send("SUB _INBOX.i 1\r\n");
+        sys.flush();
+        sys.send(&format!("PUB $SYS.REQ.ACCOUNT.{}.INFO _INBOX.i 0\r\n\r\n", org.a.public_key()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = sys.flush();
+        while !got.contains("MSG _INBOX.i") {
+            assert!(Instant::now() < deadline, "{name}: no answer");
+            std::thread::sleep(Duration::from_millis(20));
+            got += &sys.flush();
+        }
+        let body = got.split("\r\n").nth(1).unwrap();
+        let v: Value = serde_json::from_str(body).unwrap();
+        let d = &v["data"];
+        let a_jwt = &org.accounts.iter().find(|(k, _)| *k == org.a.public_key()).unwrap().1;
+        assert_eq!(d["account_name"], org.a.public_key().as_str(), "{name}: {d}");
+        assert_eq!(d["jwt"], a_jwt.as_str(), "{name}");
+        assert_eq!(d["issuer_key"], org.op.public_key().as_str(), "{name}");
+        assert_eq!(d["name_tag"], "A", "{name}");
+        assert_eq!(d["decoded_jwt"]["sub"], org.a.public_key().as_str(), "{name}");
+        assert_eq!(d["decoded_jwt"]["nats"]["exports"][0]["subject"], "events.>", "{name}");
+        assert!(d["revoked_user"][revoked.public_key()].as_str().is_some_and(|t| t.starts_with("2023-11-14T")), "{name}: {d}");
+        seen.push((name, v));
+    }
+    if let [(_, ours), (_, theirs)] = &seen[..] {
+        let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let mut t = theirs["data"].clone();
+        // (nats-server lists the system services it imports into every account.)
+        if t["imports"].as_array().is_some_and(|l| l.iter().all(|i| i["account"] == org.sys.public_key().as_str())) {
+            t.as_object_mut().unwrap().shift_remove("imports");
+        }
+        assert_eq!(keys(&ours["data"]), keys(&t), "keys of the account detail");
+        assert_eq!(ours["data"]["decoded_jwt"], theirs["data"]["decoded_jwt"], "the decoded JWT");
+        assert_eq!(ours["data"]["exports"], t["exports"], "exports");
+    }
+}

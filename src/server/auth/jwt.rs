@@ -169,7 +169,7 @@ pub struct AccountNats {
     /// Users (or `*`: all) whose JWTs issued at or before the time are no longer honoured.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub revocations: BTreeMap<String, i64>,
-    #[serde(default, skip_serializing_if = "Permissions::is_empty")]
+    #[serde(default)]
     pub default_permissions: Permissions,
     /// Subject mappings (`mappings { }` in a config file).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -213,7 +213,7 @@ pub struct AccountLimits {
     pub exports: i64,
     #[serde(default)]
     pub wildcards: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disallow_bearer: bool,
     #[serde(default)]
     pub conn: i64,
@@ -338,9 +338,10 @@ pub struct ResponsePermission {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct Permissions {
-    #[serde(rename = "pub", default, skip_serializing_if = "Permission::is_empty")]
+    // Always written, empty or not, as the reference's encoder writes them.
+    #[serde(rename = "pub", default)]
     pub publish: Permission,
-    #[serde(rename = "sub", default, skip_serializing_if = "Permission::is_empty")]
+    #[serde(rename = "sub", default)]
     pub subscribe: Permission,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resp: Option<ResponsePermission>,

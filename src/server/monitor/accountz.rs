@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::fmt::rfc3339_nano;
 use super::gather::AccountFigures;
 use super::subsz::SublistStats;
-use crate::server::options::{Account, ExportKind, ResponseType};
+use crate::server::options::{Account, ExportKind, ResponseType, Trust, TrustedAccount};
 use crate::server::shard::imports::AccountTable;
 
 /// `/accountz`: the names of the accounts.
@@ -60,7 +60,65 @@ pub struct AccountInfo {
     pub exports: Vec<ExportInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub imports: Vec<ImportInfo>,
+    /// An account of operator mode: what its JWT says.
+    #[serde(flatten)]
+    pub jwt: Option<JwtInfo>,
     pub sublist_stats: SublistStats,
+}
+
+/// What nats-server shows of an account that comes from a JWT.
+#[derive(Serialize)]
+pub struct JwtInfo {
+    pub jwt: String,
+    /// The key that signed the account (the operator's, or one of its signing keys).
+    pub issuer_key: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name_tag: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The claims, top-level fields in the order nats-server's claims type has them.
+    pub decoded_jwt: serde_json::Value,
+    /// Revoked users and from when (RFC 3339).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub revoked_user: std::collections::BTreeMap<String, String>,
+}
+
+impl JwtInfo {
+    pub fn new(a: &TrustedAccount) -> JwtInfo {
+        let c = &a.claims;
+        JwtInfo {
+            jwt: a.jwt.clone(),
+            issuer_key: c.iss.clone(),
+            name_tag: c.name.clone(),
+            tags: c.nats.generic.tags.clone(),
+            decoded_jwt: decoded(&a.jwt),
+            revoked_user: c.nats.revocations.iter().map(|(k, t)| (k.clone(), rfc3339_nano((*t).max(0) as u64 * 1_000_000_000))).collect(),
+        }
+    }
+}
+
+/// A JWT's claims as JSON, the top-level fields in the order of nats-server's claims type
+/// (its `decoded_jwt`), the rest after them as written.
+fn decoded(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap_or("");
+    let claims: serde_json::Map<String, serde_json::Value> = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    for k in ["aud", "exp", "jti", "iat", "iss", "name", "nbf", "sub", "nats"] {
+        if let Some(v) = claims.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    for (k, v) in claims {
+        if !out.contains_key(&k) {
+            out.insert(k, v);
+        }
+    }
+    serde_json::Value::Object(out)
 }
 
 /// An export as nats-server lists it.
@@ -177,6 +235,7 @@ pub fn detail<'a>(
     server_id: &'a str,
     table: &'a AccountTable,
     configured: &[Account],
+    trust: Option<&Trust>,
     id: u32,
     figures: &AccountFigures,
     update_time: u64,
@@ -200,6 +259,7 @@ pub fn detail<'a>(
             subscriptions: figures.index.subscriptions,
             exports,
             imports,
+            jwt: trust.and_then(|t| t.accounts.get(name)).map(JwtInfo::new),
             sublist_stats: figures.index.into(),
         },
     }
@@ -344,10 +404,10 @@ mod tests {
         figures[1].index.subscriptions = 3;
         figures[1].traffic.in_msgs = 4;
         let sys = table.system;
-        let d = serde_json::to_value(detail("S", &table, &o.accounts, sys, &figures[sys as usize], 0, 0)).unwrap();
+        let d = serde_json::to_value(detail("S", &table, &o.accounts, None, sys, &figures[sys as usize], 0, 0)).unwrap();
         assert_eq!(d["account_detail"]["is_system"], true);
         assert!(d["account_detail"].get("imports").is_none() && d["account_detail"].get("exports").is_none());
-        let d = serde_json::to_value(detail("S", &table, &o.accounts, 1, &figures[1], 0, 0)).unwrap();
+        let d = serde_json::to_value(detail("S", &table, &o.accounts, None, 1, &figures[1], 0, 0)).unwrap();
         let a = &d["account_detail"];
         assert!(a.get("is_system").is_none());
         assert_eq!((a["client_connections"].as_u64(), a["subscriptions"].as_u64()), (Some(2), Some(3)));

@@ -368,7 +368,7 @@ pub async fn route(shard: &Rc<Shard>, st: &MonitorState, target: &str) -> Respon
             let snaps = gather(shard, CoreQuery { accounts: true, ..Default::default() }).await;
             let figures = sum_accounts(&snaps).get(id as usize).copied().unwrap_or_default();
             let configured = &shard.shared.opts.accounts;
-            let d = accountz::detail(server_id, accounts, configured, id, &figures, st.start, now_ns());
+            let d = accountz::detail(server_id, accounts, configured, shard.shared.opts.auth.trust.as_deref(), id, &figures, st.start, now_ns());
             json(&q, serde_json::to_vec_pretty(&d))
         }
         "/accstatz" => {
