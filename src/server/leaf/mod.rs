@@ -158,8 +158,9 @@ const LOOP_DELAY: Duration = Duration::from_secs(30);
 
 /// How long a dialler that found a loop waits: [`LOOP_DELAY`] and 1-5 s more, at random.
 /// Two servers that each dropped a different link of the same loop would otherwise dial
-/// again at the same moment, every 30s, and form both links at once again; one after the
-/// other, the later link is the one where the loop shows.
+/// again at the same moment, every 30s, and form both links at once again. One after the
+/// other, each round may still end with no link (which link a server drops depends on the
+/// order the subscriptions arrive in, nats-server's too), but not in lockstep.
 fn loop_delay() -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let mut h = ahash::RandomState::new().build_hasher();
