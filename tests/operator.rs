@@ -17,7 +17,8 @@
 //!   INFO with the lower `max_payload`; a bigger PUB is a `Maximum Payload Violation`), the
 //!   account's connection limit (`maximum account active connections exceeded`), and a
 //!   user whose JWT expires while connected gets `User Authentication Expired` and is
-//!   closed.
+//!   closed. Connect-time ranges (`times` in UTC, the server's local zone or an IANA zone)
+//!   let a user in only inside one of them, and close it when it ends, with the same error.
 //! - Two accounts' users are isolated unless one exports and the other imports; a public
 //!   stream export and a service export work across them as their JWTs say. A private
 //!   export reaches an importer holding the exporter's activation token; an import without
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use natsu::server::auth::jwt::{self, AccountNats, ActivationNats, Claims, ExportType, JwtExport, JwtImport, OperatorNats, Scope, ResponsePermission, SigningKey, UserNats, UserPermissionLimits};
+use natsu::server::auth::jwt::{self, AccountNats, ActivationNats, Claims, ExportType, JwtExport, JwtImport, OperatorNats, Scope, ResponsePermission, SigningKey, TimeRange, UserNats, UserPermissionLimits};
 use nkeys::KeyPair;
 use serde_json::Value;
 
@@ -350,6 +351,73 @@ fn an_expiring_user_is_closed_when_its_jwt_expires() {
         let t0 = Instant::now();
         assert_eq!(r.expect_closed(), "-ERR 'User Authentication Expired'\r\n", "{name}");
         assert!(t0.elapsed() < Duration::from_secs(5), "{name}: closed after {:?}", t0.elapsed());
+    }
+}
+
+/// Seconds east of UTC of the machine's local zone (`date +%z`: the servers' `TZ` and
+/// `/etc/localtime` are the test's).
+fn local_offset() -> i64 {
+    let out = std::process::Command::new("date").arg("+%z").output().unwrap();
+    let z = String::from_utf8(out.stdout).unwrap();
+    let (sign, hhmm) = z.trim().split_at(1);
+    let v = hhmm[..2].parse::<i64>().unwrap() * 3600 + hhmm[2..].parse::<i64>().unwrap() * 60;
+    if sign == "-" { -v } else { v }
+}
+
+#[test]
+fn connect_time_ranges_from_the_jwt() {
+    let org = Org::new(|_, _| {});
+    let dir = TempDir::new("operator");
+    let (_d, servers) = natsu_and_reference(&org.conf(&dir), &[]);
+    // Zones with their offsets now: UTC, the servers' local one (an empty times_location),
+    // and India (+05:30 all year) when the system has a time-zone database.
+    let mut zones = vec![("UTC", 0), ("", local_offset())];
+    let kolkata = std::path::Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists();
+    if kolkata {
+        zones.push(("Asia/Kolkata", 5 * 3600 + 1800));
+    }
+    for (name, server) in &servers {
+        // Both servers count only ranges that start today: keep clear of midnight.
+        while zones.iter().any(|(_, off)| (jwt::now() + off).rem_euclid(86_400) < 120) {
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        let port = port_of(server);
+        let hms = |offset: i64, delta: i64| {
+            let t = (jwt::now() + offset + delta).rem_euclid(86_400);
+            format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+        };
+        let with_times = |ranges: Vec<(String, String)>, zone: &str| {
+            let user = KeyPair::new_user();
+            let token = user_jwt(&user, &org.a, |c| {
+                c.nats.limits.times = ranges.into_iter().map(|(start, end)| TimeRange { start, end }).collect();
+                c.nats.limits.times_location = zone.into();
+            });
+            (user, token)
+        };
+        let may_log_in = |ranges: Vec<(String, String)>, zone: &str| {
+            let (user, token) = with_times(ranges, zone);
+            logs_in(port, &token, Some(&user))
+        };
+        for (zone, off) in &zones {
+            assert!(may_log_in(vec![(hms(*off, -60), hms(*off, 3600))], zone), "{name}: inside a range in {zone:?}");
+            assert!(!may_log_in(vec![(hms(*off, 3600), hms(*off, 7200))], zone), "{name}: before a range in {zone:?}");
+            assert!(may_log_in(vec![(hms(*off, 3600), hms(*off, 7200)), (hms(*off, -60), hms(*off, 60))], zone), "{name}: the second range in {zone:?}");
+        }
+        if kolkata {
+            // A range that holds now in UTC does not in India.
+            assert!(!may_log_in(vec![(hms(0, -60), hms(0, 3600))], "Asia/Kolkata"), "{name}");
+        }
+        let whole_day = || vec![("00:00:00".to_string(), "23:59:59".to_string())];
+        assert!(!may_log_in(whole_day(), "Nowhere/Land"), "{name}: an unknown zone");
+        assert!(!may_log_in(vec![("25:00:00".into(), "26:00:00".into())], "UTC"), "{name}: a bad time");
+        // Closed when its range ends, in the words of an expired JWT.
+        let (user, token) = with_times(vec![(hms(0, -60), hms(0, 3))], "UTC");
+        let (mut r, got) = login(port, &token, Some(&user));
+        assert_eq!(got, "PONG\r\n", "{name}");
+        let t0 = Instant::now();
+        // (nats-server PINGs a new client after a second: it may come first.)
+        assert_eq!(r.expect_closed().replace("PING\r\n", ""), "-ERR 'User Authentication Expired'\r\n", "{name}");
+        assert!(t0.elapsed() < Duration::from_secs(6), "{name}: closed after {:?}", t0.elapsed());
     }
 }
 

@@ -20,6 +20,7 @@ pub mod cert;
 pub mod jwt;
 mod nkey;
 mod perms;
+mod times;
 mod user_jwt;
 
 use std::os::unix::io::RawFd;

@@ -9,8 +9,7 @@
 //! (unless the JWT is a bearer token the account allows); the user is not revoked, and may
 //! connect from its address and over this kind of connection. What the user may do comes
 //! from its claims (or the account's default permissions), response permissions included,
-//! with its limits. A user with what natsu does not serve yet (connect-time ranges) is
-//! refused, never let in with less or more than its JWT says.
+//! with its limits, and its connect-time ranges ([`times`](super::times)).
 
 use std::net::IpAddr;
 
@@ -81,10 +80,11 @@ pub(super) fn check(trust: &Trust, p: &Presented<'_>) -> Result<Identity, String
     if !source_allowed(&limits.src, p.ip) {
         return Err(format!("Bad src Ip {:?}", p.ip));
     }
-    if !limits.times.is_empty() {
-        // Connect times (and their time zones) are not served yet: refusing is the safe side.
-        return Err("Outside connect times (connect time ranges are not supported by natsu yet)".into());
-    }
+    // Inside a connect-time range, the connection is closed when it ends.
+    let range_ends = match limits.times.is_empty() {
+        true => None,
+        false => Some(super::times::allowed_until(&limits.times, &limits.times_location, now)?),
+    };
     let mut perms = permissions(limits);
     if perms.is_none() && !acc.nats.default_permissions.is_empty() {
         let d = &acc.nats.default_permissions;
@@ -97,7 +97,7 @@ pub(super) fn check(trust: &Trust, p: &Presented<'_>) -> Result<Identity, String
     let limits = ClientLimits {
         subs: cap(limits.subs, al.subs),
         payload: cap(limits.payload, al.payload),
-        expires: (user.exp > 0).then_some(user.exp),
+        expires: [(user.exp > 0).then_some(user.exp), range_ends].into_iter().flatten().min(),
         account_conns: match p.kind {
             ConnType::Leaf => cap(al.leaf, NO_LIMIT),
             _ => cap(al.conn, NO_LIMIT),
