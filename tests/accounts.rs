@@ -41,31 +41,9 @@ fn login(port: u16, user: &str) -> Raw {
     Raw::connect_with(port, &format!(r#"{{"verbose":false,"user":"{user}","pass":"{user}","headers":true,"no_responders":true}}"#))
 }
 
-/// Every message received before a PONG, in order, as `MSG <subject> <sid> [reply]|<payload>`
-/// (HMSG as `HMSG <subject> <sid> [reply]|<headers>|<payload>`): sizes are checked, not shown.
+/// Every message received before a PONG (see `common::messages`).
 fn msgs(r: &mut Raw) -> Vec<String> {
-    let got = r.flush();
-    let mut out = Vec::new();
-    let mut rest = got.as_str();
-    while let Some(i) = rest.find("\r\n") {
-        let line = &rest[..i];
-        rest = &rest[i + 2..];
-        let f: Vec<&str> = line.split(' ').collect();
-        match f[0] {
-            "MSG" => {
-                let n: usize = f[f.len() - 1].parse().unwrap();
-                out.push(format!("{}|{}", f[..f.len() - 1].join(" "), &rest[..n]));
-                rest = &rest[n + 2..];
-            }
-            "HMSG" => {
-                let (h, n): (usize, usize) = (f[f.len() - 2].parse().unwrap(), f[f.len() - 1].parse().unwrap());
-                out.push(format!("{}|{}|{}", f[..f.len() - 2].join(" "), &rest[..h], &rest[h..n]));
-                rest = &rest[n + 2..];
-            }
-            _ => {}
-        }
-    }
-    out
+    common::messages(r, false)
 }
 
 #[test]

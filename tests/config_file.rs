@@ -187,10 +187,10 @@ fn unknown_keys_are_refused_as_nats_server_refuses_them() {
 #[test]
 fn keys_natsu_does_not_serve_yet_are_refused() {
     let d = TempDir::new("cf-notyet");
-    let known = "port: -1\naccounts {\n  A: { users: [ { user: a, password: b } ], mappings: { x: y } }\n}\nleafnodes {\n  min_version: \"2.8.0\"\n}\ncluster {\n  port: -1\n  permissions: { import: \"x\" }\n}\n";
+    let known = "port: -1\naccounts {\n  A: { users: [ { user: a, password: b } ], jetstream: enabled }\n}\nleafnodes {\n  min_version: \"2.8.0\"\n}\ncluster {\n  port: -1\n  permissions: { import: \"x\" }\n}\n";
     let f = write(&d, "n.conf", known);
     let want = [
-        format!("{f}:3:45: \"mappings\" is not supported by natsu yet"),
+        format!("{f}:3:45: \"jetstream\" is not supported by natsu yet"),
         format!("{f}:6:3: \"min_version\" is not supported by natsu yet"),
         format!("{f}:10:3: \"permissions\" is not supported by natsu yet"),
     ];

@@ -421,6 +421,42 @@ fn connect_time_ranges_from_the_jwt() {
     }
 }
 
+/// An account JWT's `mappings` rename what its users publish, as a config file's do; a
+/// destination without a weight takes them all.
+#[test]
+fn subject_mappings_from_the_account_jwt() {
+    let org = Org::new(|name, c| {
+        if name == "A" {
+            let dest = |s: &str, w: Option<u8>| jwt::WeightedMapping { subject: s.into(), weight: w, cluster: String::new() };
+            c.nats.mappings.insert("orders.*.*".into(), vec![dest("orders.$2.$1", None)]);
+            c.nats.mappings.insert("cut".into(), vec![dest("cut.all", Some(100))]);
+        }
+    });
+    let dir = TempDir::new("operator");
+    let (_d, servers) = natsu_and_reference(&org.conf(&dir), &[]);
+    for (name, server) in &servers {
+        let port = port_of(server);
+        let (a1, a2, b1) = (KeyPair::new_user(), KeyPair::new_user(), KeyPair::new_user());
+        let (mut sub, _) = login(port, &user_jwt(&a1, &org.a, |_| {}), Some(&a1));
+        sub.send("SUB > 1\r\n");
+        assert_eq!(sub.flush(), "", "{name}");
+        let (mut b_sub, _) = login(port, &user_jwt(&b1, &org.b, |_| {}), Some(&b1));
+        b_sub.send("SUB > 1\r\n");
+        assert_eq!(b_sub.flush(), "", "{name}");
+        let (mut publ, got) = login(port, &user_jwt(&a2, &org.a, |_| {}), Some(&a2));
+        assert_eq!(got, "PONG\r\n", "{name}");
+        publ.send("PUB orders.eu.7 r 1\r\nx\r\nPUB cut 1\r\ny\r\nPUB other 1\r\nz\r\n");
+        assert_eq!(publ.flush(), "", "{name}");
+        assert_eq!(sub.flush(), "MSG orders.7.eu 1 r 1\r\nx\r\nMSG cut.all 1 1\r\ny\r\nMSG other 1 1\r\nz\r\n", "{name}");
+        // Account B's own subjects are not A's mappings' business.
+        let b2 = KeyPair::new_user();
+        let (mut b_pub, _) = login(port, &user_jwt(&b2, &org.b, |_| {}), Some(&b2));
+        b_pub.send("PUB cut 1\r\nb\r\n");
+        assert_eq!(b_pub.flush(), "", "{name}");
+        assert_eq!(b_sub.flush(), "MSG cut 1 1\r\nb\r\n", "{name}");
+    }
+}
+
 #[test]
 fn accounts_are_isolated_but_for_their_exports_and_imports() {
     let org = Org::new(|_, _| {});

@@ -381,11 +381,15 @@ impl<'e> Parser<'e> {
     }
 
     fn entry(&mut self, s: &mut Src) {
-        let kpos = s.pos();
+        let mut kpos = s.pos();
         let (key, quoted) = match self.key(s) {
             Some(k) => k,
             None => return s.recover(),
         };
+        if quoted {
+            // nats-server places a quoted key at its text, after the quote.
+            kpos.col += 1;
+        }
         s.skip_blank();
         let mut separated = false;
         if matches!(s.peek(), Some(':' | '=')) {

@@ -302,6 +302,7 @@ impl Loader {
                     }
                 }
                 "accounts" => self.accounts(v),
+                "mappings" | "maps" => o.mappings = self.mappings(v),
                 "operator" | "operators" | "roots" | "root" | "root_operators" | "root_operator" => self.operator(k, v),
                 "resolver" | "account_resolver" | "accounts_resolver" => self.resolver(k, v),
                 "resolver_preload" => self.resolver_preload(v),
@@ -808,12 +809,12 @@ mod tests {
         let a = "A { exports: [{stream: \"s.>\"}, {service: \"r.>\"}, {stream: \"p.>\", accounts: [C]}] }, C {}";
         let imp = |i: &str| format!("accounts {{ {a}, B {{ imports: [{i}] }} }}");
         let table: Vec<(String, String)> = vec![
-            ("accounts { \"$G\" { } }".into(), "t.conf:1:12: \"$G\" is a Reserved Account".into()),
+            ("accounts { \"$G\" { } }".into(), "t.conf:1:13: \"$G\" is a Reserved Account".into()),
             ("accounts [\"$G\"]".into(), "t.conf:1:11: \"$G\" is a Reserved Account".into()),
             ("accounts [A, A]".into(), "t.conf:1:14: Duplicate Account Entry: A".into()),
             ("accounts { A: 1 }".into(), "t.conf:1:12: Expected map entries for accounts".into()),
             ("accounts: 1".into(), "t.conf:1:11: \"accounts\" must be a map of accounts or an array of account names, got integer 1".into()),
-            ("accounts { \"a b\" {} }".into(), "t.conf:1:12: account name \"a b\" must be non-empty and cannot contain spaces or new lines".into()),
+            ("accounts { \"a b\" {} }".into(), "t.conf:1:13: account name \"a b\" must be non-empty and cannot contain spaces or new lines".into()),
             ("accounts { A { bogus: 1 } }".into(), "t.conf:1:16: unknown field \"bogus\"".into()),
             ("accounts { A { exports: {stream: x} } }".into(), "t.conf:1:25: \"exports\" must be an array, got map".into()),
             // Users: unique across authorization and every account, names and NKeys alike.
@@ -938,7 +939,7 @@ mod tests {
             // Inside an account, an export and an import.
             (
                 "accounts {\n A { jetstream: enabled, mappings: { a: b }, maps: {}, limits: { max_connections: 1 }, default_permissions: { publish: x }, nkey: AD3MKPHJKSIOP7E5CDZDXIK7U4LQM5B4JE7725SPNU4G7OMNRDW54H7W }\n}",
-                "t.conf:2:6: \"jetstream\" is not supported by natsu yet\nt.conf:2:26: \"mappings\" is not supported by natsu yet\nt.conf:2:46: \"maps\" is not supported by natsu yet\nt.conf:2:56: \"limits\" is not supported by natsu yet\nt.conf:2:88: \"default_permissions\" is not supported by natsu yet\nt.conf:2:125: \"nkey\" is not supported by natsu yet",
+                "t.conf:2:6: \"jetstream\" is not supported by natsu yet\nt.conf:2:56: \"limits\" is not supported by natsu yet\nt.conf:2:88: \"default_permissions\" is not supported by natsu yet\nt.conf:2:125: \"nkey\" is not supported by natsu yet",
             ),
             (
                 "accounts { A { exports: [{service: x, latency: \"lat.x\"}, {service: y, response_threshold: \"1s\"}, {service: z, threshold: \"1s\"}, {stream: \"w.*\", account_token_position: 2}] } }",
@@ -989,6 +990,30 @@ mod tests {
     }
 
     /// Each line of `table` is a file and every error it must give, one per line.
+    /// Mappings' mistakes in nats-server's words, at its positions (the entry's key) where
+    /// it has them; where nats-server answers with a Go panic's text, natsu gives the reason.
+    #[test]
+    fn mapping_errors() {
+        let table: &[(&str, &str)] = &[
+            ("mappings { \"x.*\": \"y\" }", "t.conf:1:13: Error adding mapping for \"x.*\" to \"y\" : invalid mapping destination: not using all of the token wildcard(s) in y"),
+            ("mappings { \"x.*\": \"y.$2\" }", "t.conf:1:13: Error adding mapping for \"x.*\" to \"y.$2\" : invalid mapping destination: wildcard index out of range in $2: [2]"),
+            ("mappings { \"x.*\": \"y.{{foo(1)}}\" }", "t.conf:1:13: Error adding mapping for \"x.*\" to \"y.{{foo(1)}}\" : invalid mapping destination: unknown function in {{foo(1)}}"),
+            ("mappings { \"x.>\": \"y\" }", "t.conf:1:13: Error adding mapping for \"x.>\" to \"y\" : invalid subject"),
+            ("mappings { w: [ {destination: a, weight: 60}, {destination: b, weight: 50} ] }", "t.conf:1:12: Error adding mapping for \"w\" : total weight needs to be <= 100"),
+            ("mappings { w: [ {destination: a, weight: 160} ] }", "t.conf:1:34: Invalid weight 160 for mapping destination"),
+            ("mappings { w: [ {destination: a, weight: \"x%\"} ] }", "t.conf:1:34: Invalid weight \"x\" for mapping destination"),
+            ("mappings { w: [ {destination: a, wait: 1} ] }", "t.conf:1:34: Unknown field \"wait\" for mapping destination"),
+            ("mappings { w: [ \"a\" ] }", "t.conf:1:17: Expected an entry for the mapping destination"),
+            ("accounts { A { maps { \"x.*\": \"y.{{wildcard()}}\" } } }", "t.conf:1:24: Error adding mapping for \"x.*\" to \"y.{{wildcard()}}\" : invalid mapping destination: not enough arguments passed to the function in {{wildcard()}}"),
+        ];
+        check_errors(table);
+        let (o, _, _) = load_text("mappings { a: b, \"c.*\": [ {dest: \"d.$1\", weight: 40%}, {destination: \"e.$1\", weight: 60, cluster: x} ] }\naccounts { A { mappings { f: g } } }").unwrap();
+        assert_eq!(o.mappings.len(), 2);
+        assert_eq!(o.mappings[1].dests[0], crate::server::mapping::MapDest { subject: "d.$1".into(), weight: 40, cluster: String::new() });
+        assert_eq!(o.mappings[1].dests[1].cluster, "x");
+        assert_eq!(o.accounts[0].mappings[0].src, "f");
+    }
+
     fn check_errors(table: &[(&str, &str)]) {
         let mut wrong = Vec::new();
         for (text, want) in table {

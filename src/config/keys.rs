@@ -36,8 +36,6 @@ pub(super) const TOP: Block = Block {
         "jetstream",
         "log_size_limit",
         "logfile_size_limit",
-        "mappings",
-        "maps",
         "max_sub_tokens",
         "max_subscription_tokens",
         "max_traced_msg_len",
@@ -77,7 +75,7 @@ pub(super) const TLS: Block = Block {
 };
 
 /// One account of `accounts { NAME { ... } }`: `nkey` is an operator-style account key.
-pub(super) const ACCOUNT: Block = Block { not_served: &["default_permissions", "jetstream", "limits", "mappings", "maps", "nkey"], unknown: Unknown::Field };
+pub(super) const ACCOUNT: Block = Block { not_served: &["default_permissions", "jetstream", "limits", "nkey"], unknown: Unknown::Field };
 
 /// One entry of an account's `exports`.
 pub(super) const EXPORT: Block = Block { not_served: &["account_token_position", "latency", "response_threshold", "threshold"], unknown: Unknown::Field };

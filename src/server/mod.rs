@@ -11,6 +11,7 @@ pub mod auth;
 pub mod client;
 pub mod leaf;
 pub mod listener;
+pub mod mapping;
 pub mod monitor;
 pub mod options;
 pub mod route;
@@ -181,13 +182,16 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Why a reload from `old` to `new` needs a restart: the accounts, the system account or
-/// the account of a user that stays changed. The account table is built once, at start,
-/// and a connected client stays in the account it was bound to. None: the reload may go
-/// ahead (users may come and go).
+/// Why a reload from `old` to `new` needs a restart: the accounts (their mappings too), the
+/// top-level mappings, the system account or the account of a user that stays changed. The
+/// account table is built once, at start, and a connected client stays in the account it
+/// was bound to. None: the reload may go ahead (users may come and go).
 fn accounts_change(old: &Options, new: &Options) -> Option<String> {
     if old.accounts != new.accounts {
         return Some("changing accounts needs a restart".into());
+    }
+    if old.mappings != new.mappings {
+        return Some("changing mappings needs a restart".into());
     }
     if old.system_account != new.system_account {
         return Some("changing system_account needs a restart".into());

@@ -58,6 +58,8 @@ pub struct Options {
     /// The `accounts` block, in file order. Users outside every account (in
     /// `authorization`) are in the global account `$G`, which is never listed here.
     pub accounts: Vec<Account>,
+    /// The top-level `mappings { }`: the global account's subject mappings.
+    pub mappings: Vec<crate::server::mapping::MapRule>,
     /// `system_account`: the account of the server's own `$SYS.` subjects (nats-server's
     /// default `$SYS`, which exists even when no account block names it).
     pub system_account: String,
@@ -104,6 +106,7 @@ impl Default for Options {
             cluster: None,
             cluster_off: None,
             accounts: Vec::new(),
+            mappings: Vec::new(),
             system_account: SYSTEM_ACCOUNT.into(),
             config_file: None,
             websocket: None,
@@ -343,6 +346,8 @@ pub struct Account {
     pub name: String,
     pub exports: Vec<Export>,
     pub imports: Vec<Import>,
+    /// `mappings { }`: subjects published in the account mapped to others.
+    pub mappings: Vec<crate::server::mapping::MapRule>,
 }
 
 /// Whether an export or import is of a stream (messages flow to the importer) or a service

@@ -426,6 +426,35 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Every message `r` receives before a PONG, in order, as `MSG <subject> <sid> [reply]|<payload>`
+/// (HMSG as `HMSG <subject> <sid> [reply]|<headers>|<payload>`; sizes are checked, not
+/// shown), with any other line as it is when `others`.
+pub fn messages(r: &mut Raw, others: bool) -> Vec<String> {
+    let got = r.flush();
+    let mut out = Vec::new();
+    let mut rest = got.as_str();
+    while let Some(i) = rest.find("\r\n") {
+        let line = &rest[..i];
+        rest = &rest[i + 2..];
+        let f: Vec<&str> = line.split(' ').collect();
+        match f[0] {
+            "MSG" => {
+                let n: usize = f[f.len() - 1].parse().unwrap();
+                out.push(format!("{}|{}", f[..f.len() - 1].join(" "), &rest[..n]));
+                rest = &rest[n + 2..];
+            }
+            "HMSG" => {
+                let (h, n): (usize, usize) = (f[f.len() - 2].parse().unwrap(), f[f.len() - 1].parse().unwrap());
+                out.push(format!("{}|{}|{}", f[..f.len() - 2].join(" "), &rest[..h], &rest[h..n]));
+                rest = &rest[n + 2..];
+            }
+            _ if others => out.push(line.to_string()),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A loopback port that was free a moment ago (for a server that must come back on the
 /// same port; everything else lets the server choose with `-p -1`).
 pub fn free_port() -> u16 {

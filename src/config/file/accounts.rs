@@ -146,6 +146,7 @@ impl Loader {
                         }
                     }
                 }
+                "mappings" | "maps" => r.account.mappings = self.mappings(v),
                 _ => self.unserved(e, &ACCOUNT),
             }
         }

@@ -1,12 +1,18 @@
-//! Subject patterns as imports use them: whether two patterns can match one subject, and an
-//! import's `to` checked against its subject as nats-server 2.9 checks the mapping between
-//! them (its reasons, word for word).
+//! Subject mappings as a config file writes them (`mappings { }`, read into [`MapRule`]s),
+//! and subject patterns as imports use them: whether two patterns can match one subject,
+//! and an import's `to` checked against its subject as nats-server 2.9 checks the mapping
+//! between them (its reasons, word for word).
 //!
 //! In `to`, each `*` stands for the subject's next `*` wildcard, `$N` and `{{wildcard(N)}}`
 //! for its N-th; a subject's `>` must be matched by a `>`. natsu's imports fill the
 //! wildcards in order, so `to` comes back with every reference written as `*`; references
 //! out of order or repeated, and the other mapping functions (`{{partition(..)}}`, …), are
 //! not served yet.
+
+use super::Loader;
+use crate::config::conf::{Kind, Value};
+use crate::protocol::subject::valid_subject;
+use crate::server::mapping::{MapDest, MapRule, Mapping};
 
 /// What an import's `to` is to the subject it maps.
 #[derive(Debug, PartialEq)]
@@ -127,6 +133,106 @@ fn reference(t: &str) -> Result<Option<i64>, Ref> {
         }
         "partition" | "splitfromleft" | "splitfromright" | "slicefromleft" | "slicefromright" | "split" => Err(Ref::Function),
         _ => Err(Ref::Invalid("unknown function")),
+    }
+}
+
+/// Where a `mappings` entry's destinations are read from.
+impl Loader {
+    /// `mappings { src: dest, src: [{destination: d, weight: 50%, cluster: c}, ...],
+    /// src: {destination: d, weight: 100} }` (at the top, or in an account), checked as
+    /// nats-server 2.9 checks it, in its words. A weighted entry that nats-server refuses
+    /// with a Go panic's text (its own bug) is refused here with the reason.
+    pub(super) fn mappings(&mut self, v: &Value) -> Vec<MapRule> {
+        let Kind::Map(m) = &v.kind else {
+            self.wrong_type("mappings", v, "a map");
+            return Vec::new();
+        };
+        let mut rules = Vec::new();
+        for e in m.entries.iter().filter(|e| !e.used_as_variable) {
+            let src = &e.key;
+            if !valid_subject(src.as_bytes()) {
+                self.err(&e.pos, format_args!("Subject {src:?} is not a valid subject"));
+                continue;
+            }
+            let (dests, single) = match &e.value.kind {
+                Kind::Str(d) => (vec![MapDest { subject: d.clone(), weight: 100, cluster: String::new() }], Some(d)),
+                Kind::Array(items) => {
+                    let dests: Vec<Option<MapDest>> = items.iter().map(|item| self.map_dest(item)).collect();
+                    if dests.iter().any(Option::is_none) {
+                        continue;
+                    }
+                    (dests.into_iter().flatten().collect(), None)
+                }
+                Kind::Map(_) => match self.map_dest(&e.value) {
+                    Some(d) => (vec![d], None),
+                    None => continue,
+                },
+                _ => {
+                    self.err(&e.pos, "Expected an entry for the mapping destination");
+                    continue;
+                }
+            };
+            let rule = MapRule { src: src.clone(), dests };
+            // Where nats-server says it: at the key.
+            if let Err(why) = Mapping::new(&rule) {
+                match single {
+                    Some(d) => self.err(&e.pos, format_args!("Error adding mapping for {src:?} to {d:?} : {why}")),
+                    None => self.err(&e.pos, format_args!("Error adding mapping for {src:?} : {why}")),
+                }
+                continue;
+            }
+            rules.push(rule);
+        }
+        rules
+    }
+
+    /// `{destination: d, weight: 50%, cluster: c}` (`dest` for `destination`; the weight as
+    /// an integer or `"N%"`, required).
+    fn map_dest(&mut self, item: &Value) -> Option<MapDest> {
+        let Kind::Map(m) = &item.kind else {
+            self.err(&item.pos, "Expected an entry for the mapping destination");
+            return None;
+        };
+        let mut d = MapDest::default();
+        let mut weighted = false;
+        for e in m.entries.iter().filter(|e| !e.used_as_variable) {
+            let (k, v) = (e.key.to_ascii_lowercase(), &e.value);
+            match k.as_str() {
+                "dest" | "destination" => d.subject = self.string(&k, v)?,
+                "cluster" => d.cluster = self.string(&k, v)?,
+                "weight" => {
+                    let w = match &v.kind {
+                        Kind::Str(s) => match s.strip_suffix('%').unwrap_or(s).parse::<i64>() {
+                            Ok(w) => w,
+                            Err(_) => {
+                                self.err(&e.pos, format_args!("Invalid weight {:?} for mapping destination", s.strip_suffix('%').unwrap_or(s)));
+                                return None;
+                            }
+                        },
+                        Kind::Int(w) => *w,
+                        _ => {
+                            self.err(&e.pos, format_args!("Unknown entry type for weight of {}", v.describe()));
+                            return None;
+                        }
+                    };
+                    if !(0..=100).contains(&w) {
+                        self.err(&e.pos, format_args!("Invalid weight {w} for mapping destination"));
+                        return None;
+                    }
+                    d.weight = w as u8;
+                    weighted = true;
+                }
+                _ => {
+                    self.err(&e.pos, format_args!("Unknown field {:?} for mapping destination", e.key));
+                    return None;
+                }
+            }
+        }
+        if !weighted {
+            self.err(&item.pos, format_args!("Missing weight for mapping destination {:?}", d.subject));
+            return None;
+        }
+        Some(d)
     }
 }
 

@@ -15,6 +15,7 @@ use super::accounts::exports_to;
 use super::{Kind, Loader, Pos, Value};
 use crate::server::auth::jwt::{self, AccountNats, ActivationNats, ExportType, OperatorNats};
 use crate::server::options::{Account, Export, ExportKind, Import, ResponseType, Trust, TrustedAccount};
+use crate::server::mapping::{MapDest, MapRule, Mappings};
 use crate::server::sublist::pattern_covers;
 use crate::server::Options;
 
@@ -159,9 +160,10 @@ impl Loader {
                 self.err(p, format_args!("invalid account JWT: it is the JWT of account {}, not of {key}", claims.sub));
                 continue;
             }
-            if !claims.nats.mappings.is_empty() {
-                self.err(p, format_args!("account {key}: mappings in account JWTs are not supported by natsu yet"));
-                continue;
+            // nats-server drops a mapping it cannot add without a word; natsu says so.
+            let (_, refused) = Mappings::new(&jwt_mappings(&claims.nats), "");
+            for (src, why) in refused {
+                self.warn(p, format_args!("account {key}: its mapping of {src:?} is left out: {why}"));
             }
             if !keys.contains(&claims.iss) {
                 // nats-server takes it and refuses its users; so does natsu, and says so.
@@ -256,6 +258,7 @@ fn jwt_accounts(all: &BTreeMap<String, TrustedAccount>, warn: &mut dyn FnMut(Str
                 })
                 .collect(),
             imports: Vec::new(),
+            mappings: jwt_mappings(&a.claims.nats),
         })
         .collect();
     // A private export is open to an importer holding the exporter's activation for it.
@@ -359,6 +362,13 @@ fn problems(c: &jwt::Claims<AccountNats>) -> Option<String> {
             errs.push(format!("activation token import subject {:?} doesn't match import {:?}", act.nats.subject, i.subject));
         }
     }
+    for (src, dests) in &n.mappings {
+        // The JWT library's sum: bytes, which wrap.
+        let total = dests.iter().fold(0u8, |t, d| t.wrapping_add(d.weight.filter(|w| *w > 0).unwrap_or(100)));
+        if total > 100 {
+            errs.push(format!("Mapping {src:?} exceeds 100% among all of it's weighted to mappings"));
+        }
+    }
     let l = &n.limits;
     if l.imports != jwt::NO_LIMIT && n.imports.len() as i64 > l.imports {
         errs.push("the account contains more imports than allowed by the operator".into());
@@ -372,6 +382,12 @@ fn problems(c: &jwt::Claims<AccountNats>) -> Option<String> {
         }
     }
     (!errs.is_empty()).then(|| errs.join("; "))
+}
+
+/// An account JWT's mappings as a config file's: a destination without a weight has 100.
+fn jwt_mappings(n: &AccountNats) -> Vec<MapRule> {
+    let dest = |d: &jwt::WeightedMapping| MapDest { subject: d.subject.clone(), weight: d.weight.filter(|w| *w > 0).unwrap_or(100), cluster: d.cluster.clone() };
+    n.mappings.iter().map(|(src, dests)| MapRule { src: src.clone(), dests: dests.iter().map(dest).collect() }).collect()
 }
 
 /// Whether `token` is `exporter`'s grant of `subject` to `importer`.

@@ -127,6 +127,21 @@ impl Shard {
             current.insert(key.clone(), n);
             line(&mut out, &key.0, key.1.as_deref(), n);
         }
+        // As nats-server: the account's service imports and mapping sources, so that what
+        // is published on them at the other side comes here to be imported or mapped (on a
+        // connection to our hub, only what the leaf may subscribe to). They are told once,
+        // not kept in `announced`: a subscription on one of them that comes and goes takes
+        // the interest away again, as nats-server's smap count does.
+        let table = &self.shared.accounts;
+        let services = table.services.iter().filter(|s| s.from == acc).map(|s| &s.local[..]);
+        let mappings = table.mappings.get(acc as usize).map_or(&[][..], |m| m.list()).iter().map(|m| m.src().as_bytes());
+        let mut told: Vec<&[u8]> = Vec::new();
+        for subj in services.chain(mappings) {
+            if !told.contains(&subj) && !current.contains_key(&(subj.into(), None)) && (!link.spoke.get() || to.client.can_subscribe(subj)) {
+                line(&mut out, subj, None, 1);
+                told.push(subj);
+            }
+        }
         line(&mut out, leafs.lds(acc).as_bytes(), None, 1);
         *link.announced.borrow_mut() = current;
         to.client.send(&out);

@@ -56,6 +56,10 @@ pub struct AccountInfo {
     pub leafnode_connections: u64,
     pub client_connections: u64,
     pub subscriptions: u64,
+    /// Subject mappings by source (sorted, as Go writes a map), each destination with its
+    /// cumulative weight, as nats-server shows them.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub mappings: std::collections::BTreeMap<String, Vec<MappingInfo>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exports: Vec<ExportInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -64,6 +68,15 @@ pub struct AccountInfo {
     #[serde(flatten)]
     pub jwt: Option<JwtInfo>,
     pub sublist_stats: SublistStats,
+}
+
+/// One destination of a mapping (nats-server's `MapDest`).
+#[derive(Serialize)]
+pub struct MappingInfo {
+    pub subject: String,
+    pub weight: u8,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
 }
 
 /// What nats-server shows of an account that comes from a JWT.
@@ -257,6 +270,7 @@ pub fn detail<'a>(
             leafnode_connections: 0,
             client_connections: figures.connections,
             subscriptions: figures.index.subscriptions,
+            mappings: table.mappings.get(id as usize).map_or(&[][..], |m| m.list()).iter().map(|m| (m.src().to_string(), m.shown().into_iter().map(|d| MappingInfo { subject: d.subject, weight: d.weight, cluster: d.cluster }).collect())).collect(),
             exports,
             imports,
             jwt: trust.and_then(|t| t.accounts.get(name)).map(JwtInfo::new),
@@ -340,6 +354,7 @@ mod tests {
                         export(ExportKind::Service, "priv", Some(vec!["B".into()]), ResponseType::Singleton),
                     ],
                     imports: vec![],
+                    ..Account::default()
                 },
                 Account {
                     name: "B".into(),
@@ -350,6 +365,7 @@ mod tests {
                         import(ExportKind::Stream, "s.*", None, Some("t.*")),
                         import(ExportKind::Service, "req.a", None, None),
                     ],
+                    ..Account::default()
                 },
             ],
             ..Default::default()

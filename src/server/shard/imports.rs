@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::subject;
+use crate::server::mapping::Mappings;
 use crate::server::options::{ExportKind, Options, ResponseType, GLOBAL_ACCOUNT};
 
 /// How long a service's reply mapping waits for its answer(s), as nats-server's default
@@ -51,6 +52,8 @@ pub struct AccountTable {
     pub reply_prefix: Box<[u8]>,
     /// Connections per account server-wide, counted for accounts whose JWT limits them.
     pub conns: Box<[std::sync::atomic::AtomicUsize]>,
+    /// Each account's subject mappings, by id.
+    pub mappings: Box<[Mappings]>,
 }
 
 /// A stream import: messages published in `from` on a subject matching `subject` are
@@ -185,7 +188,19 @@ impl AccountTable {
         // Six random letters and digits (a NUID's start), as nats-server's reply prefixes look.
         let reply_prefix = format!("_R_.{}.", &crate::client::nuid::next()[..6]).into_bytes();
         let conns = names.iter().map(|_| std::sync::atomic::AtomicUsize::new(0)).collect();
-        AccountTable { names, by_name, system, streams, services, exporters, reply_prefix: reply_prefix.into(), conns }
+        // The config reader refused mappings nats-server refuses; none is dropped here.
+        let cluster = opts.cluster.as_ref().and_then(|c| c.name.clone()).unwrap_or_default();
+        let mappings = names
+            .iter()
+            .map(|n| {
+                let rules = match &**n {
+                    GLOBAL_ACCOUNT => &opts.mappings[..],
+                    name => opts.accounts.iter().find(|a| a.name == name).map_or(&[][..], |a| &a.mappings[..]),
+                };
+                Mappings::new(rules, &cluster).0
+            })
+            .collect();
+        AccountTable { names, by_name, system, streams, services, exporters, reply_prefix: reply_prefix.into(), conns, mappings }
     }
 
     /// An account's id.
@@ -343,6 +358,7 @@ mod tests {
                         Export { kind: ExportKind::Service, subject: "req.*".into(), accounts: None, response_type: ResponseType::Stream },
                     ],
                     imports: vec![],
+                    ..Account::default()
                 },
                 Account {
                     name: "B".into(),
@@ -351,6 +367,7 @@ mod tests {
                         Import { kind: ExportKind::Stream, account: "A".into(), subject: "s.>".into(), prefix: Some("a".into()), to: None },
                         Import { kind: ExportKind::Service, account: "A".into(), subject: "req.x".into(), prefix: None, to: Some("a.req".into()) },
                     ],
+                    ..Account::default()
                 },
             ],
             ..Options::default()

@@ -241,7 +241,12 @@ impl Shard {
             return;
         };
         let origin = Origin { client: None, cid: c.cid, kind, queues: Some(m.queues), to_routes };
-        let msg = Message { subject: m.subject, reply: m.reply, header_len: m.header_len, msg: m.msg, big: None };
+        // A leaf node's messages are mapped as clients' are; a route's were at their origin.
+        let subject = match kind {
+            Kind::Leaf => self.mapped(acc, m.subject),
+            _ => std::borrow::Cow::Borrowed(m.subject),
+        };
+        let msg = Message { subject: &subject, reply: m.reply, header_len: m.header_len, msg: m.msg, big: None };
         self.route(origin, acc, msg, 0);
     }
 

@@ -3,6 +3,7 @@
 //! their outboxes, queue groups get it once server-wide (decided here, by the publishing
 //! core), and imports carry it into other accounts.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -94,8 +95,11 @@ impl Shard {
         bump(&client.stats.in_bytes, p.msg.len() as u64);
         bump(&self.stats.in_msgs, 1);
         bump(&self.stats.in_bytes, p.msg.len() as u64);
-        if !client.can_publish(p.subject) {
-            let subj = String::from_utf8_lossy(p.subject);
+        let acc = client.account.get();
+        // Permissions are checked on the subject the message goes out on (as nats-server).
+        let subject = self.mapped(acc, p.subject);
+        if !client.can_publish(&subject) {
+            let subj = String::from_utf8_lossy(&subject);
             tracing::error!(cid = client.cid, "Publish Violation - Subject \"{subj}\"");
             client.send_err(&format!("Permissions Violation for Publish to \"{subj}\""));
             return;
@@ -116,17 +120,26 @@ impl Shard {
         }
         // Unlike nats-server, subjects with spaces or control bytes are never delivered: the
         // index matches nothing for them, and nobody is told there are no responders.
-        let m = Message { subject: p.subject, reply: p.reply, header_len: p.header_len, msg: p.msg, big };
-        let acc = client.account.get();
+        let m = Message { subject: &subject, reply: p.reply, header_len: p.header_len, msg: p.msg, big };
         let routed = self.route(Origin::of(client), acc, m, 0);
         if let Some(reply) = p.reply.filter(|_| !routed && client.no_responders.get()) {
-            if subject::deliverable_subject(p.subject) {
+            if subject::deliverable_subject(&subject) {
                 if self.outboxes.len() > 1 {
                     self.probe(client, acc, m, reply);
                 } else {
                     self.no_responders(client, reply);
                 }
             }
+        }
+    }
+
+    /// The subject a message published in account `acc` on `subject` goes out on: the
+    /// destination of the account's first mapping that matches (empty: dropped), else the
+    /// subject itself.
+    pub(super) fn mapped<'s>(&'s self, acc: u32, subject: &'s [u8]) -> Cow<'s, [u8]> {
+        match self.shared.accounts.mappings.get(acc as usize).filter(|m| !m.is_empty()) {
+            Some(m) => m.map(subject, || fastrand::u8(..100)).unwrap_or(Cow::Borrowed(subject)),
+            None => Cow::Borrowed(subject),
         }
     }
 
@@ -265,7 +278,9 @@ impl Shard {
                 self.route(Origin { to_routes: false, ..origin }, i.into, Message { subject: &subject, ..m }, depth + 1)
             }
             Target::Service(i) => {
+                // The exporting account's mappings apply to the request (as nats-server).
                 let subject = i.rename.apply(m.subject);
+                let subject = self.mapped(i.to, &subject);
                 let token = m.reply.map(|r| self.responses.open(acc, r, i.response));
                 let reply = token.map(|t| reply_subject(&self.shared.accounts.reply_prefix, self.id, t));
                 let rtt = origin.client.map_or(0, |c| c.rtt.get());
