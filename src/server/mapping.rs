@@ -69,6 +69,17 @@ pub struct Transform {
     parts: Option<Vec<Part>>,
     /// How many tokens the source has (its `>` takes the rest from there).
     src_tokens: usize,
+    /// Where the source's `*` tokens are.
+    stars: Vec<usize>,
+}
+
+/// Why a destination is not a subject pattern that takes the source's wildcards in order.
+#[derive(Debug, PartialEq)]
+pub enum Shape {
+    /// It uses this mapping function.
+    Function(String),
+    /// It refers to the wildcards out of order, or to one twice.
+    OutOfOrder,
 }
 
 /// Whether a subject is well formed as nats-server's `subjectInfo` sees it: no empty token,
@@ -231,11 +242,11 @@ impl Transform {
             return Err("invalid subject".into());
         }
         let src_tokens = src.split('.').count();
-        if stars == 0 && !fwc {
-            return Ok(Transform { dest: dest.into(), parts: None, src_tokens });
-        }
         // Where the source's N-th `*` is.
         let star_at: Vec<usize> = src.split('.').enumerate().filter(|(_, t)| *t == "*").map(|(i, _)| i).collect();
+        if stars == 0 && !fwc {
+            return Ok(Transform { dest: dest.into(), parts: None, src_tokens, stars: star_at });
+        }
         let mut parts = Vec::new();
         let mut refs = 0;
         for t in dest.split('.') {
@@ -258,7 +269,29 @@ impl Transform {
         if refs < stars {
             return Err(dest_err("not using all of the token wildcard(s)", dest));
         }
-        Ok(Transform { dest: dest.into(), parts: Some(parts), src_tokens })
+        Ok(Transform { dest: dest.into(), parts: Some(parts), src_tokens, stars: star_at })
+    }
+
+    /// The destination with each wildcard reference written as `*`, when it uses no
+    /// function and takes the source's wildcards each once, in order (the form of a
+    /// subscription).
+    pub fn as_pattern(&self) -> Result<String, Shape> {
+        let Some(parts) = &self.parts else { return Ok(self.dest.clone()) };
+        let (mut out, mut used) = (Vec::new(), Vec::new());
+        for (p, t) in parts.iter().zip(self.dest.split('.')) {
+            match p {
+                Part::Literal(l) => out.push(&**l),
+                Part::Wildcard(at) => {
+                    used.push(*at);
+                    out.push("*");
+                }
+                _ => return Err(Shape::Function(t.to_string())),
+            }
+        }
+        if used != self.stars {
+            return Err(Shape::OutOfOrder);
+        }
+        Ok(out.join("."))
     }
 
     /// The destination of `subject` (a subject the source matches).

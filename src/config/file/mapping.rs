@@ -4,15 +4,16 @@
 //! between them (its reasons, word for word).
 //!
 //! In `to`, each `*` stands for the subject's next `*` wildcard, `$N` and `{{wildcard(N)}}`
-//! for its N-th; a subject's `>` must be matched by a `>`. natsu's imports fill the
-//! wildcards in order, so `to` comes back with every reference written as `*`; references
-//! out of order or repeated, and the other mapping functions (`{{partition(..)}}`, …), are
-//! not served yet.
+//! for its N-th; a subject's `>` must be matched by a `>` (see
+//! [`Transform`](crate::server::mapping::Transform)). natsu's imports fill the wildcards in
+//! order, so `to` comes back with every reference written as `*`; references out of order
+//! or repeated, and the other mapping functions (`{{partition(..)}}`, …), are not served in
+//! imports yet (subject mappings serve them).
 
 use super::Loader;
 use crate::config::conf::{Kind, Value};
 use crate::protocol::subject::valid_subject;
-use crate::server::mapping::{MapDest, MapRule, Mapping};
+use crate::server::mapping::{MapDest, MapRule, Mapping, Shape, Transform};
 
 /// What an import's `to` is to the subject it maps.
 #[derive(Debug, PartialEq)]
@@ -46,7 +47,8 @@ pub(super) fn collide(a: &str, b: &str) -> bool {
     }
 }
 
-/// `to` for an import of `subject` (a valid subject).
+/// `to` for an import of `subject` (a valid subject), checked as nats-server checks an
+/// import's mapping (its transform, in its words).
 pub(super) fn map(subject: &str, to: &str) -> Mapped {
     if !has_wildcard(subject) || to == subject {
         return Mapped::Same;
@@ -64,75 +66,13 @@ pub(super) fn map(subject: &str, to: &str) -> Mapped {
             _ => t.to_string(),
         })
         .collect();
-    let dest_text = dest.join(".");
-    let ends_fwc = |s: &str| s.split('.').last() == Some(">");
-    if !pattern_ok(&dest_text) || ends_fwc(subject) != ends_fwc(&dest_text) {
-        return Mapped::Invalid("invalid subject".into());
-    }
-    let wildcards = subject.split('.').filter(|t| *t == "*").count() as i64;
-    let (mut refs, mut out) = (Vec::new(), Vec::new());
-    for t in &dest {
-        let bad = |why: &str| Mapped::Invalid(format!("invalid mapping destination: {why} in {t}"));
-        match reference(t) {
-            Ok(None) => out.push(t.as_str()),
-            Ok(Some(_)) | Err(Ref::Function) if wildcards == 0 => return bad("wildcard index out of range"),
-            // nats-server puts the index after the token.
-            Ok(Some(i)) if i > wildcards => return Mapped::Invalid(format!("invalid mapping destination: wildcard index out of range in {t}: [{i}]")),
-            Ok(Some(i)) => {
-                refs.push(i);
-                out.push("*");
-            }
-            Err(Ref::Invalid(why)) => return bad(why),
-            Err(Ref::Function) => return Mapped::NotServed(format!("the mapping function {t}")),
-        }
-    }
-    if (refs.len() as i64) < wildcards {
-        return Mapped::Invalid(format!("invalid mapping destination: not using all of the token wildcard(s) in {dest_text}"));
-    }
-    if !refs.iter().copied().eq(1..=wildcards) {
-        return Mapped::NotServed(format!("wildcards out of order or repeated ({to:?})"));
-    }
-    Mapped::To(out.join("."))
-}
-
-/// A subject as a mapping needs it: no empty token, `>` only last (white space is the
-/// caller's concern).
-fn pattern_ok(s: &str) -> bool {
-    let n = s.split('.').count();
-    s.split('.').enumerate().all(|(i, t)| !t.is_empty() && (t != ">" || i == n - 1))
-}
-
-/// Why a `{{…}}` token is no wildcard reference.
-enum Ref {
-    /// nats-server's reason.
-    Invalid(&'static str),
-    /// One of nats-server's other mapping functions.
-    Function,
-}
-
-/// A destination token: a literal (None) or the wildcard it refers to. `$x` with no number
-/// after the `$` is a literal, as in nats-server.
-fn reference(t: &str) -> Result<Option<i64>, Ref> {
-    if let Some(n) = t.strip_prefix('$').filter(|n| !n.is_empty()) {
-        return Ok(n.parse().ok());
-    }
-    let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")).filter(|_| t.len() > 4) else { return Ok(None) };
-    let inner = inner.trim();
-    let (name, args) = match inner.split_once('(') {
-        Some((name, rest)) if rest.trim_end().ends_with(')') => (name.trim().to_ascii_lowercase(), rest.trim_end().trim_end_matches(')')),
-        _ => return Err(Ref::Invalid("unknown function")),
-    };
-    match name.as_str() {
-        "wildcard" => {
-            let args: Vec<&str> = args.split(',').collect();
-            match args[..] {
-                [""] => Err(Ref::Invalid("not enough arguments passed to the function")),
-                [a] => a.trim().parse().map(Some).map_err(|_| Ref::Invalid("function argument is invalid or in the wrong format")),
-                _ => Err(Ref::Invalid("too many arguments passed to the function")),
-            }
-        }
-        "partition" | "splitfromleft" | "splitfromright" | "slicefromleft" | "slicefromright" | "split" => Err(Ref::Function),
-        _ => Err(Ref::Invalid("unknown function")),
+    match Transform::new(subject, &dest.join(".")) {
+        Err(why) => Mapped::Invalid(why),
+        Ok(t) => match t.as_pattern() {
+            Ok(p) => Mapped::To(p),
+            Err(Shape::Function(f)) => Mapped::NotServed(format!("the mapping function {f}")),
+            Err(Shape::OutOfOrder) => Mapped::NotServed(format!("wildcards out of order or repeated ({to:?})")),
+        },
     }
 }
 
@@ -266,7 +206,7 @@ mod tests {
             ("s.*.>", "t.>", invalid("invalid mapping destination: not using all of the token wildcard(s) in t.>")),
             ("s.*", "t.$x", invalid("invalid mapping destination: not using all of the token wildcard(s) in t.$x")),
             ("s.*.*", "t.*.*.*", invalid("invalid mapping destination: wildcard index out of range in $3: [3]")),
-            ("s.>", "t.$1.>", invalid("invalid mapping destination: wildcard index out of range in $1")),
+            ("s.>", "t.$1.>", invalid("invalid mapping destination: wildcard index out of range in $1: [1]")),
             ("s.>", "t", invalid("invalid subject")),
             ("s.*", "t.*.>", invalid("invalid subject")),
             ("s.*", "t..*", invalid("invalid subject")),
