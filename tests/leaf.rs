@@ -1,8 +1,9 @@
 //! Leaf nodes between natsu and nats-server 2.9, both ways: natsu as the leaf of a
 //! nats-server hub, and nats-server as the leaf of a natsu hub (and natsu with natsu).
 //! Real processes on loopback, real clients (async-nats): messages both ways, queue groups
-//! and request/reply across the link, account binding, a hub that restarts, two leafs on
-//! one hub without duplicates; and bad `leafnodes` blocks refused with their reasons.
+//! and request/reply across the link, account binding, a hub's subject mappings applied to
+//! what its leafs publish, a hub that restarts, two leafs on one hub without duplicates;
+//! and bad `leafnodes` blocks refused with their reasons.
 //!
 //! "The link is up" is never a sleep: a barrier (see `common::probe`) from one side to a
 //! probe on the other says the interest crossed. Every wait is bounded.
@@ -168,6 +169,35 @@ async fn natsu_leaf_of_a_natsu_hub() {
     let h = hub(Who::Natsu, lp, "");
     let l = leaf(Who::Natsu, lp, "", "");
     exchange(&h.client().await, &l.client().await, "natsu leaf, natsu hub").await;
+}
+
+/// A hub with subject mappings tells its leafs of their sources, so that what a leaf's
+/// client publishes on one comes over (nobody at the leaf is interested) and is mapped at
+/// the hub, as nats-server does it.
+async fn hub_mappings(hub_who: Who, leaf_who: Who) {
+    let lp = pick_port();
+    let h = Node::start(hub_who, &format!("mappings {{ \"in.*\": \"out.$1\" }}\nleafnodes {{\n  listen: \"127.0.0.1:{lp}\"\n}}\n"));
+    let l = leaf(leaf_who, lp, "", "");
+    let (hub_c, leaf_c) = (h.client().await, l.client().await);
+    let mut at_hub = hub_c.subscribe("out.>").await.unwrap();
+    let mut unmapped = hub_c.subscribe("in.>").await.unwrap();
+    linked(&hub_c, &leaf_c).await;
+    leaf_c.publish("in.x", "mapped".into()).await.unwrap();
+    leaf_c.flush().await.unwrap();
+    let m = next(&mut at_hub, "the leaf's message, mapped at the hub").await;
+    assert_eq!((m.subject.as_str(), &m.payload[..]), ("out.x", &b"mapped"[..]), "{hub_who:?} hub");
+    linked(&hub_c, &leaf_c).await;
+    quiet(&mut unmapped, "the source subject at the hub").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_natsu_hub_maps_what_its_leafs_publish() {
+    hub_mappings(Who::Natsu, Who::NatsServer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_natsu_leaf_forwards_to_a_mapping_nats_server_hub() {
+    hub_mappings(Who::NatsServer, Who::Natsu).await;
 }
 
 /// A hub binds each leaf user to its account: the leaf's messages reach that account only.
