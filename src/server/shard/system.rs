@@ -55,6 +55,9 @@ pub enum Request {
     /// `$SYS.REQ.ACCOUNT.PING.STATZ` in the system account: every account's entry (those
     /// with connections unless `include_unused`), no answer when there is none.
     AllStatz,
+    /// `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE` (or the older `$SYS.ACCOUNT.<key>.CLAIMS.UPDATE`)
+    /// in the system account: a new JWT for an account (see `claims_update`).
+    ClaimsUpdate,
 }
 
 impl Request {
@@ -88,6 +91,8 @@ impl Shard {
             add(format!("$SYS.REQ.ACCOUNT.*.{name}"), req);
         }
         add("$SYS.REQ.ACCOUNT.PING.STATZ".into(), Request::AllStatz);
+        add("$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE".into(), Request::ClaimsUpdate);
+        add("$SYS.ACCOUNT.*.CLAIMS.UPDATE".into(), Request::ClaimsUpdate);
         drop(sublist);
         // What nats-server imports into every other account: its own connections and figures.
         for (acc, index) in self.accounts.iter().enumerate() {
@@ -201,6 +206,9 @@ impl Shard {
     /// come from every core. A request without a reply subject is ignored, as there.
     /// `acc` is the account the request was published in (the answer goes back there).
     pub(super) fn system_request(&self, req: Request, acc: u32, m: Message<'_>) {
+        if req == Request::ClaimsUpdate {
+            return self.claims_update(acc, m);
+        }
         let Some(reply) = m.reply else { return };
         let Some(me) = self.me.get().and_then(std::rc::Weak::upgrade) else { return };
         let reply = reply.to_vec();
@@ -264,10 +272,63 @@ impl Shard {
                 out.insert("error".into(), json!({"code": code, "description": description}))
             }
         };
-        let payload = Value::Object(out).to_string();
+        self.send_answer(acc, &reply, &Value::Object(out));
+    }
+
+    /// An answer to a system request, published on its reply subject in account `acc`.
+    fn send_answer(&self, acc: u32, reply: &[u8], body: &Value) {
+        let payload = body.to_string();
         let origin = Origin { client: None, cid: 0, kind: Kind::Client, queues: None, to_routes: true };
-        let m = Message { subject: &reply, reply: None, header_len: None, msg: payload.as_bytes(), big: None };
+        let m = Message { subject: reply, reply: None, header_len: None, msg: payload.as_bytes(), big: None };
         self.route(origin, acc, m, 0);
+    }
+
+    /// A new JWT for an account, as nats-server 2.9 with a memory resolver takes it and in
+    /// its envelope (`data` with code 200 and a message, or `error` with code 500 and a
+    /// description): an empty body, a JWT that does not decode or is another account's is
+    /// an error; an account the server has not loaded is skipped; the JWT the account has
+    /// is "updated" (nothing changes). natsu does not apply a changed JWT at run time yet:
+    /// it answers with an error that says so (restart with the new JWT preloaded), and
+    /// logs it, rather than leave the sender believing the account changed.
+    fn claims_update(&self, acc: u32, m: Message<'_>) {
+        let subject = String::from_utf8_lossy(m.subject);
+        let tokens: Vec<&str> = subject.split('.').collect();
+        let key = match tokens.len() {
+            6 => tokens[3],
+            5 => tokens[2],
+            _ => return,
+        };
+        let body = String::from_utf8_lossy(&m.msg[m.header_len.unwrap_or(0).min(m.msg.len())..]).trim().to_string();
+        let trust = self.shared.opts.auth.trust.as_deref();
+        const FAILED: &str = "jwt update resulted in error";
+        // Ok(message), or Err((message, error)).
+        let outcome: Result<&str, (&str, String)> = if body.is_empty() {
+            Err(("jwt update error", "request body is empty".into()))
+        } else {
+            match crate::server::auth::jwt::decode::<crate::server::auth::jwt::AccountNats>(&body) {
+                Err(e) => Err((FAILED, e)),
+                Ok(c) if c.sub != key => Err((FAILED, "subject does not match jwt content".into())),
+                Ok(_) => match trust.and_then(|t| t.accounts.get(key)) {
+                    None => Ok("jwt update skipped"),
+                    Some(a) if a.jwt == body => Ok("jwt updated"),
+                    Some(_) => Err((FAILED, "natsu does not apply account JWT updates at run time yet (restart it with the new JWT in resolver_preload)".into())),
+                },
+            }
+        };
+        // nats-server's log lines and words.
+        match &outcome {
+            Ok(message) => tracing::debug!("{message} - {key}"),
+            Err((message, e)) => tracing::error!("{message} - {key} - {e}"),
+        }
+        let Some(reply) = m.reply else { return };
+        // nats-server writes this answer from a Go map: its keys sorted.
+        let mut out = Map::new();
+        match outcome {
+            Ok(message) => out.insert("data".into(), json!({"account": key, "code": 200, "message": message})),
+            Err((message, e)) => out.insert("error".into(), json!({"account": key, "code": 500, "description": format!("{message} - {e}")})),
+        };
+        out.insert("server".into(), self.server_info());
+        self.send_answer(acc, reply, &Value::Object(out));
     }
 }
 
@@ -294,7 +355,7 @@ fn endpoint(req: Request, body: &[u8], account: &str) -> Result<Option<String>, 
         serde_json::from_slice(body).map_err(|e| e.to_string())?
     };
     let path = match req {
-        Request::Statsz => return Ok(None),
+        Request::Statsz | Request::ClaimsUpdate => return Ok(None),
         Request::Varz => "/varz",
         Request::Connz => "/connz",
         Request::Subsz => "/subsz",
