@@ -211,6 +211,28 @@ fn users_log_in_with_jwts_and_bad_ones_are_refused() {
     }
 }
 
+/// `resolver_pinned_accounts`: only the pinned accounts' users (and the system account's)
+/// log in; a key that is no account key stops the start.
+#[test]
+fn only_pinned_accounts_log_in() {
+    let org = Org::new(|_, _| {});
+    let dir = TempDir::new("operator");
+    let conf = format!("{}resolver_pinned_accounts: [\"{}\"]\n", org.conf(&dir), org.a.public_key());
+    let (_d, servers) = natsu_and_reference(&conf, &[]);
+    for (name, server) in &servers {
+        let port = port_of(server);
+        let (ua, ub, us) = (KeyPair::new_user(), KeyPair::new_user(), KeyPair::new_user());
+        assert!(logs_in(port, &user_jwt(&ua, &org.a, |_| {}), Some(&ua)), "{name}: pinned A");
+        assert!(!logs_in(port, &user_jwt(&ub, &org.b, |_| {}), Some(&ub)), "{name}: B is not pinned");
+        assert!(logs_in(port, &user_jwt(&us, &org.sys, |_| {}), Some(&us)), "{name}: the system account");
+    }
+    let bad = dir.0.join("bad.conf");
+    std::fs::write(&bad, format!("{}resolver_pinned_accounts: [\"{}\"]\n", org.conf(&dir), org.op.public_key())).unwrap();
+    let out = std::process::Command::new(common::natsu_bin()).args(["-c", bad.to_str().unwrap(), "-p", "-1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("pinned account key {:?} is not a valid public account nkey", org.op.public_key())), "{err}");
+}
+
 #[test]
 fn revoked_users_are_refused() {
     let user = KeyPair::new_user();

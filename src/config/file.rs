@@ -306,6 +306,7 @@ impl Loader {
                 "operator" | "operators" | "roots" | "root" | "root_operators" | "root_operator" => self.operator(k, v),
                 "resolver" | "account_resolver" | "accounts_resolver" => self.resolver(k, v),
                 "resolver_preload" => self.resolver_preload(v),
+                "resolver_pinned_accounts" => self.resolver_pinned_accounts(v),
                 "no_auth_user" => {
                     if let Some(s) = self.string(k, v) {
                         // Empty is none, as in nats-server.
@@ -930,7 +931,8 @@ mod tests {
         let table: &[(&str, &str)] = &[
             ("port: 4222\ngateway { port: 7222 }", "t.conf:2:1: \"gateway\" is not supported by natsu yet"),
             ("jetstream: enabled", "t.conf:1:1: \"jetstream\" is not supported by natsu yet"),
-            ("trusted_keys: x\nresolver_pinned_accounts: [x]\nno_system_account: true", "t.conf:1:1: \"trusted_keys\" is not supported by natsu yet\nt.conf:2:1: \"resolver_pinned_accounts\" is not supported by natsu yet\nt.conf:3:1: \"no_system_account\" is not supported by natsu yet"),
+            ("trusted_keys: x\nno_system_account: true", "t.conf:1:1: \"trusted_keys\" is not supported by natsu yet\nt.conf:2:1: \"no_system_account\" is not supported by natsu yet"),
+            ("resolver_pinned_accounts: [x]", "t.conf:1:28: pinned account key \"x\" is not a valid public account nkey\nt.conf:1:27: resolver_pinned_accounts needs an operator (operator: op.jwt)"),
             ("tls { cert_file: c, key_file: k, verify_cert_and_check_known_urls: true }", "t.conf:1:34: \"verify_cert_and_check_known_urls\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, cipher_suites: [\"TLS_AES_128_GCM_SHA256\"] }", "t.conf:1:34: \"cipher_suites\" is not supported by natsu yet"),
             ("tls { cert_file: c, key_file: k, curve_preferences: [\"X25519\"] }", "t.conf:1:34: \"curve_preferences\" is not supported by natsu yet"),

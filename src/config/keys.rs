@@ -49,7 +49,6 @@ pub(super) const TOP: Block = Block {
         "ports_file_dir",
         "prof_port",
         "reconnect_error_reports",
-        "resolver_pinned_accounts",
         "resolver_tls",
         "server_tags",
         "store_dir",

@@ -167,6 +167,9 @@ pub struct Trust {
     pub strict: bool,
     /// The preloaded accounts by public key.
     pub accounts: std::collections::BTreeMap<String, TrustedAccount>,
+    /// `resolver_pinned_accounts`: when not empty, only these accounts' users (and the
+    /// system account's) may log in.
+    pub pinned: Vec<String>,
 }
 
 /// One account of `resolver_preload`, as its JWT says.

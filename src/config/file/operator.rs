@@ -30,6 +30,9 @@ pub(super) struct Read {
     pub memory: bool,
     /// `resolver_preload`: each account key, where it was written, and its JWT.
     pub preload: Vec<(Pos, String, String)>,
+    /// `resolver_pinned_accounts`, and where it was.
+    pub pinned: Vec<String>,
+    pub pinned_at: Option<Pos>,
 }
 
 impl Loader {
@@ -72,6 +75,29 @@ impl Loader {
         }
     }
 
+    /// `resolver_pinned_accounts: KEY` or `[KEY, ...]`: the only accounts whose users may log
+    /// in (the system account's too), each a public account key (nats-server's words).
+    pub(super) fn resolver_pinned_accounts(&mut self, v: &Value) {
+        let items: Vec<&Value> = match &v.kind {
+            Kind::Str(_) => vec![v],
+            Kind::Array(a) => a.iter().collect(),
+            _ => return self.err(&v.pos, format_args!("error parsing resolver_pinned_accounts: unsupported type {}", v.type_name())),
+        };
+        self.operator.pinned.clear();
+        self.operator.pinned_at = Some(v.pos.clone());
+        for item in items {
+            let Kind::Str(key) = &item.kind else {
+                self.err(&item.pos, format_args!("error parsing resolver_pinned_accounts: unsupported type in array {}", item.type_name()));
+                continue;
+            };
+            if !(key.starts_with('A') && nkeys::KeyPair::from_public_key(key).is_ok()) {
+                self.err(&item.pos, format_args!("pinned account key {key:?} is not a valid public account nkey"));
+                continue;
+            }
+            self.operator.pinned.push(key.clone());
+        }
+    }
+
     /// `resolver_preload { KEY: "jwt" }`.
     pub(super) fn resolver_preload(&mut self, v: &Value) {
         let Kind::Map(m) = &v.kind else {
@@ -102,6 +128,10 @@ impl Loader {
             }
             if let Some((p, _, _)) = read.preload.first() {
                 self.err(p, "resolver_preload needs an operator (operator: op.jwt) and resolver: MEMORY");
+            }
+            // nats-server ignores it then; a pin that pins nothing is refused here.
+            if let Some(p) = &read.pinned_at {
+                self.err(p, "resolver_pinned_accounts needs an operator (operator: op.jwt)");
             }
             return;
         };
@@ -176,7 +206,12 @@ impl Loader {
             accounts.insert(key.clone(), TrustedAccount { claims, jwt: token.clone(), invalid });
         }
         o.accounts = jwt_accounts(&accounts, &mut |msg| self.warnings.push(format!("{at}: {msg}")));
-        o.auth.trust = Some(Arc::new(Trust { operators: read.operators.iter().map(|op| op.sub.clone()).collect(), keys, strict, accounts }));
+        let mut pinned = read.pinned.clone();
+        if !pinned.is_empty() && !pinned.contains(&o.system_account) {
+            // The operator's system account can always log in.
+            pinned.push(o.system_account.clone());
+        }
+        o.auth.trust = Some(Arc::new(Trust { operators: read.operators.iter().map(|op| op.sub.clone()).collect(), keys, strict, accounts, pinned }));
     }
 }
 

@@ -37,6 +37,9 @@ pub(super) fn check(trust: &Trust, p: &Presented<'_>) -> Result<Identity, String
         }
     }
     let account_key = if u.issuer_account.is_empty() { &user.iss } else { &u.issuer_account };
+    if !trust.pinned.is_empty() && !trust.pinned.contains(account_key) {
+        return Err(format!("Account {account_key} not listed as operator pinned account"));
+    }
     let account = trust.accounts.get(account_key).ok_or_else(|| format!("Account JWT lookup error: no account {account_key}"))?;
     if let Some(why) = &account.invalid {
         return Err(format!("Account JWT lookup error: account validation failed: {why}"));
