@@ -190,6 +190,7 @@ fn response_name(r: ResponseType) -> &'static str {
 ///     name: "B".into(),
 ///     exports: vec![],
 ///     imports: vec![Import { kind: ExportKind::Stream, account: "A".into(), subject: "a.>".into(), prefix: Some("p".into()), to: None }],
+///     ..Account::default()
 /// };
 /// let (_, imports) = exports_and_imports(&b);
 /// assert_eq!(imports[0].local_subject.as_deref(), Some("p.a.>"));
