@@ -682,9 +682,6 @@ fn real_clients_log_in_with_creds_files() {
     }
 }
 
-/// `$SYS.REQ.ACCOUNT.<key>.INFO` about a JWT account, asked by a user of the system
-/// account: the account's JWT, its issuer, name, decoded claims and revoked users, as the
-/// reference shows them (same keys in the same order; the same values but for times).
 /// A request on `subject` from the system account user `sys`, and its answer (within 5 s).
 fn sys_request(sys: &mut Raw, subject: &str, body: &str, name: &str) -> Value {
     sys.send("SUB _INBOX.i 1\r\n");
@@ -752,6 +749,9 @@ fn claim_updates_are_answered() {
     }
 }
 
+/// `$SYS.REQ.ACCOUNT.<key>.INFO` about a JWT account, asked by a user of the system
+/// account: the account's JWT, its issuer, name, decoded claims and revoked users, as the
+/// reference shows them (same keys in the same order; the same values but for times).
 #[test]
 fn account_info_of_a_jwt_account() {
     let revoked = KeyPair::new_user();
@@ -791,7 +791,148 @@ fn account_info_of_a_jwt_account() {
             t.as_object_mut().unwrap().shift_remove("imports");
         }
         assert_eq!(keys(&ours["data"]), keys(&t), "keys of the account detail");
-        assert_eq!(ours["data"]["decoded_jwt"], theirs["data"]["decoded_jwt"], "the decoded JWT");
+        // (nats-server's signing keys are a Go map: listed in a random order.)
+        let decoded = |v: &Value| {
+            let mut d = v["data"]["decoded_jwt"].clone();
+            if let Some(keys) = d["nats"]["signing_keys"].as_array_mut() {
+                keys.sort_by_key(|k| k.as_str().or(k["key"].as_str()).unwrap_or_default().to_owned());
+            }
+            d
+        };
+        assert_eq!(decoded(ours), decoded(theirs), "the decoded JWT");
         assert_eq!(ours["data"]["exports"], t["exports"], "exports");
+    }
+}
+
+/// `$SYS.REQ.USER.INFO` (nats-server 2.10's "who am I"; 2.9, the reference here, has no
+/// responder for it): a client learns its user key, account, permissions and the time
+/// left on its JWT, in any account.
+#[test]
+fn user_info_tells_a_client_who_it_is() {
+    let org = Org::new(|_, _| {});
+    let dir = TempDir::new("operator");
+    let (_d, servers) = natsu_and_reference(&org.conf(&dir), &["--cores", "2"]);
+    for (name, server) in &servers {
+        let port = port_of(server);
+        let (plain, limited) = (KeyPair::new_user(), KeyPair::new_user());
+        let (mut p, got) = login(port, &user_jwt(&plain, &org.a, |_| {}), Some(&plain));
+        assert_eq!(got, "PONG\r\n", "{name}");
+        let token = user_jwt(&limited, &org.a_signer, |c| {
+            c.exp = jwt::now() + 3600;
+            c.nats.issuer_account = org.a.public_key();
+            c.nats.limits.publish = jwt::Permission { allow: vec!["$SYS.REQ.USER.INFO".into(), "svc.>".into()], deny: vec!["svc.secret".into()] };
+            c.nats.limits.subscribe = jwt::Permission { allow: vec!["_INBOX.>".into()], deny: vec![] };
+            c.nats.limits.resp = Some(ResponsePermission { max: 3, ttl: 0 });
+        });
+        let (mut l, got) = login(port, &token, Some(&limited));
+        assert_eq!(got, "PONG\r\n", "{name}");
+        if *name == "nats-server" {
+            // No responder in 2.9: a request with headers gets the 503 status.
+            let mut r = Raw::connect(port);
+            let json = connect_json(&r, &user_jwt(&plain, &org.a, |_| {}), Some(&plain)).replace("\"jwt\"", "\"headers\":true,\"no_responders\":true,\"jwt\"");
+            r.send(&format!("CONNECT {json}\r\nSUB _INBOX.n 1\r\nPUB $SYS.REQ.USER.INFO _INBOX.n 0\r\n\r\nPING\r\n"));
+            assert!(r.expect_closed_or_pong().contains("503"), "nats-server 2.9 has no USER.INFO responder");
+            continue;
+        }
+        let v = sys_request(&mut p, "$SYS.REQ.USER.INFO", "", name);
+        assert_eq!(v["server"]["id"].as_str().map(str::len), Some(56), "{v}");
+        assert_eq!(v["data"], serde_json::json!({"user": plain.public_key(), "account": org.a.public_key()}), "{v}");
+        let v = sys_request(&mut l, "$SYS.REQ.USER.INFO", "", name);
+        let d = &v["data"];
+        assert_eq!(d["user"], limited.public_key().as_str(), "{v}");
+        assert_eq!(d["account"], org.a.public_key().as_str(), "{v}");
+        assert_eq!(
+            d["permissions"],
+            serde_json::json!({
+                "publish": {"allow": ["$SYS.REQ.USER.INFO", "svc.>"], "deny": ["svc.secret"]},
+                "subscribe": {"allow": ["_INBOX.>"]},
+                "responses": {"max": 3, "ttl": 120_000_000_000u64},
+            }),
+            "{v}"
+        );
+        let left = d["expires"].as_u64().unwrap_or(0);
+        assert!((3590_000_000_000..=3600_000_000_000).contains(&left) && left % 1_000_000_000 == 0, "{v}");
+        // The system account's own users ask too.
+        let su = KeyPair::new_user();
+        let (mut s, got) = login(port, &user_jwt(&su, &org.sys, |_| {}), Some(&su));
+        assert_eq!(got, "PONG\r\n", "{name}");
+        let v = sys_request(&mut s, "$SYS.REQ.USER.INFO", "", name);
+        assert_eq!(v["data"]["account"], org.sys.public_key().as_str(), "{v}");
+    }
+}
+
+/// Leaf connections into an operator-mode hub log in with a `.creds` file (`credentials`
+/// in the remote), as leafs into hosted NATS services do: the leaf's `$G` is bound to the
+/// user's account on the hub, both ways; a leaf whose seed does not match its JWT is
+/// refused. Every pair of natsu and nats-server as hub and leaf.
+#[test]
+fn leafs_log_in_to_an_operator_hub_with_creds() {
+    use common::cluster::pick_port;
+    let org = Org::new(|_, _| {});
+    let dir = TempDir::new("operator");
+    let user = KeyPair::new_user();
+    let creds = dir.0.join("leaf.creds");
+    std::fs::write(&creds, jwt::creds(&user_jwt(&user, &org.a, |_| {}), &user.seed().unwrap())).unwrap();
+    let wrong = dir.0.join("wrong.creds");
+    std::fs::write(&wrong, jwt::creds(&user_jwt(&user, &org.a, |_| {}), &KeyPair::new_user().seed().unwrap())).unwrap();
+    let hub_user = dir.0.join("hub.creds");
+    let hu = KeyPair::new_user();
+    std::fs::write(&hub_user, jwt::creds(&user_jwt(&hu, &org.a, |_| {}), &hu.seed().unwrap())).unwrap();
+    let start = |natsu: bool, conf: &str, file: &str| {
+        let path = dir.0.join(file);
+        std::fs::write(&path, conf).unwrap();
+        let args = ["-p", "-1", "-c", path.to_str().unwrap()];
+        if natsu {
+            Server::target_with(&args)
+        } else {
+            Server::reference_with(&args)
+        }
+    };
+    let leaf_conf = |lp: u16, creds: &std::path::Path| {
+        format!("leafnodes {{\n  reconnect: 1\n  remotes: [ {{ url: \"nats-leaf://127.0.0.1:{lp}\", credentials: \"{}\" }} ]\n}}\n", creds.display())
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for hub_natsu in [true, false] {
+        let lp = pick_port();
+        let hub = start(hub_natsu, &format!("{}leafnodes {{ listen: \"127.0.0.1:{lp}\" }}\n", org.conf(&dir)), &format!("hub{hub_natsu}.conf"));
+        for leaf_natsu in [true, false] {
+            let what = format!("hub {} / leaf {}", if hub_natsu { "natsu" } else { "nats-server" }, if leaf_natsu { "natsu" } else { "nats-server" });
+            let leaf = start(leaf_natsu, &leaf_conf(lp, &creds), &format!("leaf{hub_natsu}{leaf_natsu}.conf"));
+            let rogue = start(leaf_natsu, &leaf_conf(lp, &wrong), &format!("rogue{hub_natsu}{leaf_natsu}.conf"));
+            rt.block_on(async {
+                let at_hub = async_nats::ConnectOptions::with_credentials_file(hub_user.clone()).await.unwrap().connect(hub.url().as_str()).await.unwrap();
+                let at_leaf = async_nats::connect(leaf.url().as_str()).await.unwrap();
+                let at_rogue = async_nats::connect(rogue.url().as_str()).await.unwrap();
+                let mut up = at_hub.subscribe("up.>").await.unwrap();
+                let mut down = at_leaf.subscribe("down").await.unwrap();
+                at_hub.flush().await.unwrap();
+                // Until the link is up (the leaf dials every second), then once more each way.
+                let deadline = Instant::now() + Duration::from_secs(15);
+                let mut got = None;
+                while got.is_none() && Instant::now() < deadline {
+                    at_leaf.publish("up.probe", "p".into()).await.unwrap();
+                    at_leaf.flush().await.unwrap();
+                    got = tokio::time::timeout(Duration::from_millis(200), futures::StreamExt::next(&mut up)).await.ok().flatten();
+                }
+                assert!(got.is_some(), "{what}: the leaf's message never reached the hub");
+                let mut down_got = None;
+                while down_got.is_none() && Instant::now() < deadline {
+                    at_hub.publish("down", "d".into()).await.unwrap();
+                    at_hub.flush().await.unwrap();
+                    down_got = tokio::time::timeout(Duration::from_millis(200), futures::StreamExt::next(&mut down)).await.ok().flatten();
+                }
+                assert_eq!(down_got.map(|m| m.payload), Some("d".into()), "{what}: hub to leaf");
+                // The rogue leaf had as long to dial (and kept dialling): nothing of it arrives.
+                while tokio::time::timeout(Duration::from_millis(100), futures::StreamExt::next(&mut up)).await.is_ok() {}
+                for _ in 0..5 {
+                    at_rogue.publish("up.rogue", "r".into()).await.unwrap();
+                    at_rogue.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), futures::StreamExt::next(&mut up)).await {
+                    assert_ne!(m.subject.as_str(), "up.rogue", "{what}: a leaf with the wrong seed got in");
+                }
+            });
+        }
     }
 }

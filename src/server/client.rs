@@ -330,6 +330,11 @@ impl Client {
         *self.perms.borrow_mut() = perms;
     }
 
+    /// This connection's permissions as nats-server shows them (None: unrestricted).
+    pub fn public_permissions(&self) -> Option<serde_json::Value> {
+        self.perms.borrow().as_ref().map(ClientPerms::public)
+    }
+
     pub fn can_publish(&self, subj: &[u8]) -> bool {
         !self.restricted.get() || self.perms.borrow().as_ref().map_or(true, |p| p.can_publish(subj))
     }

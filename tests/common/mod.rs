@@ -201,7 +201,9 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait();
-                panic!("broker did not report its port within 10s (exit: {status:?})");
+                std::thread::sleep(Duration::from_millis(100));
+                let said = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                panic!("broker did not report its port within 10s (exit: {status:?}); it said:\n{said}");
             }
         };
         Server { child, port, _dir: dir, log }
@@ -229,6 +231,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failed test shows what its servers said (the last lines kept).
+        if std::thread::panicking() {
+            if let Ok(log) = self.log.lock() {
+                let from = log.len().saturating_sub(60);
+                eprintln!("--- log of the server on port {} (pid {}), last {} lines ---", self.port, self.child.id(), log.len() - from);
+                for line in &log[from..] {
+                    eprintln!("{line}");
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -164,13 +164,14 @@ pub struct RouteUrl {
     pub port: u16,
 }
 
-/// A route URL: `nats://[user[:pass]@]host:port`, `nats-route://…` or `tls://…`; the error
+/// A route or leaf URL: `nats://[user[:pass]@]host:port`, `nats-route://…`, `nats-leaf://…` or `tls://…`; the error
 /// is the reason alone.
 ///
 /// ```
 /// use natsu::config::file::parse_route_url;
 /// let r = parse_route_url("nats-route://ru:p%40ss@10.0.0.1:6222").unwrap();
 /// assert_eq!((r.user.as_deref(), r.password.as_deref(), r.host.as_str(), r.port), (Some("ru"), Some("p@ss"), "10.0.0.1", 6222));
+/// assert_eq!(parse_route_url("nats-leaf://h:7422").unwrap().port, 7422);
 /// assert!(parse_route_url("10.0.0.1:6222").is_err());
 /// ```
 pub fn parse_route_url(u: &str) -> Result<RouteUrl, String> {
@@ -185,7 +186,8 @@ pub(crate) fn parse_listen_url(u: &str) -> Result<RouteUrl, String> {
 
 fn parse_url(u: &str, listen: bool) -> Result<RouteUrl, String> {
     let (scheme, rest) = u.split_once("://").ok_or("expected scheme://host:port")?;
-    if !matches!(scheme, "nats" | "nats-route" | "tls") {
+    // (`nats-leaf://` is how leaf remotes are often written; nats-server dials any scheme.)
+    if !matches!(scheme, "nats" | "nats-route" | "nats-leaf" | "tls") {
         return Err("the scheme must be nats://, nats-route:// or tls://".into());
     }
     let rest = rest.trim_end_matches('/');

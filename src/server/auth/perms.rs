@@ -47,6 +47,12 @@ impl Pattern {
 
     /// Whether some subject matched by `wide` (a subscription with wildcards) is also matched
     /// by this pattern: then a wildcard subscription reaches into a denied subject.
+    /// The subject pattern as written.
+    fn text(&self) -> String {
+        let toks: Vec<&str> = self.0.iter().map(|t| std::str::from_utf8(t).unwrap_or("")).collect();
+        toks.join(".")
+    }
+
     fn overlaps(&self, wide: &[u8]) -> bool {
         let w: Vec<&[u8]> = subject::tokens(wide).collect();
         fn go(p: &[Box<[u8]>], w: &[&[u8]]) -> bool {
@@ -215,6 +221,31 @@ impl ClientPerms {
             self.filter_denied.set(true);
         }
         true
+    }
+    /// These permissions as nats-server 2.10 shows them to their user (`$SYS.REQ.USER.INFO`):
+    /// `publish` and `subscribe` with their `allow`/`deny` lists (empty lists left out),
+    /// `responses` with `max` and `ttl` (nanoseconds; -1: no limit) when set.
+    pub fn public(&self) -> serde_json::Value {
+        let list = |l: &[Pattern]| l.iter().map(Pattern::text).collect::<Vec<_>>();
+        let side = |r: &Option<Rules>| {
+            let mut o = serde_json::Map::new();
+            if let Some(r) = r {
+                if let Some(a) = r.allow.as_ref().filter(|a| !a.is_empty()) {
+                    o.insert("allow".into(), list(a).into());
+                }
+                if !r.deny.is_empty() {
+                    o.insert("deny".into(), list(&r.deny).into());
+                }
+            }
+            serde_json::Value::Object(o)
+        };
+        let mut out = serde_json::json!({"publish": side(&self.publish), "subscribe": side(&self.subscribe)});
+        if let Some(r) = &self.responses {
+            let max = r.perm.max.map_or(-1, |m| m as i64);
+            let ttl = r.perm.expires.map_or(-1, |t| t.as_nanos() as i64);
+            out["responses"] = serde_json::json!({"max": max, "ttl": ttl});
+        }
+        out
     }
 
     /// Whether a message on `subj` must not be delivered to this connection.

@@ -21,7 +21,8 @@ use crate::server::shard::{Shard, Target};
 fn counts(t: &Target, to: &Route, to_link: &Link, system: bool) -> bool {
     match t {
         Target::Sub(_) | Target::Core(_) => true,
-        Target::System(_) => system,
+        // (Each server answers its own clients' USER.INFO.)
+        Target::System(r) => system && *r != crate::server::shard::system::Request::UserInfo,
         Target::Route(r) => match &r.leaf {
             // A route's interest goes to our leafs, not to our hub.
             None => !to_link.spoke.get(),

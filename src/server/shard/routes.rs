@@ -311,7 +311,8 @@ impl Shard {
 fn told_routes(t: &Target, system: bool) -> bool {
     match t {
         Target::Sub(_) | Target::Core(_) => true,
-        Target::System(_) => system,
+        // (Each server answers its own clients' USER.INFO.)
+        Target::System(r) => system && *r != crate::server::shard::system::Request::UserInfo,
         Target::Route(r) => r.leaf.as_ref().is_some_and(|l| !l.spoke.get()),
         _ => false,
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::imports::{parse_reply, reply_subject, MAX_IMPORT_DEPTH};
 use super::index::{bump, Subscription, Target};
 use super::outbox::Meta;
+use super::system::Request;
 use super::{Probe, Shard};
 use crate::protocol::{encode, subject, Publish};
 use crate::server::client::{Client, Kind, Pending, State};
@@ -222,6 +223,12 @@ impl Shard {
                     }
                 }
                 Target::Stream(_) | Target::Service(_) | Target::Responses => imports = true,
+                Target::System(Request::UserInfo) => {
+                    if let Some(c) = origin.client.filter(|_| origin.kind == Kind::Client && depth == 0) {
+                        self.user_info(c, acc, m);
+                        any = true;
+                    }
+                }
                 Target::System(req) => {
                     self.system_request(*req, acc, m);
                     any = true;

@@ -11,9 +11,13 @@
 //! - `$SYS.REQ.ACCOUNT.<name>.<E>` for `E` in CONNZ, SUBSZ, LEAFZ, INFO, STATZ: the same,
 //!   about the account named (INFO: its `/accountz` detail), and
 //!   `$SYS.REQ.ACCOUNT.PING.STATZ`: every account with connections. Other accounts get
-//!   their own CONNZ and STATZ (`$SYS.REQ.SERVER.PING.CONNZ`, `$SYS.REQ.ACCOUNT.PING.*`). Core zero answers (where the
-//!   monitoring code lives): the other cores hold `Target::Core(0)` on these subjects, so a
-//!   request published anywhere reaches it through the usual mail.
+//!   their own CONNZ and STATZ (`$SYS.REQ.SERVER.PING.CONNZ`, `$SYS.REQ.ACCOUNT.PING.*`).
+//! - `$SYS.REQ.USER.INFO` in every account (nats-server 2.10's): answered by the core of
+//!   the client that asks (`user_info`).
+//!
+//! Core zero answers the others (where the monitoring code lives): the other cores hold
+//! `Target::Core(0)` on these subjects, so a request published anywhere reaches it through
+//! the usual mail.
 
 use std::rc::Rc;
 
@@ -28,6 +32,9 @@ use crate::server::client::{Client, Kind};
 use crate::server::monitor::fmt::{now_ns, rfc3339_nano};
 use crate::server::monitor::gather::reason_text;
 use crate::server::monitor::MonitorState;
+
+/// nats-server 2.10's "who am I" request subject, in every account.
+const USER_INFO: &str = "$SYS.REQ.USER.INFO";
 
 /// What a system request asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +65,9 @@ pub enum Request {
     /// `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE` (or the older `$SYS.ACCOUNT.<key>.CLAIMS.UPDATE`)
     /// in the system account: a new JWT for an account (see `claims_update`).
     ClaimsUpdate,
+    /// `$SYS.REQ.USER.INFO` in any account (nats-server 2.10's request): who the requester
+    /// is, answered by the requester's own core (see `user_info`).
+    UserInfo,
 }
 
 impl Request {
@@ -94,12 +104,14 @@ impl Shard {
         add("$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE".into(), Request::ClaimsUpdate);
         add("$SYS.ACCOUNT.*.CLAIMS.UPDATE".into(), Request::ClaimsUpdate);
         drop(sublist);
-        // What nats-server imports into every other account: its own connections and figures.
         for (acc, index) in self.accounts.iter().enumerate() {
+            let mut sublist = index.sublist.borrow_mut();
+            // Every core answers its own clients.
+            let _ = sublist.insert(USER_INFO.as_bytes(), None, Target::System(Request::UserInfo));
+            // What nats-server imports into every other account: its own connections and figures.
             if acc as u32 == table.system {
                 continue;
             }
-            let mut sublist = index.sublist.borrow_mut();
             for (subject, req) in [
                 ("$SYS.REQ.SERVER.PING.CONNZ", Request::AccountConnz),
                 ("$SYS.REQ.ACCOUNT.PING.CONNZ", Request::AccountConnz),
@@ -206,8 +218,11 @@ impl Shard {
     /// come from every core. A request without a reply subject is ignored, as there.
     /// `acc` is the account the request was published in (the answer goes back there).
     pub(super) fn system_request(&self, req: Request, acc: u32, m: Message<'_>) {
-        if req == Request::ClaimsUpdate {
-            return self.claims_update(acc, m);
+        match req {
+            Request::ClaimsUpdate => return self.claims_update(acc, m),
+            // Answered where the requester is (`user_info`), not for a message from elsewhere.
+            Request::UserInfo => return,
+            _ => {}
         }
         let Some(reply) = m.reply else { return };
         let Some(me) = self.me.get().and_then(std::rc::Weak::upgrade) else { return };
@@ -273,6 +288,35 @@ impl Shard {
             }
         };
         self.send_answer(acc, &reply, &Value::Object(out));
+    }
+
+    /// `$SYS.REQ.USER.INFO` from a client of this core, in account `acc`: as nats-server 2.10
+    /// answers it, `{"server": …, "data": {"user", "account", "permissions", "expires"}}`:
+    /// the user as nats-server names it (the nkey, the user name, the user JWT's key, else the
+    /// token), the account's name, the permissions in force (left out when unrestricted) and
+    /// the time left until the user JWT expires, in nanoseconds whole to the second (left out
+    /// when it never does).
+    pub(super) fn user_info(&self, c: &Client, acc: u32, m: Message<'_>) {
+        let Some(reply) = m.reply else { return };
+        let user = {
+            let o = c.opts.borrow();
+            let jwt_user = o.jwt.as_ref().and(c.user.borrow().clone());
+            o.nkey.clone().or(o.user.clone()).or(jwt_user).or(o.auth_token.clone()).unwrap_or_default()
+        };
+        let mut data = Map::new();
+        data.insert("user".into(), user.into());
+        data.insert("account".into(), self.account(acc).name.to_string().into());
+        if let Some(p) = c.public_permissions() {
+            data.insert("permissions".into(), p);
+        }
+        if let Some(at) = c.limits.get().expires {
+            let left = (at - (now_ns() / 1_000_000_000) as i64).max(0);
+            if left > 0 {
+                data.insert("expires".into(), (left * 1_000_000_000).into());
+            }
+        }
+        let out = json!({"server": self.server_info(), "data": data});
+        self.send_answer(acc, reply, &out);
     }
 
     /// An answer to a system request, published on its reply subject in account `acc`.
@@ -355,7 +399,7 @@ fn endpoint(req: Request, body: &[u8], account: &str) -> Result<Option<String>, 
         serde_json::from_slice(body).map_err(|e| e.to_string())?
     };
     let path = match req {
-        Request::Statsz | Request::ClaimsUpdate => return Ok(None),
+        Request::Statsz | Request::ClaimsUpdate | Request::UserInfo => return Ok(None),
         Request::Varz => "/varz",
         Request::Connz => "/connz",
         Request::Subsz => "/subsz",
