@@ -954,6 +954,14 @@ async fn reader(shard: &Rc<Shard>, client: &Rc<Client>, stream: &Stream, leftove
                     if client.state.get() != State::Open {
                         return None;
                     }
+                    // A long run of other commands (a burst of wildcard SUBs costs micro-
+                    // seconds each) gives way once the executor's preempt timer has fired:
+                    // the other clients of this core are read and written, then the rest of
+                    // the buffer is parsed before anything more is read.
+                    if glommio::executor().need_preempt() {
+                        parse_first = true;
+                        break;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {

@@ -323,6 +323,7 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
     };
     let handles = LocalExecutorPoolBuilder::new(placement)
         .spin_before_park(spin)
+        .preempt_timer(PREEMPT_TIMER)
         .name("natsu")
         // Network I/O needs no registered DMA buffers; keep locked memory small.
         .io_memory(256 << 10)
@@ -336,7 +337,18 @@ pub fn start(opts: Options) -> Result<Running, StartError> {
     Ok(Running { addr, server_id, handles, shared: shared_for_running, listen_fd, cluster_addr, cluster_fd, ws_addr, ws_fd })
 }
 
-/// Mails a core's mailbox handles from one peer before it lets its other tasks run.
+/// How long an executor runs ready tasks before it looks at its sockets again. glommio
+/// polls for I/O only when no task is ready or this timer fires (its default is 100 ms): a
+/// task that yields is ready again at once, so a mailbox working through a burst of mail
+/// in slices, or a reader with more bytes always waiting, kept every other client of the core
+/// waiting for the whole burst (a publisher's message waited 17-32 ms while another client's
+/// 20,000 wildcard SUBs landed; with 2 ms, 5-13 ms, as nats-server's 7-11). 1 ms cost a
+/// 1:4 fan-out 18-34% more CPU per message; 2 ms costs nothing measurable
+/// (bench/RESULTS.md, session 19).
+const PREEMPT_TIMER: Duration = Duration::from_millis(2);
+
+/// Mails (an interest mail counts its changes) a core's mailbox handles from one peer before
+/// it lets its other tasks run.
 const MAILBOX_SLICE: u32 = 64;
 
 /// The life of one executor: join the mesh, start the cross-core tasks, accept connections.
@@ -374,9 +386,10 @@ async fn run_shard(
             // publishers here waited out a whole burst).
             let mut handled = 0u32;
             while let Some(mail) = rx.recv().await {
+                handled += mail.weight();
                 shard.handle_mail(peer, mail);
-                handled = handled.wrapping_add(1);
-                if handled % MAILBOX_SLICE == 0 {
+                if handled >= MAILBOX_SLICE {
+                    handled = 0;
                     futures_lite::future::yield_now().await;
                 }
             }

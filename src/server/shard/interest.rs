@@ -6,7 +6,7 @@
 use std::task::Poll;
 
 use super::index::Target;
-use super::outbox::Mail;
+use super::outbox::{InterestChange, Mail};
 use super::Shard;
 
 impl Shard {
@@ -31,8 +31,10 @@ impl Shard {
         }
         let epoch = self.epoch.get() + 1;
         self.epoch.set(epoch);
+        let flush = !self.deferring.get();
         for o in self.outboxes.iter().flatten() {
-            o.push_control(Mail::Interest { account: acc, subject: crate::server::sublist::Key::new(subj), queue: queue.map(Into::into), add, epoch, flush: !self.deferring.get() });
+            let change = InterestChange { account: acc, subject: crate::server::sublist::Key::new(subj), queue: queue.map(Into::into), add, flush };
+            o.push_interest(change, epoch);
         }
     }
 

@@ -38,8 +38,10 @@ impl Shard {
                 }
             }
             Mail::ProbeAck { token, delivered } => self.probe_answered(token, delivered),
-            Mail::Interest { account, subject, queue, add, epoch, flush } => {
-                self.apply_interest(from, account, subject.as_slice(), queue.as_deref(), add, flush);
+            Mail::Interest { changes, epoch } => {
+                for c in &changes {
+                    self.apply_interest(from, c.account, c.subject.as_slice(), c.queue.as_deref(), c.add, c.flush);
+                }
                 if let Some(o) = self.outbox(from) {
                     o.push_control(Mail::Ack { epoch });
                 }

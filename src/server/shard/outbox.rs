@@ -22,13 +22,10 @@ use crate::server::client::Kind;
 pub enum Mail {
     /// Messages for subscribers on the receiving core.
     Batch(Batch),
-    /// The sending core's count for (subject, queue) in `account` went 0→1 (`add`) or
-    /// 1→0; queue members are announced one by one.
-    /// `flush`: tell the routes now (core zero); false while a closing client's
-    /// subscriptions go one by one, until `FlushRoutes`.
-    /// (The subject inline when short: 100,000 SUBs must not cost 100,000 allocations freed
-    /// on another core.)
-    Interest { account: u32, subject: crate::server::sublist::Key, queue: Option<Box<[u8]>>, add: bool, epoch: u64, flush: bool },
+    /// Interest changes on the sending core, in order (up to `INTEREST_PER_MAIL`: a burst of
+    /// SUBs crosses in few mails and is acknowledged once per mail), the last of them
+    /// numbered `epoch`.
+    Interest { changes: Vec<InterestChange>, epoch: u64 },
     /// Tell the routes what the interest mails before this one changed (to core zero).
     FlushRoutes,
     /// The receiving core has applied the sender's interest changes up to `epoch` (and
@@ -60,6 +57,35 @@ pub enum Mail {
     /// The move of `cid` ends: with its socket and what the sender knows of it, or (None)
     /// called off.
     MoveDone { cid: u64, done: Option<Box<super::colocate::MoveDone>> },
+}
+
+/// The sending core's count for (subject, queue) in `account` went 0→1 (`add`) or 1→0;
+/// queue members are announced one by one. `flush`: tell the routes now (core zero); false
+/// while a closing client's subscriptions go one by one, until `FlushRoutes`.
+/// (The subject inline when short: 100,000 SUBs must not cost 100,000 allocations freed on
+/// another core.)
+#[derive(Debug)]
+pub struct InterestChange {
+    pub account: u32,
+    pub subject: crate::server::sublist::Key,
+    pub queue: Option<Box<[u8]>>,
+    pub add: bool,
+    pub flush: bool,
+}
+
+/// At most this many interest changes travel in one mail: the receiving core handles a mail
+/// at a time, and its clients wait meanwhile.
+pub const INTEREST_PER_MAIL: usize = 64;
+
+impl Mail {
+    /// How much handling this mail is worth, for the mailbox's slices: an interest mail
+    /// counts its changes, any other mail one.
+    pub fn weight(&self) -> u32 {
+        match self {
+            Mail::Interest { changes, .. } => changes.len() as u32,
+            _ => 1,
+        }
+    }
 }
 
 /// A range into a batch's data.
@@ -329,6 +355,22 @@ impl Outbox {
         self.wake_sender();
     }
 
+    /// An interest change numbered `epoch`: added to the interest mail at the end of the
+    /// queue when there is one with room (the order of everything stays as pushed).
+    pub fn push_interest(&self, change: InterestChange, epoch: u64) {
+        self.seal();
+        let mut mails = self.mails.borrow_mut();
+        match mails.back_mut() {
+            Some(Mail::Interest { changes, epoch: last }) if changes.len() < INTEREST_PER_MAIL => {
+                changes.push(change);
+                *last = epoch;
+            }
+            _ => mails.push_back(Mail::Interest { changes: vec![change], epoch }),
+        }
+        drop(mails);
+        self.wake_sender();
+    }
+
     fn seal(&self) {
         let mut open = self.open.borrow_mut();
         if !open.is_empty() {
@@ -510,6 +552,33 @@ mod tests {
             o.give_credit(1 << 18);
             assert!(matches!(o.next().await, Mail::Credit { bytes } if bytes == 1 << 18), "a quarter of the bound is a lump");
         });
+    }
+
+    #[test]
+    fn interest_changes_share_mails_in_order() {
+        let o = Outbox::new(Arc::default(), OUTBOX_HIGH_WATER);
+        let change = |n: usize| InterestChange { account: 0, subject: crate::server::sublist::Key::new(format!("s.{n}").as_bytes()), queue: None, add: true, flush: true };
+        for n in 0..INTEREST_PER_MAIL + 1 {
+            o.push_interest(change(n), n as u64 + 1);
+        }
+        // A message, then more interest: it may not join the mails before the message.
+        o.push_msg(b"x", None, None, b"1", None, std::iter::empty(), Meta::default());
+        o.push_interest(change(1000), 1000);
+        o.push_control(Mail::Barrier { epoch: 1001 });
+        o.push_interest(change(2000), 1002);
+        let mails: Vec<Mail> = o.mails.borrow_mut().drain(..).collect();
+        let shape: Vec<String> = mails
+            .iter()
+            .map(|m| match m {
+                Mail::Interest { changes, epoch } => format!("I{}@{epoch}:{}", changes.len(), String::from_utf8_lossy(changes[0].subject.as_slice())),
+                Mail::Batch(b) => format!("B{}", b.len()),
+                Mail::Barrier { epoch } => format!("barrier@{epoch}"),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(shape, ["I64@64:s.0", "I1@65:s.64", "B1", "I1@1000:s.1000", "barrier@1001", "I1@1002:s.2000"]);
+        assert_eq!(mails[0].weight(), 64);
+        assert_eq!(mails[2].weight(), 1);
     }
 
     #[test]

@@ -1331,6 +1331,12 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
+                // natsu: preempted, so tasks may be left: say so even if none ran yet.
+                // Upstream returns `ran` (false when the preemption timer fired before
+                // this call), and `run` takes false for "no work left": it then spins and
+                // parks with tasks ready, until some other event wakes the executor (stalls
+                // of 10-90 ms with a 2 ms preemption timer).
+                ran = true;
                 break;
             }
             if !self.run_one_task_queue() {
