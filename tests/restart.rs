@@ -5,18 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{natsu_bin, reference};
-
-/// A free loopback port (the kernel's pick, released at once: the servers below bind it by
-/// number, as a supervisor would).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
+use common::{free_port, natsu_bin, reference};
 
 /// Start the target on `port` without waiting for anything: the test itself watches the port.
 fn spawn_on(port: u16) -> Child {

@@ -8,6 +8,7 @@
 // (seconds, the whole run; default 120).
 
 import { spawn } from "node:child_process";
+import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -116,15 +117,39 @@ export async function waitFor(what, probe, ms = WAIT_MS) {
   }
 }
 
-/** Ports the kernel calls free now, all different (held together, then let go). */
+let nextPort = 0;
+
+/** One port below the kernel's ephemeral range that can be listened on now, or null. */
+function tryListen(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(null));
+    s.listen(port, HOST, () => resolve(s));
+  });
+}
+
+/**
+ * Ports free now, all different (held together, then let go). Not the kernel's pick
+ * (listen(0)): that comes from the ephemeral range, which every outgoing connection of the
+ * tests running in parallel also draws from, so one could take the port before the server
+ * binds it. Taken below that range instead, from a start that differs per process.
+ */
 export async function freePorts(n) {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise((resolve, reject) => {
-      const s = net.createServer();
-      s.once("error", reject);
-      s.listen(0, HOST, () => resolve(s));
-    })),
-  );
+  let ephemeralLow = 32768;
+  try {
+    ephemeralLow = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    // not Linux: keep the usual start of the range
+  }
+  const low = 10000;
+  const span = Math.min(Math.max(ephemeralLow, 12000), 65000) - low;
+  const start = (process.pid * 7919) % span;
+  const servers = [];
+  for (let tried = 0; servers.length < n && tried < span; tried++) {
+    const s = await tryListen(low + ((start + nextPort++) % span));
+    if (s) servers.push(s);
+  }
+  if (servers.length < n) throw new Error(`no ${n} free loopback ports below ${low + span}`);
   const ports = servers.map((s) => s.address().port);
   await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
   return ports;

@@ -467,10 +467,31 @@ pub fn messages(r: &mut Raw, others: bool) -> Vec<String> {
     out
 }
 
-/// A loopback port that was free a moment ago (for a server that must come back on the
-/// same port; everything else lets the server choose with `-p -1`).
+/// A loopback port that was free a moment ago, for a server started on it by number.
+///
+/// Not the kernel's pick (`bind(0)`): that comes from the ephemeral range, which every
+/// outgoing connection of every test running in parallel also draws its local port from, so
+/// between this check and the server's bind a client elsewhere could take it (CI saw
+/// "Address already in use" so). Ports are taken below the ephemeral range instead, from a
+/// start that differs per process and then in turn, so parallel test binaries do not walk
+/// the same ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<u32>().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.clamp(12_000, 65_000));
+    let span = high - low;
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let port = (low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {high}")
 }
 
 /// Run a test body on a fresh glommio executor in its own thread, bounded by `limit`.

@@ -31,10 +31,34 @@ def _broker_binary():
     return str(path)
 
 
+_next_port = [0]
+
+
 def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago, below the kernel's ephemeral range.
+
+    Not the kernel's pick (bind to 0): that comes from the range every outgoing connection of
+    every test running in parallel draws its local port from, so a client elsewhere could take
+    it before the broker binds it. The start differs per process; ports are then taken in turn.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low, high = 10000, min(max(ephemeral_low, 12000), 65000)
+    span = high - low
+    start = (os.getpid() * 2654435761) % span
+    for _ in range(span):
+        port = low + (start + _next_port[0]) % span
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port below {high}")
 
 
 def _wait_listening(proc, port, timeout=10.0):

@@ -10,19 +10,15 @@ The same tests run against nats-server with NATSU_TEST_TARGET=reference.
 """
 
 import asyncio
-import socket
 
 import nats
 import pytest
 
+from conftest import _free_port
 from probe import barrier, start_probe
 from test_auth_tls import client_ctx, pki  # noqa: F401  (pki is a fixture)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(coro):
@@ -43,7 +39,7 @@ def ws_conf(ws_port, extra="no_tls: true"):
 
 
 def test_ws_and_tcp_clients_exchange_messages_and_requests(start_broker):
-    ws_port = free_port()
+    ws_port = _free_port()
     port = start_broker(conf=ws_conf(ws_port))
 
     async def main():
@@ -91,7 +87,7 @@ def test_ws_and_tcp_clients_exchange_messages_and_requests(start_broker):
 
 
 def test_wss_with_a_trusted_certificate(start_broker, pki):  # noqa: F811
-    ws_port = free_port()
+    ws_port = _free_port()
     tls = f'tls {{ cert_file: "{pki.server}", key_file: "{pki.server_key}" }}'
     start_broker(conf=ws_conf(ws_port, tls))
 
@@ -109,7 +105,7 @@ def test_wss_with_a_trusted_certificate(start_broker, pki):  # noqa: F811
 
 
 def test_the_websocket_port_asks_for_its_own_token(start_broker):
-    ws_port = free_port()
+    ws_port = _free_port()
     port = start_broker(conf=ws_conf(ws_port, "no_tls: true\n authorization { token: web-token }"))
 
     async def main():
