@@ -126,6 +126,7 @@ fn loopback_reports_bandwidth_and_round_trips() {
         line[prefix.len()..].trim_start().split(|c: char| c == ' ' || c == ',').next()?.parse().ok()
     };
     assert!(figure("loopback TCP:").is_some_and(|mbps| mbps > 0.0), "{t}");
+    assert!(figure("loopback TCP through a relay:").is_some_and(|mbps| mbps > 0.0), "{t}");
     let one = figure("loopback TCP round trip, 16 B, one CPU: p50").expect("one-CPU round trip");
     assert!(one > 0.0 && one < 100_000.0, "{t}");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -1,6 +1,6 @@
 //! The machine's loopback TCP figures that a broker's are read against: the bandwidth (one
 //! executor writes 256 KiB buffers as fast as it can, another reads them), the ceiling for
-//! MB/s; and the round trip of 16 bytes between two threads on one CPU and on two, the
+//! MB/s, directly and through a relay that passes the bytes on (a broker's two hops); and the round trip of 16 bytes between two threads on one CPU and on two, the
 //! floor under request/reply latency (on a VM, waking a thread on another CPU is costly).
 
 use std::time::{Duration, Instant};
@@ -9,15 +9,34 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
-/// Megabytes (10^6 bytes) per second through one loopback TCP connection.
-pub fn measure(duration: Duration) -> Result<f64, String> {
+/// A loopback address nothing listens on a moment ago.
+fn free_addr() -> Result<std::net::SocketAddr, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    drop(listener);
+    listener.local_addr().map_err(|e| e.to_string())
+}
+
+/// Connect to a listener that another executor is about to open.
+async fn connect(addr: std::net::SocketAddr) -> Result<TcpStream, String> {
+    for _ in 0..100 {
+        match TcpStream::connect(addr).await {
+            Ok(c) => return Ok(c),
+            Err(_) => glommio::timer::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    Err(format!("cannot connect to the loopback listener {addr}"))
+}
+
+/// Megabytes (10^6 bytes) per second through one loopback TCP connection (`relay` false),
+/// or through two with a third executor passing the bytes from one to the other unread
+/// (`relay` true): the path every byte of a broker's pub/sub takes (publisher → broker →
+/// subscriber, two reads and two writes) with nothing done to it on the way, the transport
+/// ceiling for a broker on this machine.
+pub fn measure(duration: Duration, relay: bool) -> Result<f64, String> {
+    let (out_addr, in_addr) = (free_addr()?, free_addr()?);
     let reader = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(256 << 10)
         .spawn(move || async move {
-            let l = TcpListener::bind(addr).map_err(|e| e.to_string())?;
+            let l = TcpListener::bind(out_addr).map_err(|e| e.to_string())?;
             let mut s = l.accept().await.map_err(|e| e.to_string())?;
             let mut buf = vec![0u8; 256 << 10];
             let mut total = 0u64;
@@ -34,20 +53,30 @@ pub fn measure(duration: Duration) -> Result<f64, String> {
             Ok::<f64, String>(total as f64 / secs / 1e6)
         })
         .map_err(|e| e.to_string())?;
+    let relayer = relay
+        .then(|| {
+            LocalExecutorBuilder::new(Placement::Unbound).io_memory(256 << 10).spawn(move || async move {
+                let l = TcpListener::bind(in_addr).map_err(|e| e.to_string())?;
+                let mut down = connect(out_addr).await?;
+                let mut up = l.accept().await.map_err(|e| e.to_string())?;
+                let mut buf = vec![0u8; 256 << 10];
+                loop {
+                    let n = up.read(&mut buf).await.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        break;
+                    }
+                    down.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+                }
+                down.close().await.map_err(|e| e.to_string())?;
+                Ok::<(), String>(())
+            })
+        })
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let writer = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(256 << 10)
         .spawn(move || async move {
-            let mut s = None;
-            for _ in 0..100 {
-                match TcpStream::connect(addr).await {
-                    Ok(c) => {
-                        s = Some(c);
-                        break;
-                    }
-                    Err(_) => glommio::timer::sleep(Duration::from_millis(10)).await,
-                }
-            }
-            let mut s = s.ok_or("cannot connect to the loopback listener")?;
+            let mut s = connect(if relay { in_addr } else { out_addr }).await?;
             let buf = vec![7u8; 256 << 10];
             let start = Instant::now();
             while start.elapsed() < duration {
@@ -58,6 +87,9 @@ pub fn measure(duration: Duration) -> Result<f64, String> {
         })
         .map_err(|e| e.to_string())?;
     writer.join().map_err(|e| e.to_string())??;
+    if let Some(r) = relayer {
+        r.join().map_err(|e| e.to_string())??;
+    }
     reader.join().map_err(|e| e.to_string())?
 }
 

@@ -65,7 +65,7 @@ fn cli() -> Command {
         )
         .subcommand(
             Command::new("loopback")
-                .about("This machine's loopback TCP bandwidth (the ceiling for MB/s figures) and round trip on one CPU and on two (the floor under latency)")
+                .about("This machine's loopback TCP bandwidth, directly and through a relay (the ceilings for MB/s figures), and round trip on one CPU and on two (the floor under latency)")
                 .arg(Arg::new("duration").long("duration").value_parser(dur).default_value("3s")),
         )
 }
@@ -130,16 +130,21 @@ fn main() -> ExitCode {
                 println!("\nPlot: {}", plot.display());
             })
         }
-        Some(("loopback", m)) => loopback::measure(*m.get_one::<Duration>("duration").unwrap_or(&Duration::from_secs(3)))
-            .map(|mbps| println!("loopback TCP: {mbps:.0} MB/s"))
-            .and_then(|()| {
-                for (two, name) in [(false, "one CPU"), (true, "two CPUs")] {
-                    if let Some((p50, p99)) = loopback::round_trip(two, LOOPBACK_ROUND_TRIPS)? {
-                        println!("loopback TCP round trip, 16 B, {name}: p50 {p50:.1} µs, p99 {p99:.1} µs");
+        Some(("loopback", m)) => {
+            let duration = *m.get_one::<Duration>("duration").unwrap_or(&Duration::from_secs(3));
+            loopback::measure(duration, false)
+                .map(|mbps| println!("loopback TCP: {mbps:.0} MB/s"))
+                .and_then(|()| loopback::measure(duration, true))
+                .map(|mbps| println!("loopback TCP through a relay: {mbps:.0} MB/s"))
+                .and_then(|()| {
+                    for (two, name) in [(false, "one CPU"), (true, "two CPUs")] {
+                        if let Some((p50, p99)) = loopback::round_trip(two, LOOPBACK_ROUND_TRIPS)? {
+                            println!("loopback TCP round trip, 16 B, {name}: p50 {p50:.1} µs, p99 {p99:.1} µs");
+                        }
                     }
-                }
-                Ok(())
-            }),
+                    Ok(())
+                })
+        }
         _ => Err("unknown command".into()),
     };
     match r {
