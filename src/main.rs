@@ -47,7 +47,9 @@ fn main() -> ExitCode {
             };
         }
         Ok(Invocation::Print(text)) => {
-            println!("{text}");
+            // Not println!: a reader that went away (`natsu --help_tls | head -1`) would make it panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{text}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {

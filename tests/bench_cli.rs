@@ -116,6 +116,31 @@ fn bad_input_is_a_clear_error() {
     assert!(text(&o).contains("no servers available"), "{}", text(&o));
 }
 
+/// `natsu-bench run ... | head -1`: the reader of its output goes away before it prints. No
+/// panic, and the run is still saved.
+#[test]
+fn a_closed_output_pipe_is_no_panic_and_the_run_is_saved() {
+    use std::io::Read;
+    let server = Server::start();
+    let tmp = TempDir::new("bench-pipe");
+    let out = tmp.0.join("run");
+    let url = server.url();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_natsu-bench"))
+        .args(["run", "--url", &url, "--pub", "1", "--sub", "1", "--msgs", "2000", "--no-progress", "--out", out.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run natsu-bench");
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(summary(&out)["subscribers"]["msgs"], 2000, "{err}");
+}
+
 #[test]
 fn loopback_reports_bandwidth_and_round_trips() {
     let o = bench(&["loopback", "--duration", "300ms"]);

@@ -96,19 +96,38 @@ fn config(m: &ArgMatches) -> run::Config {
     }
 }
 
+/// Print to standard output. A reader that went away (`natsu-bench loopback | head -1`) is no
+/// reason for the panic `println!` gives: the rest of the output is dropped, and a run is
+/// still saved.
+fn say(args: std::fmt::Arguments) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static GONE: AtomicBool = AtomicBool::new(false);
+    if GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        GONE.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("natsu-bench: cannot write to standard output: {e}");
+        }
+    }
+}
+
 fn run_cmd(m: &ArgMatches) -> Result<(), String> {
     let cfg = config(m);
     let outcome = run::run(&cfg)?;
     let hist = report::merged_latency(&outcome);
     let summary = report::summarize(&cfg, m.get_one::<String>("name").map(String::as_str), &outcome, hist.as_ref());
-    print!("{}", report::text(&summary));
+    say(format_args!("{}", report::text(&summary)));
     let stamp = summary.started.replace([':', '-'], "").replace('T', "-");
     let dir = m
         .get_one::<PathBuf>("out")
         .cloned()
         .unwrap_or_else(|| PathBuf::from("bench-runs").join(format!("{}-{}", &stamp[..15.min(stamp.len())], std::process::id())));
     report::save(&dir, &summary, hist.as_ref())?;
-    println!("\nSaved to {}", dir.display());
+    say(format_args!("\nSaved to {}\n", dir.display()));
     if let Some(path) = m.get_one::<PathBuf>("csv") {
         std::fs::write(path, report::csv(&summary, &stamp)).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -126,20 +145,19 @@ fn main() -> ExitCode {
             let runs: Vec<PathBuf> = m.get_many::<PathBuf>("runs").map(|v| v.cloned().collect()).unwrap_or_default();
             let plot = m.get_one::<PathBuf>("plot").cloned().unwrap_or_else(|| PathBuf::from("latency.svg"));
             compare::compare(&runs, &plot).map(|table| {
-                print!("{table}");
-                println!("\nPlot: {}", plot.display());
+                say(format_args!("{table}\nPlot: {}\n", plot.display()));
             })
         }
         Some(("loopback", m)) => {
             let duration = *m.get_one::<Duration>("duration").unwrap_or(&Duration::from_secs(3));
             loopback::measure(duration, false)
-                .map(|mbps| println!("loopback TCP: {mbps:.0} MB/s"))
+                .map(|mbps| say(format_args!("loopback TCP: {mbps:.0} MB/s\n")))
                 .and_then(|()| loopback::measure(duration, true))
-                .map(|mbps| println!("loopback TCP through a relay: {mbps:.0} MB/s"))
+                .map(|mbps| say(format_args!("loopback TCP through a relay: {mbps:.0} MB/s\n")))
                 .and_then(|()| {
                     for (two, name) in [(false, "one CPU"), (true, "two CPUs")] {
                         if let Some((p50, p99)) = loopback::round_trip(two, LOOPBACK_ROUND_TRIPS)? {
-                            println!("loopback TCP round trip, 16 B, {name}: p50 {p50:.1} µs, p99 {p99:.1} µs");
+                            say(format_args!("loopback TCP round trip, 16 B, {name}: p50 {p50:.1} µs, p99 {p99:.1} µs\n"));
                         }
                     }
                     Ok(())
