@@ -4,7 +4,9 @@
 //! across the cores) and check what a client must never see, however many moves happen
 //! under it: a lost, doubled or reordered message, a lost reply, a changed CONNECT option
 //! (echo, headers, verbose), or a subscription that stops working; and that the server's
-//! connection count stays true. Moves are counted from natsu's debug log.
+//! connection count stays true. Moves are counted from natsu's debug log. And a kill -9 in
+//! the middle of moves, natsu started again on its port at once, with real clients
+//! (async-nats) reconnecting to it.
 //!
 //! Raw protocol over loopback; every wait is bounded, every loop counted.
 
@@ -30,8 +32,13 @@ struct Natsu {
 
 impl Natsu {
     fn start(extra: &[&str]) -> Natsu {
+        Natsu::start_on("-1", extra)
+    }
+
+    /// Start on client port `port` ("-1": one the server picks).
+    fn start_on(port: &str, extra: &[&str]) -> Natsu {
         let mut child = Command::new(natsu_bin())
-            .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "--cores", "2", "-D"])
+            .args(["-a", "127.0.0.1", "-p", port, "-m", "-1", "--cores", "2", "-D"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -404,4 +411,89 @@ fn clients_that_hang_up_during_moves_are_counted_out() {
     let mut c = connect(n.port, r#"{"verbose":false,"pedantic":false}"#);
     c.send("SUB x 1\r\nPUB x 2\r\nok\r\n");
     assert_eq!(c.flush(), "MSG x 1 2\r\nok\r\n");
+}
+
+/// A supervisor's kill -9 in the middle of moves, and natsu started again on the same port
+/// at once: real clients (async-nats) reconnect on their own, and every pair talks again on
+/// the new process. Nothing of a move outlives the process; this checks that nothing of it
+/// stands in the way of the next one either (the port, the clients' resubscriptions).
+#[test]
+fn killed_during_moves_and_restarted_on_its_port_clients_carry_on() {
+    const PAIRS: usize = 12;
+    // As in the first test: some pairs are a connection's neighbours and some not.
+    const PEER: [usize; PAIRS] = [0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11];
+    const AFTER: u64 = 50;
+    let port = common::free_port().to_string();
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut first = Natsu::start_on(&port, &[]);
+    let restarted = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    let (second, answered) = rt.block_on(async {
+        let connect = || async {
+            let opts = async_nats::ConnectOptions::new().retry_on_initial_connect().reconnect_delay_callback(|_| Duration::from_millis(20));
+            tokio::time::timeout(Duration::from_secs(10), opts.connect(url.as_str())).await.expect("connect in time").expect("connect")
+        };
+        let mut responders = Vec::new();
+        for i in 0..PAIRS {
+            let c = connect().await;
+            let mut sub = c.subscribe(format!("svc.{i}")).await.expect("subscribe");
+            c.flush().await.expect("flush");
+            responders.push(tokio::spawn(async move {
+                while let Some(m) = futures::StreamExt::next(&mut sub).await {
+                    if let Some(reply) = m.reply {
+                        let _ = c.publish(reply, m.payload).await;
+                    }
+                }
+            }));
+        }
+        let mut requesters = Vec::new();
+        for &peer in &PEER {
+            let c = connect().await;
+            let restarted = restarted.clone();
+            requesters.push(tokio::spawn(async move {
+                // Requests go on through the kill: those that fail while natsu is away are
+                // retried; only answers from the new process count, each checked.
+                let (mut after, mut n) = (0u64, 0u64);
+                let deadline = Instant::now() + Duration::from_secs(40);
+                while after < AFTER && Instant::now() < deadline {
+                    n += 1;
+                    let body = format!("{peer}.{n}");
+                    let was_restarted = restarted.load(Ordering::Acquire);
+                    match tokio::time::timeout(Duration::from_secs(1), c.request(format!("svc.{peer}"), body.clone().into())).await {
+                        Ok(Ok(m)) => {
+                            assert_eq!(m.payload, body.as_bytes(), "the answer to this request");
+                            after += u64::from(was_restarted);
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                after
+            }));
+        }
+        // Kill -9 once clients are moving.
+        let by = Instant::now() + Duration::from_secs(15);
+        while first.moves.load(Ordering::Relaxed) == 0 && Instant::now() < by {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(first.moves.load(Ordering::Relaxed) > 0, "no client moved in 15 s: nothing to kill natsu in the middle of");
+        first.child.kill().expect("kill -9");
+        first.child.wait().expect("reap");
+        let second = Natsu::start_on(&port, &[]);
+        restarted.store(true, Ordering::Release);
+        let mut answered = Vec::new();
+        for r in requesters {
+            answered.push(r.await.expect("requester"));
+        }
+        for r in responders {
+            r.abort();
+        }
+        (second, answered)
+    });
+    drop(rt);
+    assert!(answered.iter().all(|&a| a >= AFTER), "answers from the restarted natsu per pair: {answered:?}");
+    let by = Instant::now() + Duration::from_secs(10);
+    while second.varz_connections() != 0 && Instant::now() < by {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(second.varz_connections(), 0, "connections counted after every client left");
 }
