@@ -9,21 +9,24 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
-/// A loopback address nothing listens on a moment ago.
-fn free_addr() -> Result<std::net::SocketAddr, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map_err(|e| e.to_string())
+/// A loopback listener bound here, on a port the kernel picks, handed to an executor whole
+/// (by its descriptor) so that nothing can take the port in between; and its address.
+fn listener() -> Result<(std::os::fd::OwnedFd, std::net::SocketAddr), String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    Ok((l.into(), addr))
 }
 
-/// Connect to a listener that another executor is about to open.
+/// The glommio listener over a descriptor from [`listener`], on the calling executor.
+fn adopt(fd: std::os::fd::OwnedFd) -> TcpListener {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: a bound, listening TCP socket whose ownership passes to the glommio listener.
+    unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) }
+}
+
+/// Connect to a listener from [`listener`] (listening already: no retry needed).
 async fn connect(addr: std::net::SocketAddr) -> Result<TcpStream, String> {
-    for _ in 0..100 {
-        match TcpStream::connect(addr).await {
-            Ok(c) => return Ok(c),
-            Err(_) => glommio::timer::sleep(Duration::from_millis(10)).await,
-        }
-    }
-    Err(format!("cannot connect to the loopback listener {addr}"))
+    TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to the loopback listener {addr}: {e}"))
 }
 
 /// Megabytes (10^6 bytes) per second through one loopback TCP connection (`relay` false),
@@ -32,11 +35,11 @@ async fn connect(addr: std::net::SocketAddr) -> Result<TcpStream, String> {
 /// subscriber, two reads and two writes) with nothing done to it on the way, the transport
 /// ceiling for a broker on this machine.
 pub fn measure(duration: Duration, relay: bool) -> Result<f64, String> {
-    let (out_addr, in_addr) = (free_addr()?, free_addr()?);
+    let ((out_fd, out_addr), (in_fd, in_addr)) = (listener()?, listener()?);
     let reader = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(256 << 10)
         .spawn(move || async move {
-            let l = TcpListener::bind(out_addr).map_err(|e| e.to_string())?;
+            let l = adopt(out_fd);
             let mut s = l.accept().await.map_err(|e| e.to_string())?;
             let mut buf = vec![0u8; 256 << 10];
             let mut total = 0u64;
@@ -56,7 +59,7 @@ pub fn measure(duration: Duration, relay: bool) -> Result<f64, String> {
     let relayer = relay
         .then(|| {
             LocalExecutorBuilder::new(Placement::Unbound).io_memory(256 << 10).spawn(move || async move {
-                let l = TcpListener::bind(in_addr).map_err(|e| e.to_string())?;
+                let l = adopt(in_fd);
                 let mut down = connect(out_addr).await?;
                 let mut up = l.accept().await.map_err(|e| e.to_string())?;
                 let mut buf = vec![0u8; 256 << 10];
